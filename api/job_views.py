@@ -1,0 +1,39 @@
+"""Turns job rows into the public shapes of the API."""
+
+from collections.abc import Mapping
+from typing import Any
+
+from api.schemas import JobLinks, JobPublic, Usage
+
+
+def usage_of(row: Mapping[str, Any]) -> Usage:
+    prompt, completion = row["prompt_tokens"], row["completion_tokens"]
+    total = None if prompt is None or completion is None else prompt + completion
+    return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+
+
+def job_public(row: Mapping[str, Any], text: str | None = None) -> JobPublic:
+    job_id = str(row["id"])
+    return JobPublic(
+        id=row["id"],
+        status=row["status"],
+        model=row["model"],
+        prompt=row["prompt"],
+        messages=row["messages"],
+        params=row["params"],
+        attempt=row["attempt"],
+        text=row["text"] if text is None else text,
+        finish_reason=row["finish_reason"],
+        error=row["error"],
+        usage=usage_of(row),
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        first_token_at=row["first_token_at"],
+        finished_at=row["finished_at"],
+        links=JobLinks(self=f"/jobs/{job_id}", stream=f"/jobs/{job_id}/stream"),
+    )
+
+
+def job_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The final state sent at the end of a stream: everything but the (already streamed) text."""
+    return job_public(row).model_dump(mode="json", exclude={"text", "prompt", "messages", "params"})

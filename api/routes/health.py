@@ -1,0 +1,42 @@
+"""Liveness and readiness."""
+
+import orjson
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.deps import ResourcesDep
+from vqueue.contract import WORKER_KEY_PREFIX
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    """The process is up and serving HTTP."""
+    return {"status": "ok"}
+
+
+@router.get("/ready")
+async def ready(resources: ResourcesDep) -> JSONResponse:
+    """Postgres and Redis answer and at least one worker has its engine loaded: 200, else 503."""
+    checks: dict[str, object] = {}
+    try:
+        async with resources.db.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["postgres"] = "ok"
+    except (SQLAlchemyError, OSError) as exc:
+        checks["postgres"] = f"unavailable: {type(exc).__name__}"
+    workers = []
+    try:
+        keys = [key async for key in resources.redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*")]
+        values = await resources.redis.mget(keys) if keys else []
+        workers = [orjson.loads(value) for value in values if value]
+        checks["redis"] = "ok"
+    except (RedisError, OSError) as exc:
+        checks["redis"] = f"unavailable: {type(exc).__name__}"
+    checks["workers"] = workers
+    healthy = checks["postgres"] == "ok" and checks["redis"] == "ok" and bool(workers)
+    return JSONResponse({"ready": healthy, **checks}, status_code=200 if healthy else 503)

@@ -1,0 +1,142 @@
+"""Request and response bodies of the jobs API, separate from the table definitions."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
+
+from db.states import JobStatus
+from vqueue.settings import get_settings
+
+_limits = get_settings()
+
+
+def _no_nul(value: str) -> str:
+    # Postgres text cannot hold NUL; refusing it here keeps it a 422, not a failed INSERT.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+NonEmptyText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=_limits.max_prompt_chars),
+    AfterValidator(_no_nul),
+    AfterValidator(_not_blank),
+]
+StopString = Annotated[
+    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)
+]
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Roles are a closed set, so a prompt can never name a template role of its own.
+    role: Role
+    content: NonEmptyText
+
+
+class SamplingFields(BaseModel):
+    """Sampling parameters with the defaults a job runs with; stored whole on the job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(256, ge=1, le=_limits.max_output_tokens)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1, le=100_000, description="None: no top-k cut-off")
+    stop: list[StopString] | None = Field(None, max_length=_limits.max_stop_strings)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    ignore_eos: bool = False
+
+
+class JobCreate(SamplingFields):
+    prompt: NonEmptyText | None = None
+    messages: list[Message] | None = Field(None, min_length=1, max_length=_limits.max_messages)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        if self.messages is not None:
+            total = sum(len(message.content) for message in self.messages)
+            if total > _limits.max_prompt_chars:
+                raise ValueError(
+                    f"messages hold {total} characters, over {_limits.max_prompt_chars}"
+                )
+        return self
+
+    def sampling(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", include=set(SamplingFields.model_fields))
+
+
+class Usage(BaseModel):
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+
+class JobLinks(BaseModel):
+    self: str
+    stream: str
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    model: str | None
+    prompt: str | None
+    messages: list[Message] | None
+    params: dict[str, Any]
+    attempt: int
+    text: str | None = Field(description="The final text, or the text so far while running")
+    finish_reason: str | None
+    error: str | None
+    usage: Usage
+    created_at: datetime
+    started_at: datetime | None
+    first_token_at: datetime | None
+    finished_at: datetime | None
+    links: JobLinks
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int
+
+
+class ErrorDetail(BaseModel):
+    field: str | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[ErrorDetail] = []
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

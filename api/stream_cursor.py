@@ -1,0 +1,70 @@
+"""Where one SSE reader stands in a job's output, so that every character is sent exactly once.
+
+The reader's position is a character offset into the current attempt's text (the SSE `id`).
+Entries already covered are skipped, a partly covered one is cut, and an entry that starts past
+the position means something was missed: the caller re-reads the log, or, when the log cannot
+fill the gap (Redis lost it), takes the rest from Postgres once the job has ended.
+"""
+
+from dataclasses import dataclass
+
+from vqueue.contract import EntryKind, LogEntry
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str
+    offset: int  # the position after this delta: the SSE id
+
+
+@dataclass(frozen=True, slots=True)
+class Restart:
+    attempt: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    status: str
+
+
+CursorEvent = Delta | Restart | Ended
+
+
+class Gap(Exception):
+    """An entry starts past the reader's position: entries in between were not seen."""
+
+
+class StreamCursor:
+    def __init__(self, attempt: int, position: int) -> None:
+        self.attempt = attempt
+        self.position = position
+
+    def accept(self, entry: LogEntry) -> list[CursorEvent]:
+        if entry.attempt < self.attempt:
+            return []
+        events: list[CursorEvent] = []
+        if entry.attempt > self.attempt:
+            # A new attempt rewrites the text from its start; readers who saw text must know.
+            if self.position > 0:
+                events.append(Restart(entry.attempt))
+            self.attempt, self.position = entry.attempt, 0
+        if entry.kind is EntryKind.END:
+            # Whatever text this reader lacks then comes from Postgres (see rest_of).
+            events.append(Ended(entry.status))
+            return events
+        if entry.end <= self.position:
+            return events
+        if entry.start > self.position:
+            raise Gap
+        events.append(self._advance(entry.text[self.position - entry.start :], entry.end))
+        return events
+
+    def rest_of(self, text: str) -> list[CursorEvent]:
+        """The part of a job's full text that this reader has not had yet."""
+        if len(text) <= self.position:
+            return []
+        return [self._advance(text[self.position :], len(text))]
+
+    def _advance(self, text: str, end: int) -> Delta:
+        self.position = end
+        return Delta(text, end)

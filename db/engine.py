@@ -1,0 +1,16 @@
+"""Database engines: async for the API, sync for worker threads and migrations."""
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def make_async_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+    return create_async_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5
+    )
+
+
+def make_sync_engine(url: str, pool_size: int = 5) -> Engine:
+    return create_engine(
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5
+    )

@@ -1,0 +1,97 @@
+"""Shared fixtures: a migrated test database, a clean Redis database, and the running stack.
+
+The settings come from the environment, so the test values are set here, before any project
+module reads them. The stack (API + one Celery worker with the real CPU engine) starts once per
+session: the engine takes ~35 s to load.
+"""
+
+import os
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+_RUN_DIR = Path(tempfile.mkdtemp(prefix="vqueue-test-"))
+os.environ.update(
+    {
+        "VQUEUE_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/vqueue_test",
+        "VQUEUE_REDIS_URL": "redis://127.0.0.1:6379/15",
+        "VQUEUE_QUEUE_NAME": "vqueue.test",
+        "VQUEUE_API_PORT": str(_free_port()),
+        "VQUEUE_RUN_DIR": str(_RUN_DIR),
+        # Small enough to keep the engine light on a 2-core machine, and to make an
+        # over-long prompt cheap to build.
+        "VQUEUE_MAX_MODEL_LEN": "2048",
+        "VQUEUE_MAX_NUM_SEQS": "32",
+        "VQUEUE_SSE_KEEPALIVE_S": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "2",
+    }
+)
+
+from redis import Redis  # noqa: E402
+from sqlalchemy import Engine, create_engine, make_url, text  # noqa: E402
+
+from db.migrate import upgrade  # noqa: E402
+from vqueue import stack  # noqa: E402
+from vqueue.client import VQueueClient  # noqa: E402
+from vqueue.settings import Settings, get_settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def settings() -> Settings:
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def db(settings: Settings) -> Iterator[Engine]:
+    """A freshly created and migrated test database."""
+    url = make_url(settings.database_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    admin.dispose()
+    upgrade(settings.database_url)
+    engine = create_engine(url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis(settings: Settings) -> Iterator[Redis]:
+    client = Redis.from_url(settings.redis_url, decode_responses=True)
+    client.flushdb()
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def base_url(settings: Settings, db: Engine, redis: Redis) -> Iterator[str]:
+    """The API and one worker with the real engine, as `make up` starts them."""
+    stack.up(settings)
+    yield stack.base_url(settings)
+    stack.down(settings)
+    # Stopping twice is harmless too.
+    stack.down(settings)
+    shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def client(base_url: str) -> Iterator[VQueueClient]:
+    with VQueueClient(base_url) as api:
+        yield api
+
+
+def count_jobs(db: Engine) -> int:
+    with db.connect() as conn:
+        return int(conn.execute(text("SELECT count(*) FROM jobs")).scalar_one())

@@ -1,0 +1,108 @@
+"""Bad input is a 4xx naming what is wrong, and nothing is written."""
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+
+from tests.conftest import count_jobs
+
+LONG = "x" * 200_001
+
+BAD_BODIES: list[tuple[str, Any, set[str]]] = [
+    ("unknown field", {"prompt": "hi", "temprature": 0.5}, {"temprature"}),
+    ("wrong type", {"prompt": "hi", "max_tokens": "ten"}, {"max_tokens"}),
+    ("prompt not a string", {"prompt": 42}, {"prompt"}),
+    ("empty prompt", {"prompt": ""}, {"prompt"}),
+    ("blank prompt", {"prompt": "   \n"}, {"prompt"}),
+    ("NUL in prompt", {"prompt": "a\x00b"}, {"prompt"}),
+    ("prompt too long", {"prompt": LONG}, {"prompt"}),
+    ("neither prompt nor messages", {"max_tokens": 5}, set()),
+    (
+        "both prompt and messages",
+        {"prompt": "a", "messages": [{"role": "user", "content": "b"}]},
+        set(),
+    ),
+    ("empty messages", {"messages": []}, {"messages"}),
+    ("unknown role", {"messages": [{"role": "tool", "content": "b"}]}, {"messages.0.role"}),
+    ("message without content", {"messages": [{"role": "user"}]}, {"messages.0.content"}),
+    (
+        "empty message content",
+        {"messages": [{"role": "user", "content": ""}]},
+        {"messages.0.content"},
+    ),
+    (
+        "extra message field",
+        {"messages": [{"role": "user", "content": "b", "name": "x"}]},
+        {"messages.0.name"},
+    ),
+    ("negative temperature", {"prompt": "hi", "temperature": -0.1}, {"temperature"}),
+    ("temperature too high", {"prompt": "hi", "temperature": 2.5}, {"temperature"}),
+    ("top_p zero", {"prompt": "hi", "top_p": 0}, {"top_p"}),
+    ("top_p above one", {"prompt": "hi", "top_p": 1.5}, {"top_p"}),
+    ("top_k zero", {"prompt": "hi", "top_k": 0}, {"top_k"}),
+    ("max_tokens zero", {"prompt": "hi", "max_tokens": 0}, {"max_tokens"}),
+    ("max_tokens too large", {"prompt": "hi", "max_tokens": 10**9}, {"max_tokens"}),
+    ("negative seed", {"prompt": "hi", "seed": -1}, {"seed"}),
+    ("stop not a list", {"prompt": "hi", "stop": 5}, {"stop"}),
+    ("empty stop string", {"prompt": "hi", "stop": [""]}, {"stop.0"}),
+    ("too many stop strings", {"prompt": "hi", "stop": [str(i) for i in range(17)]}, {"stop"}),
+    ("ignore_eos not a bool", {"prompt": "hi", "ignore_eos": "maybe"}, {"ignore_eos"}),
+    ("body is a list", [{"prompt": "hi"}], set()),
+]
+
+
+@pytest.mark.parametrize(
+    ("body", "fields"), [(b, f) for _, b, f in BAD_BODIES], ids=[n for n, _, _ in BAD_BODIES]
+)
+def test_bad_bodies_are_refused_with_the_fields_named(
+    base_url: str, db: Engine, body: Any, fields: set[str]
+) -> None:
+    before = count_jobs(db)
+    response = httpx.post(f"{base_url}/jobs", json=body)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "validation_error"
+    assert error["details"], error
+    named = {detail["field"] for detail in error["details"]}
+    assert fields <= named, error
+    assert count_jobs(db) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        (b'{"prompt": "hi"', "application/json"),
+        (b"\xff\xfe not utf-8", "application/json"),
+        (b"prompt=hi", "application/x-www-form-urlencoded"),
+        (b"", "application/json"),
+    ],
+    ids=["truncated JSON", "invalid UTF-8", "form body", "empty body"],
+)
+def test_unreadable_bodies_are_refused(
+    base_url: str, db: Engine, content: bytes, content_type: str
+) -> None:
+    before = count_jobs(db)
+    response = httpx.post(
+        f"{base_url}/jobs", content=content, headers={"content-type": content_type}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["message"]
+    assert count_jobs(db) == before
+
+
+@pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1"])
+def test_unknown_jobs_are_404(base_url: str, job_id: str) -> None:
+    for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/stream"):
+        response = httpx.get(base_url + path)
+        assert response.status_code == 404, response.text
+        assert response.json()["error"]["code"] == "not_found"
+
+
+def test_a_bad_last_event_id_is_refused(base_url: str) -> None:
+    job = httpx.post(f"{base_url}/jobs", json={"prompt": "hi", "max_tokens": 1}).json()
+    response = httpx.get(f"{base_url}/jobs/{job['id']}/stream", headers={"Last-Event-ID": "abc"})
+    assert response.status_code == 422
+    assert response.json()["error"]["details"][0]["field"] == "last-event-id"

@@ -1,0 +1,172 @@
+"""The job pipeline end to end: HTTP -> Postgres -> Celery -> the real engine -> Redis -> SSE."""
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from redis import Redis
+
+from vqueue.client import ServerEvent, VQueueClient
+from vqueue.contract import token_log_key
+
+
+def deltas(events: list[ServerEvent]) -> list[ServerEvent]:
+    return [event for event in events if event.event == "delta"]
+
+
+def joined(events: list[ServerEvent]) -> str:
+    return "".join(event.data["text"] for event in deltas(events))
+
+
+def assert_offsets_match(events: list[ServerEvent], start: int = 0) -> None:
+    """Every delta's id is the character offset after it: no gaps, no repeats."""
+    position = start
+    for event in deltas(events):
+        position += len(event.data["text"])
+        assert event.id == str(position)
+
+
+def ts(job: dict[str, Any], key: str) -> datetime:
+    return datetime.fromisoformat(job[key])
+
+
+def test_a_job_streams_and_its_deltas_are_its_text(client: VQueueClient) -> None:
+    job = client.submit(prompt="The capital of France is", max_tokens=48, temperature=0.8, seed=1)
+    assert job["status"] == "queued"
+    assert job["links"] == {"self": f"/jobs/{job['id']}", "stream": f"/jobs/{job['id']}/stream"}
+    events = list(client.stream(job["id"]))
+    final = client.get(job["id"])
+
+    assert final["status"] == "succeeded"
+    assert final["text"]
+    assert joined(events) == final["text"]
+    assert_offsets_match(events)
+    assert events[-1].event == "done"
+    assert events[-1].data["status"] == "succeeded"
+    assert final["usage"]["completion_tokens"] > 0
+    assert final["usage"]["prompt_tokens"] > 0
+    assert final["finish_reason"] in {"stop", "length"}
+    assert (
+        ts(final, "created_at")
+        <= ts(final, "started_at")
+        <= ts(final, "first_token_at")
+        <= ts(final, "finished_at")
+    )
+
+
+def test_chat_messages_go_through_the_chat_template(client: VQueueClient) -> None:
+    question = "What is the product of 9 and 8?"
+    chat = client.submit(messages=[{"role": "user", "content": question}], max_tokens=8)
+    plain = client.submit(prompt=question, max_tokens=8)
+    chat_done, plain_done = client.wait(chat["id"]), client.wait(plain["id"])
+    assert chat_done["status"] == plain_done["status"] == "succeeded"
+    # The template wraps the question in role markers and SmolLM's default system prompt.
+    assert chat_done["usage"]["prompt_tokens"] > plain_done["usage"]["prompt_tokens"] + 10
+
+
+def test_a_late_subscriber_gets_the_whole_text(client: VQueueClient) -> None:
+    job = client.submit(prompt="Once upon a time", max_tokens=32)
+    final = client.wait(job["id"])
+    events = list(client.stream(job["id"]))
+    assert joined(events) == final["text"]
+    assert_offsets_match(events)
+    assert [event.event for event in events[-1:]] == ["done"]
+
+
+def test_a_reconnect_resumes_after_last_event_id(client: VQueueClient) -> None:
+    job = client.submit(prompt="Count slowly:", max_tokens=96, ignore_eos=True)
+    first: list[ServerEvent] = []
+    for event in client.stream(job["id"]):
+        first.append(event)
+        if len(deltas(first)) == 5:
+            break  # the client disconnects mid-stream
+    assert first[-1].id is not None
+    resumed = list(client.stream(job["id"], last_event_id=int(first[-1].id)))
+    final = client.wait(job["id"])
+
+    # Disconnecting did not cancel the job: it ran to its full length.
+    assert final["status"] == "succeeded"
+    assert final["usage"]["completion_tokens"] == 96
+    assert joined(first) + joined(resumed) == final["text"]
+    assert_offsets_match(resumed, start=int(first[-1].id))
+
+
+def test_the_text_so_far_is_served_while_running(client: VQueueClient) -> None:
+    job = client.submit(prompt="Write a long story:", max_tokens=200, ignore_eos=True)
+    deadline = time.monotonic() + 120
+    partial = None
+    while time.monotonic() < deadline:
+        polled = client.get(job["id"])
+        if polled["status"] == "running" and polled["text"]:
+            partial = polled["text"]
+            break
+        assert polled["status"] in {"queued", "running"}
+        time.sleep(0.05)
+    final = client.wait(job["id"])
+    assert partial is not None
+    assert len(partial) < len(final["text"])
+    assert final["text"].startswith(partial)
+
+
+def test_streams_replay_from_postgres_once_the_log_is_gone(
+    client: VQueueClient, redis: Redis
+) -> None:
+    job = client.submit(prompt="Tell me about Paris.", max_tokens=24)
+    final = client.wait(job["id"])
+    redis.delete(token_log_key(job["id"]))  # as if it expired, or Redis restarted
+
+    events = list(client.stream(job["id"]))
+    assert joined(events) == final["text"]
+    assert events[0].id == str(len(final["text"]))
+    resumed = list(client.stream(job["id"], last_event_id=3))
+    assert joined(resumed) == final["text"][3:]
+    assert resumed[-1].data["status"] == "succeeded"
+
+
+def test_sampling_parameters_take_effect(client: VQueueClient) -> None:
+    seeded = {"prompt": "Name a colour:", "max_tokens": 24, "temperature": 1.0, "seed": 1234}
+    first, second = client.submit(**seeded), client.submit(**seeded)
+    stopped = client.submit(prompt="List three fruits: apple,", max_tokens=64, stop=[","])
+    first_done, second_done = client.wait(first["id"]), client.wait(second["id"])
+    stopped_done = client.wait(stopped["id"])
+    assert first_done["text"] == second_done["text"]
+    assert stopped_done["finish_reason"] == "stop"
+    assert "," not in stopped_done["text"]
+
+
+def test_a_prompt_too_long_for_the_context_fails_the_job_not_the_worker(
+    client: VQueueClient,
+) -> None:
+    job = client.submit(prompt="hello " * 3000, max_tokens=4)  # past VQUEUE_MAX_MODEL_LEN=2048
+    events = list(client.stream(job["id"]))
+    final = client.get(job["id"])
+    assert final["status"] == "failed"
+    assert "maximum context length" in final["error"]
+    assert [event.event for event in events] == ["error", "done"]
+    assert "maximum context length" in events[0].data["message"]
+    # The worker carries on.
+    after = client.wait(client.submit(prompt="Hi", max_tokens=4)["id"])
+    assert after["status"] == "succeeded"
+
+
+def _run_to_completion(client: VQueueClient, body: dict[str, Any]) -> dict[str, Any]:
+    return client.wait(client.submit(**body)["id"], interval=0.05)
+
+
+def test_concurrent_jobs_share_the_engine(client: VQueueClient) -> None:
+    body = {"prompt": "Describe the sea.", "max_tokens": 64, "ignore_eos": True, "temperature": 0}
+    _run_to_completion(client, body)  # warm-up
+    started = time.monotonic()
+    _run_to_completion(client, body)
+    one = time.monotonic() - started
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda _: _run_to_completion(client, body), range(16)))
+    sixteen = time.monotonic() - started
+
+    assert all(job["status"] == "succeeded" for job in results)
+    assert all(job["usage"]["completion_tokens"] == 64 for job in results)
+    # Run one after another they would take 16x; batched in one engine, far less.
+    assert sixteen <= 16 * one / 3, f"16 jobs took {sixteen:.2f}s, one took {one:.2f}s"

@@ -1,0 +1,27 @@
+"""`make up` on a running stack changes nothing; `/ready` reports the loaded worker."""
+
+import httpx
+
+from vqueue import stack
+from vqueue.settings import Settings
+
+
+def test_up_twice_keeps_the_running_processes(base_url: str, settings: Settings) -> None:
+    before = {name: stack.running_pid(settings, name) for name in stack.COMMANDS}
+    assert all(before.values())
+    stack.up(settings)
+    after = {name: stack.running_pid(settings, name) for name in stack.COMMANDS}
+    assert after == before
+
+
+def test_ready_lists_the_worker_and_its_engine(base_url: str, settings: Settings) -> None:
+    response = httpx.get(f"{base_url}/ready")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["postgres"] == body["redis"] == "ok"
+    (worker,) = body["workers"]
+    assert worker["name"].endswith(f":{stack.running_pid(settings, 'worker')}")
+    assert worker["model"] == settings.model_name
+    assert worker["max_num_seqs"] == settings.max_num_seqs == 32
+    assert worker["max_model_len"] == 2048
+    assert httpx.get(f"{base_url}/health").json() == {"status": "ok"}

@@ -1,0 +1,16 @@
+from db.states import TERMINAL_STATES, TRANSITIONS, JobStatus, sources_of
+
+
+def test_only_queued_jobs_start() -> None:
+    assert sources_of(JobStatus.RUNNING) == [JobStatus.QUEUED]
+
+
+def test_final_states_are_final() -> None:
+    for status in TERMINAL_STATES:
+        assert status.is_terminal
+        assert TRANSITIONS[status] == frozenset()
+    assert not JobStatus.RUNNING.is_terminal
+
+
+def test_success_comes_only_from_running() -> None:
+    assert sources_of(JobStatus.SUCCEEDED) == [JobStatus.RUNNING]

@@ -1,0 +1,47 @@
+import pytest
+
+from api.stream_cursor import Delta, Ended, Gap, Restart, StreamCursor
+from vqueue.contract import EntryKind, LogEntry
+
+
+def delta(end: int, text: str, attempt: int = 1) -> LogEntry:
+    return LogEntry("job", attempt, EntryKind.DELTA, end, text)
+
+
+def test_deltas_advance_the_position() -> None:
+    cursor = StreamCursor(attempt=1, position=0)
+    assert cursor.accept(delta(3, "abc")) == [Delta("abc", 3)]
+    assert cursor.accept(delta(5, "de")) == [Delta("de", 5)]
+    assert cursor.position == 5
+
+
+def test_seen_entries_are_skipped_and_overlaps_cut() -> None:
+    cursor = StreamCursor(attempt=1, position=4)
+    assert cursor.accept(delta(3, "abc")) == []
+    assert cursor.accept(delta(6, "def")) == [Delta("ef", 6)]
+
+
+def test_an_entry_past_the_position_is_a_gap() -> None:
+    cursor = StreamCursor(attempt=1, position=2)
+    with pytest.raises(Gap):
+        cursor.accept(delta(9, "xyz"))
+    assert cursor.position == 2
+
+
+def test_a_new_attempt_restarts_the_text() -> None:
+    cursor = StreamCursor(attempt=1, position=5)
+    assert cursor.accept(delta(2, "ne", attempt=2)) == [Restart(2), Delta("ne", 2)]
+    assert cursor.accept(delta(9, "old", attempt=1)) == []
+
+
+def test_a_first_attempt_needs_no_restart_marker() -> None:
+    cursor = StreamCursor(attempt=0, position=0)
+    assert cursor.accept(delta(2, "hi")) == [Delta("hi", 2)]
+
+
+def test_end_and_the_rest_from_postgres() -> None:
+    cursor = StreamCursor(attempt=1, position=3)
+    end = LogEntry("job", 1, EntryKind.END, 8, status="succeeded")
+    assert cursor.accept(end) == [Ended("succeeded")]
+    assert cursor.rest_of("abcdefgh") == [Delta("defgh", 8)]
+    assert cursor.rest_of("abcdefgh") == []

@@ -1,0 +1,1 @@
+"""vqueue: a durable job queue for LLM inference."""

@@ -1,0 +1,87 @@
+"""A small HTTP client of the vqueue API (submit, poll, stream), used by the demo and the tests."""
+
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import orjson
+
+
+@dataclass(frozen=True, slots=True)
+class ServerEvent:
+    event: str
+    data: Any
+    id: str | None = None
+
+
+def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
+    """Server-Sent Events from decoded lines; comments and retry hints are skipped."""
+    event, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if not line:
+            if data:
+                yield ServerEvent(event, orjson.loads("\n".join(data)), event_id)
+            event, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        field, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if field == "event":
+            event = value
+        elif field == "data":
+            data.append(value)
+        elif field == "id":
+            event_id = value
+
+
+class VQueueClient:
+    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
+        self.http = httpx.Client(base_url=base_url, timeout=timeout)
+
+    def submit(self, **body: Any) -> dict[str, Any]:
+        response = self.http.post("/jobs", json=body)
+        response.raise_for_status()
+        job: dict[str, Any] = response.json()
+        return job
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/jobs/{job_id}")
+        response.raise_for_status()
+        job: dict[str, Any] = response.json()
+        return job
+
+    def wait(self, job_id: str, timeout: float = 300.0, interval: float = 0.2) -> dict[str, Any]:
+        """Poll until the job reaches a final state."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job["status"] in {"succeeded", "failed", "cancelled"}:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(interval)
+
+    def stream(self, job_id: str, last_event_id: int | None = None) -> Iterator[ServerEvent]:
+        """The job's events until `done`; stop iterating to disconnect."""
+        headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
+        with self.http.stream(
+            "GET", f"/jobs/{job_id}/stream", headers=headers, timeout=httpx.Timeout(30, read=None)
+        ) as response:
+            response.raise_for_status()
+            for event in parse_sse(response.iter_lines()):
+                yield event
+                if event.event == "done":
+                    return
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "VQueueClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

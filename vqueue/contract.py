@@ -1,0 +1,76 @@
+"""What crosses the api/worker boundary: the task name, Redis key names and token-log entries.
+
+A job's tokens live in a Redis Stream (its *log*) so that late or reconnecting readers can
+replay them, and every entry is also published on one channel for the live tail. An entry's
+position is a character offset into the job's text: `end` is the length of the text once the
+entry is applied, so the concatenated deltas of one attempt are exactly the stored text and a
+reader that has seen `end` characters can resume from the log or, once the log has expired,
+from the text in Postgres.
+"""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import orjson
+
+TASK_RUN_JOB = "vqueue.run_job"
+EVENTS_CHANNEL = "vqueue:events"
+WORKER_KEY_PREFIX = "vqueue:worker:"
+
+
+def token_log_key(job_id: str) -> str:
+    return f"vqueue:job:{job_id}:log"
+
+
+def worker_key(worker_name: str) -> str:
+    return f"{WORKER_KEY_PREFIX}{worker_name}"
+
+
+class EntryKind(StrEnum):
+    DELTA = "delta"  # text appended to the job's output
+    END = "end"  # the attempt ended and Postgres holds the job's final state
+
+
+@dataclass(frozen=True, slots=True)
+class LogEntry:
+    job_id: str
+    attempt: int
+    kind: EntryKind
+    end: int
+    text: str = ""
+    status: str = ""
+
+    @property
+    def start(self) -> int:
+        return self.end - len(self.text)
+
+    @property
+    def stream_id(self) -> str:
+        # Stream ids must grow strictly: within an attempt deltas are non-empty so `end` grows,
+        # the END entry sits one past the last delta, and a later attempt sorts after.
+        seq = self.end + 1 if self.kind is EntryKind.END else self.end
+        return f"{self.attempt}-{seq}"
+
+    def stream_fields(self) -> dict[str, str]:
+        return {"k": self.kind.value, "t": self.text, "s": self.status}
+
+
+def entry_from_stream(job_id: str, stream_id: str, fields: dict[str, str]) -> LogEntry:
+    attempt, seq = (int(part) for part in stream_id.split("-"))
+    kind = EntryKind(fields["k"])
+    end = seq - 1 if kind is EntryKind.END else seq
+    return LogEntry(job_id, attempt, kind, end, fields.get("t", ""), fields.get("s", ""))
+
+
+def encode_events(entries: list[LogEntry]) -> bytes:
+    """One pub/sub message for all entries of one engine step, whatever job they belong to."""
+    return orjson.dumps(
+        [[e.job_id, e.attempt, e.kind.value, e.end, e.text, e.status] for e in entries]
+    )
+
+
+def decode_events(payload: bytes | str) -> list[LogEntry]:
+    return [
+        LogEntry(job_id, attempt, EntryKind(kind), end, text, status)
+        for job_id, attempt, kind, end, text, status in orjson.loads(payload)
+    ]

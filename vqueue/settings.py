@@ -1,0 +1,72 @@
+"""The one settings object, read from VQUEUE_* environment variables (see README)."""
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VQUEUE_", extra="ignore")
+
+    # Where state lives.
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/vqueue"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # The Celery broker; empty means the same Redis as the token streams.
+    broker_url: str = ""
+    queue_name: str = "vqueue.jobs"
+
+    # Where `make up` keeps pid files and logs.
+    run_dir: Path = Path(".run")
+    # How long `make up` / `make run` wait for the API and a loaded engine.
+    start_timeout_s: float = Field(900.0, gt=0)
+
+    # The API process.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    sse_keepalive_s: float = Field(15.0, gt=0)
+    # How long a finished job's token log stays in Redis; after that streams replay from Postgres.
+    stream_retention_s: int = Field(3600, gt=0)
+    max_prompt_chars: int = Field(200_000, gt=0)
+    max_messages: int = Field(256, gt=0)
+    max_output_tokens: int = Field(8192, gt=0)
+    max_stop_strings: int = Field(16, gt=0)
+
+    # The model and engine of a worker.
+    model: str = DEFAULT_MODEL
+    model_revision: str | None = None
+    model_cache_dir: Path = Path("~/.cache/vqueue").expanduser()
+    served_model_name: str | None = None
+    max_num_seqs: int = Field(256, gt=0)
+    max_num_batched_tokens: int = Field(8192, gt=0)
+    max_model_len: int | None = Field(None, gt=0)
+    dtype: str = "auto"
+    tensor_parallel_size: int = Field(1, gt=0)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    # None: eager on the CPU build (graph compilation triples its start-up), graphs on a GPU.
+    enforce_eager: bool | None = None
+    seed: int = 0
+    # Celery task threads feeding the one engine; 0: max_num_seqs, so the engine can batch fully.
+    worker_concurrency: int = Field(0, ge=0)
+    worker_heartbeat_s: float = Field(5.0, gt=0)
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url
+
+    @property
+    def effective_worker_concurrency(self) -> int:
+        return self.worker_concurrency or self.max_num_seqs
+
+    @property
+    def model_name(self) -> str:
+        """The name clients see for the model this worker serves."""
+        return self.served_model_name or self.model
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

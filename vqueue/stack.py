@@ -1,0 +1,189 @@
+"""Start and stop the local stack (API + one worker): `python -m vqueue.stack run|up|down`.
+
+`up` starts both in the background (pid files and logs in VQUEUE_RUN_DIR) and returns once the
+API answers and the worker has its engine loaded; `down` stops them. Both may be run twice.
+`run` does the same in the foreground, sends the seed questions, and serves until Ctrl-C.
+"""
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from vqueue.client import VQueueClient
+from vqueue.demo import run_demo
+from vqueue.settings import Settings, get_settings
+
+COMMANDS = {"api": [sys.executable, "-m", "api"], "worker": [sys.executable, "-m", "worker"]}
+STOP_GRACE_S = 60.0
+
+# Processes this interpreter started, kept so that they are reaped when stopped (no zombies).
+_children: dict[int, subprocess.Popen[bytes]] = {}
+
+
+class StackError(RuntimeError):
+    pass
+
+
+def base_url(settings: Settings) -> str:
+    return f"http://{settings.api_host}:{settings.api_port}"
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.run_dir / f"{name}.pid"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie (exited, not yet reaped) is not alive.
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return True
+
+
+def running_pid(settings: Settings, name: str) -> int | None:
+    try:
+        pid = int(_pid_file(settings, name).read_text())
+    except (OSError, ValueError):
+        return None
+    return pid if _alive(pid) else None
+
+
+def _spawn(settings: Settings, name: str) -> int:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(settings.run_dir / f"{name}.log", "ab") as log:
+        process = subprocess.Popen(
+            COMMANDS[name],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Its own process group: Ctrl-C reaches only us, and we stop it in order.
+            start_new_session=True,
+        )
+    _pid_file(settings, name).write_text(f"{process.pid}\n")
+    _children[process.pid] = process
+    return process.pid
+
+
+def _log_tail(settings: Settings, name: str, lines: int = 30) -> str:
+    try:
+        text = (settings.run_dir / f"{name}.log").read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def wait_ready(settings: Settings, pids: dict[str, int]) -> None:
+    """Until /ready lists the worker started here (an old worker's heartbeat may linger)."""
+    deadline = time.monotonic() + settings.start_timeout_s
+    url = base_url(settings) + "/ready"
+    while time.monotonic() < deadline:
+        for name, pid in pids.items():
+            if not _alive(pid):
+                raise StackError(f"{name} exited during start-up:\n{_log_tail(settings, name)}")
+        try:
+            workers = httpx.get(url, timeout=5).json().get("workers", [])
+            if any(worker["name"].endswith(f":{pids['worker']}") for worker in workers):
+                return
+        except (httpx.HTTPError, ValueError):
+            pass
+        time.sleep(1.0)
+    raise StackError(f"not ready after {settings.start_timeout_s:.0f}s; see {settings.run_dir}/")
+
+
+def up(settings: Settings) -> None:
+    pids = {}
+    for name in COMMANDS:
+        pid = running_pid(settings, name)
+        if pid is None:
+            pid = _spawn(settings, name)
+            print(f"started {name} (pid {pid}), log: {settings.run_dir / (name + '.log')}")
+        else:
+            print(f"{name} already running (pid {pid})")
+        pids[name] = pid
+    try:
+        wait_ready(settings, pids)
+    except StackError:
+        down(settings)
+        raise
+    print(f"ready: {base_url(settings)}")
+
+
+def _stop(pid: int) -> None:
+    # The main process first, so the worker shuts its engine down cleanly; then the whole group.
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + STOP_GRACE_S
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait()
+
+
+def down(settings: Settings) -> None:
+    for name in reversed(COMMANDS):
+        pid = running_pid(settings, name)
+        if pid is not None:
+            _stop(pid)
+            print(f"stopped {name} (pid {pid})")
+        _pid_file(settings, name).unlink(missing_ok=True)
+
+
+def run(settings: Settings) -> None:
+    if all(running_pid(settings, name) for name in COMMANDS):
+        print("the stack is already running in the background (make up); using it")
+        _demo(settings)
+        return
+    pids = {name: _spawn(settings, name) for name in COMMANDS}
+    print(f"starting the API and a worker; logs in {settings.run_dir}/ (Ctrl-C stops)")
+    try:
+        wait_ready(settings, pids)
+        _demo(settings)
+        print(f"\nserving on {base_url(settings)}; Ctrl-C to stop")
+        while all(_alive(pid) for pid in pids.values()):
+            time.sleep(1.0)
+        raise StackError("a process exited; see the logs in " + str(settings.run_dir))
+    except KeyboardInterrupt:
+        print("\nstopping")
+    finally:
+        for pid in pids.values():
+            _stop(pid)
+        for name in COMMANDS:
+            _pid_file(settings, name).unlink(missing_ok=True)
+
+
+def _demo(settings: Settings) -> None:
+    with VQueueClient(base_url(settings)) as client:
+        run_demo(client, sys.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m vqueue.stack")
+    parser.add_argument("command", choices=["run", "up", "down"])
+    command = parser.parse_args().command
+    settings = get_settings()
+    try:
+        {"run": run, "up": up, "down": down}[command](settings)
+    except StackError as exc:
+        sys.exit(f"error: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The GPU (or CPU) worker: a Celery process holding one resident vLLM engine."""

@@ -1,0 +1,52 @@
+"""The Celery app of the workers: one process, a threads pool, one resident engine."""
+
+import logging
+
+from celery import Celery, signals
+
+from vqueue.contract import TASK_RUN_JOB
+from vqueue.settings import get_settings
+from worker.runtime import WorkerRuntime
+
+log = logging.getLogger(__name__)
+
+settings = get_settings()
+
+app = Celery("vqueue", broker=settings.effective_broker_url)
+app.conf.update(
+    task_default_queue=settings.queue_name,
+    # Postgres holds results; Celery only moves job ids.
+    task_ignore_result=True,
+    # A task is acknowledged after it ran, and handed back if its worker is lost mid-run.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    # Each thread holds one job in the engine; reserve no more than that.
+    worker_prefetch_multiplier=1,
+    worker_pool="threads",
+    worker_concurrency=settings.effective_worker_concurrency,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+_runtime: WorkerRuntime | None = None
+
+
+@signals.worker_init.connect
+def _start_engine(**_: object) -> None:
+    # Built here, in the main process, before the pool starts: the threads pool shares it and
+    # vLLM may spawn its engine-core process (a prefork child could not).
+    global _runtime
+    _runtime = WorkerRuntime(settings)
+
+
+@signals.worker_shutdown.connect
+def _stop_engine(**_: object) -> None:
+    if _runtime is not None:
+        _runtime.close()
+
+
+@app.task(name=TASK_RUN_JOB)
+def run_job(job_id: str) -> str | None:
+    if _runtime is None:
+        raise RuntimeError("the worker's engine is not running")
+    return _runtime.run_job(job_id)

@@ -1,0 +1,95 @@
+"""The resident engine: one vLLM AsyncLLM on its own asyncio loop thread, for the worker's life.
+
+Celery task threads hand coroutines to that loop (`submit`) and wait on the result, so many
+tasks feed one engine that batches them continuously.
+"""
+
+import asyncio
+import logging
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from vqueue.settings import Settings
+
+T = TypeVar("T")
+
+log = logging.getLogger(__name__)
+
+
+def engine_args(settings: Settings, model_path: Path) -> Any:
+    from vllm import AsyncEngineArgs
+    from vllm.platforms import current_platform
+
+    enforce_eager = settings.enforce_eager
+    if enforce_eager is None:
+        enforce_eager = current_platform.is_cpu()
+    # max_num_seqs and the token budget are always explicit: AsyncLLM's own defaults (128
+    # sequences, a small budget) cut throughput by more than half (see docs/ARCHITECTURE.md).
+    return AsyncEngineArgs(
+        model=str(model_path),
+        served_model_name=settings.model_name,
+        tokenizer=str(model_path),
+        max_num_seqs=settings.max_num_seqs,
+        max_num_batched_tokens=settings.max_num_batched_tokens,
+        max_model_len=settings.max_model_len,
+        dtype=settings.dtype,
+        tensor_parallel_size=settings.tensor_parallel_size,
+        gpu_memory_utilization=settings.gpu_memory_utilization,
+        enforce_eager=enforce_eager,
+        seed=settings.seed,
+        disable_log_stats=False,
+    )
+
+
+class EngineHost:
+    """Owns the loop thread and the engine; use `start()` then `close()` (or `with`)."""
+
+    def __init__(self, settings: Settings, model_path: Path) -> None:
+        self.settings = settings
+        self.model_path = model_path
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
+        self.engine: Any = None
+        self.max_model_len = 0
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> "EngineHost":
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        self._thread.start()
+        args = engine_args(self.settings, self.model_path)
+
+        async def build() -> Any:
+            # AsyncLLM binds its output handler to the running loop, so build it there.
+            return AsyncLLM.from_engine_args(args)
+
+        self.engine = self.submit(build()).result()
+        self.max_model_len = self.engine.vllm_config.model_config.max_model_len
+        log.info("engine ready: %s (max_model_len %d)", self.model_path, self.max_model_len)
+        return self
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "Future[T]":
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def tokenizer(self) -> Any:
+        return self.engine.get_tokenizer()
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.shutdown()
+            self.engine = None
+        if self.loop.is_running():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=10)
+
+    def __enter__(self) -> "EngineHost":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,76 @@
+"""Writes token-log entries to Redis from the engine loop, one pipeline per engine step.
+
+Every job's generator adds its delta as the engine produces it; a single flusher task sends
+whatever has gathered as one pipeline (an XADD per entry into the job's log, one PUBLISH for
+the whole step) so the cost per token stays a fraction of a round trip.
+"""
+
+import asyncio
+import logging
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events, token_log_key
+
+log = logging.getLogger(__name__)
+
+# A log whose job never ends (its worker died) still goes away eventually.
+ORPHAN_LOG_TTL_S = 24 * 3600
+
+
+class TokenLogPublisher:
+    def __init__(self, redis: Redis, retention_s: int) -> None:
+        self._redis = redis
+        self._retention_s = retention_s
+        self._pending: list[LogEntry] = []
+        self._flushed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="token-log-publisher")
+
+    def add(self, entry: LogEntry) -> "asyncio.Future[None]":
+        """Queue an entry; the returned future resolves once its batch reached Redis (or failed)."""
+        self._pending.append(entry)
+        self._wakeup.set()
+        return self._flushed
+
+    async def _run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            # Let the other jobs of this engine step add their deltas before flushing.
+            await asyncio.sleep(0)
+            self._wakeup.clear()
+            batch, self._pending = self._pending, []
+            done, self._flushed = self._flushed, asyncio.get_running_loop().create_future()
+            await self._write(batch)
+            done.set_result(None)
+
+    async def _write(self, batch: list[LogEntry]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for entry in batch:
+            key = token_log_key(entry.job_id)
+            pipe.xadd(key, entry.stream_fields(), id=entry.stream_id)  # type: ignore[arg-type]
+            if entry.kind is EntryKind.END:
+                pipe.expire(key, self._retention_s)
+            elif entry.start == 0:
+                pipe.expire(key, ORPHAN_LOG_TTL_S)
+        pipe.publish(EVENTS_CHANNEL, encode_events(batch))
+        try:
+            results = await pipe.execute(raise_on_error=False)
+        except (RedisError, OSError) as exc:
+            # Postgres holds every final result; a lost delta only degrades live streaming.
+            log.warning("token log write failed for %d entries: %s", len(batch), exc)
+            return
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("token log command failed: %s", result)
+
+    async def close(self) -> None:
+        if self._pending:
+            await self._write(self._pending)
+            self._pending = []
+        if self._task is not None:
+            self._task.cancel()

@@ -1,0 +1,98 @@
+"""Everything a worker process holds for its lifetime, built once when the worker starts."""
+
+import logging
+import os
+import socket
+import threading
+import time
+from contextlib import suppress
+from typing import Any
+
+import orjson
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from db.engine import make_sync_engine
+from db.states import JobStatus
+from vqueue.contract import worker_key
+from vqueue.settings import Settings
+from worker.engine import EngineHost
+from worker.model_source import resolve_model
+from worker.publisher import TokenLogPublisher
+from worker.runner import JobRunner
+
+log = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.started_at = time.time()
+        self.running = 0
+        self._running_lock = threading.Lock()
+        self._stop = threading.Event()
+        model_path = resolve_model(
+            settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
+        )
+        self.host = EngineHost(settings, model_path).start()
+        self.db = make_sync_engine(
+            settings.database_url, pool_size=min(settings.effective_worker_concurrency, 20)
+        )
+        self.publisher: TokenLogPublisher = self.host.submit(self._start_publisher()).result()
+        self.runner = JobRunner(self.host, self.db, self.publisher, self.name)
+        self._redis = SyncRedis.from_url(settings.redis_url)
+        self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    async def _start_publisher(self) -> TokenLogPublisher:
+        # The async Redis client belongs to the engine loop, where all publishing happens.
+        self._async_redis = Redis.from_url(self.settings.redis_url)
+        publisher = TokenLogPublisher(self._async_redis, self.settings.stream_retention_s)
+        publisher.start()
+        return publisher
+
+    def run_job(self, job_id: str) -> JobStatus | None:
+        with self._running_lock:
+            self.running += 1
+        try:
+            return self.runner.run(job_id)
+        finally:
+            with self._running_lock:
+                self.running -= 1
+
+    def describe(self) -> dict[str, Any]:
+        settings = self.settings
+        return {
+            "name": self.name,
+            "model": settings.model_name,
+            "max_num_seqs": settings.max_num_seqs,
+            "max_num_batched_tokens": settings.max_num_batched_tokens,
+            "max_model_len": self.host.max_model_len,
+            "concurrency": settings.effective_worker_concurrency,
+            "running": self.running,
+            "started_at": self.started_at,
+        }
+
+    def _beat(self) -> None:
+        """Announce this worker (engine loaded) in Redis; the key expires soon after it dies."""
+        interval = self.settings.worker_heartbeat_s
+        while not self._stop.is_set():
+            try:
+                self._redis.set(
+                    worker_key(self.name), orjson.dumps(self.describe()), ex=int(interval * 3) + 1
+                )
+            except RedisError as exc:
+                log.warning("heartbeat failed: %s", exc)
+            self._stop.wait(interval)
+
+    def close(self) -> None:
+        self._stop.set()
+        with suppress(RedisError):
+            self._redis.delete(worker_key(self.name))
+        self.host.submit(self.publisher.close()).result(timeout=10)
+        self.host.submit(self._async_redis.aclose()).result(timeout=10)
+        self.host.close()
+        self.db.dispose()
+        self._redis.close()

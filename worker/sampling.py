@@ -1,0 +1,15 @@
+"""The one mapping from a job's stored sampling parameters to vLLM's SamplingParams."""
+
+from typing import Any
+
+# Keys the API validates and stores in jobs.params; anything else in the row is ignored here.
+SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "ignore_eos")
+
+
+def to_sampling_params(params: dict[str, Any]) -> Any:
+    from vllm import SamplingParams
+    from vllm.sampling_params import RequestOutputKind
+
+    given = {key: params[key] for key in SAMPLING_KEYS if params.get(key) is not None}
+    # DELTA: each output carries only the new text, which is what the token log stores.
+    return SamplingParams(**given, output_kind=RequestOutputKind.DELTA)
