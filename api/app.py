@@ -12,12 +12,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
 
 from api.deps import Resources
-from api.enqueue import Enqueuer
 from api.errors import error_response, install_error_handlers
 from api.hub import EventHub
 from api.routes import health, jobs, stream
 from api.schemas import ErrorBody
-from db.engine import make_async_engine
+from db.engine import make_async_engine, make_sync_engine
+from vqueue.queueing import JobQueue
+from vqueue.reconciler import Reconciler
 from vqueue.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -30,13 +31,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     hub = EventHub(redis)
     hub.start()
-    enqueuer = Enqueuer(settings.effective_broker_url, settings.queue_name)
-    app.state.resources = Resources(settings, db, redis, hub, enqueuer)
+    queue = JobQueue(settings.effective_broker_url, settings.redis_url, settings.queue_name)
+    app.state.resources = Resources(settings, db, redis, hub, queue)
+    reconciler_db = make_sync_engine(settings.database_url, pool_size=1)
+    reconciler = Reconciler(settings, reconciler_db, queue)
+    reconciler.start()
     try:
         yield
     finally:
+        reconciler.close()
+        reconciler_db.dispose()
         await hub.close()
-        enqueuer.close()
+        queue.close()
         await redis.aclose()
         await db.dispose()
 

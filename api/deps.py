@@ -7,8 +7,8 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from api.enqueue import Enqueuer
 from api.hub import EventHub
+from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 
 
@@ -18,7 +18,7 @@ class Resources:
     db: AsyncEngine
     redis: Redis
     hub: EventHub
-    enqueuer: Enqueuer
+    queue: JobQueue
 
 
 def get_resources(request: Request) -> Resources:

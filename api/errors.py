@@ -26,6 +26,11 @@ class NotFoundError(APIError):
     code = "not_found"
 
 
+class ConflictError(APIError):
+    status_code = 409
+    code = "conflict"
+
+
 class ServiceUnavailableError(APIError):
     status_code = 503
     code = "unavailable"

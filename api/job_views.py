@@ -6,17 +6,21 @@ from typing import Any
 from api.schemas import JobLinks, JobPublic, Usage
 
 
-def usage_of(row: Mapping[str, Any]) -> Usage:
+def usage_of(row: Mapping[Any, Any]) -> Usage:
     prompt, completion = row["prompt_tokens"], row["completion_tokens"]
     total = None if prompt is None or completion is None else prompt + completion
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
 
 
-def job_public(row: Mapping[str, Any], text: str | None = None) -> JobPublic:
+def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
     job_id = str(row["id"])
     return JobPublic(
         id=row["id"],
         status=row["status"],
+        priority=row["priority"],
+        timeout_s=row["timeout_s"],
+        expires_at=row["expires_at"],
+        cancel_requested_at=row["cancel_requested_at"],
         model=row["model"],
         prompt=row["prompt"],
         messages=row["messages"],
@@ -30,10 +34,14 @@ def job_public(row: Mapping[str, Any], text: str | None = None) -> JobPublic:
         started_at=row["started_at"],
         first_token_at=row["first_token_at"],
         finished_at=row["finished_at"],
-        links=JobLinks(self=f"/jobs/{job_id}", stream=f"/jobs/{job_id}/stream"),
+        links=JobLinks(
+            self=f"/jobs/{job_id}",
+            stream=f"/jobs/{job_id}/stream",
+            cancel=f"/jobs/{job_id}/cancel",
+        ),
     )
 
 
-def job_summary(row: Mapping[str, Any]) -> dict[str, Any]:
+def job_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The final state sent at the end of a stream: everything but the (already streamed) text."""
     return job_public(row).model_dump(mode="json", exclude={"text", "prompt", "messages", "params"})

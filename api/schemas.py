@@ -75,6 +75,16 @@ class SamplingFields(BaseModel):
 class JobCreate(SamplingFields):
     prompt: NonEmptyText | None = None
     messages: list[Message] | None = Field(None, min_length=1, max_length=_limits.max_messages)
+    priority: int = Field(5, ge=0, le=9, description="0 runs first, 9 last")
+    timeout_s: int | None = Field(
+        None, ge=1, le=_limits.max_job_timeout_s, description="Longest run; default the maximum"
+    )
+    queue_timeout_s: int | None = Field(
+        None,
+        ge=1,
+        le=_limits.queue_timeout_s,
+        description="Longest wait in the queue before the job expires; default the maximum",
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
@@ -101,11 +111,16 @@ class Usage(BaseModel):
 class JobLinks(BaseModel):
     self: str
     stream: str
+    cancel: str
 
 
 class JobPublic(BaseModel):
     id: uuid.UUID
     status: JobStatus
+    priority: int
+    timeout_s: int
+    expires_at: datetime | None
+    cancel_requested_at: datetime | None
     model: str | None
     prompt: str | None
     messages: list[Message] | None

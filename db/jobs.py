@@ -8,11 +8,15 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Update, func, select, update
+from sqlalchemy import Select, Update, func, or_, select, update
 from sqlalchemy.dialects.postgresql import Insert, insert
 
 from db.schema import jobs
 from db.states import JobStatus, sources_of
+
+
+def _seconds(value: float) -> Any:
+    return func.make_interval(0, 0, 0, 0, 0, 0, value)
 
 
 def insert_job(
@@ -22,19 +26,37 @@ def insert_job(
     messages: list[dict[str, str]] | None,
     params: dict[str, Any],
     model: str | None,
+    priority: int,
+    timeout_s: int,
+    queue_timeout_s: int,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
 ) -> Insert:
-    return insert(jobs).values(
+    statement = insert(jobs).values(
         id=job_id,
         status=JobStatus.QUEUED,
         prompt=prompt,
         messages=messages,
         params=params,
         model=model,
+        priority=priority,
+        timeout_s=timeout_s,
+        expires_at=func.now() + _seconds(queue_timeout_s),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
     )
+    if idempotency_key is not None:
+        # A concurrent submit with the same key inserts nothing; the caller reads the winner.
+        statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    return statement
 
 
 def get_job(job_id: uuid.UUID) -> Select[Any]:
     return select(jobs).where(jobs.c.id == job_id)
+
+
+def get_job_by_idempotency_key(key: str) -> Select[Any]:
+    return select(jobs).where(jobs.c.idempotency_key == key)
 
 
 def list_jobs(*, limit: int, offset: int, status: JobStatus | None) -> Select[Any]:
@@ -51,16 +73,23 @@ def count_jobs(*, status: JobStatus | None) -> Select[Any]:
     return query
 
 
-def claim_job(job_id: uuid.UUID, worker: str) -> Update:
-    """Queued -> running with a new attempt; returns the row only to the one claimant."""
+def claim_job(job_id: uuid.UUID, worker: str, lease_s: float) -> Update:
+    """Queued -> running with a new attempt and a lease; returns the row only to the claimant.
+
+    An expired job is not claimed: the reconciler fails it."""
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status.in_(sources_of(JobStatus.RUNNING)))
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.status.in_(sources_of(JobStatus.RUNNING)),
+            jobs.c.expires_at > func.now(),
+        )
         .values(
             status=JobStatus.RUNNING,
             attempt=jobs.c.attempt + 1,
             worker=worker,
             started_at=func.now(),
+            lease_expires_at=func.now() + _seconds(lease_s),
             first_token_at=None,
             text=None,
             error=None,
@@ -81,7 +110,10 @@ def finish_job(
     first_token_at: datetime | None,
     error: str | None,
 ) -> Update:
-    """Running -> terminal for this attempt only: a stale attempt finishing late changes nothing."""
+    """Record this attempt's outcome, unless a newer attempt has started (nothing changes).
+
+    Still `queued` with the same attempt means the reconciler requeued the job while this
+    worker could not reach Postgres, and nobody claimed it since: the result is kept."""
     assert status.is_terminal
     return (
         update(jobs)
@@ -89,7 +121,7 @@ def finish_job(
             jobs.c.id == job_id,
             jobs.c.attempt == attempt,
             jobs.c.status.in_(sources_of(status)),
-            jobs.c.status == JobStatus.RUNNING,
+            jobs.c.status.in_([JobStatus.RUNNING, JobStatus.QUEUED]),
         )
         .values(
             status=status,
@@ -100,8 +132,19 @@ def finish_job(
             first_token_at=first_token_at,
             error=error,
             finished_at=func.now(),
+            lease_expires_at=None,
         )
         .returning(jobs.c.id)
+    )
+
+
+def hand_back_job(job_id: uuid.UUID, attempt: int) -> Update:
+    """Running -> queued: a worker shutting down returns a job it could not finish."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == JobStatus.RUNNING)
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None)
+        .returning(jobs.c.id, jobs.c.priority)
     )
 
 
@@ -109,7 +152,115 @@ def fail_queued_job(job_id: uuid.UUID, error: str) -> Update:
     """Queued -> failed, for a job that can never start (e.g. it could not be enqueued)."""
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status.in_(sources_of(JobStatus.FAILED)))
-        .where(jobs.c.status == JobStatus.QUEUED)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED)
         .values(status=JobStatus.FAILED, error=error, finished_at=func.now())
     )
+
+
+def cancel_queued_job(job_id: uuid.UUID) -> Update:
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.CANCELLED,
+            cancel_requested_at=func.now(),
+            finished_at=func.now(),
+            error="cancelled while queued",
+        )
+        .returning(jobs)
+    )
+
+
+def request_cancel_running_job(job_id: uuid.UUID) -> Update:
+    """Mark a running job for cancellation; its worker aborts it within VQUEUE_CANCEL_POLL_S."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
+        .values(cancel_requested_at=func.coalesce(jobs.c.cancel_requested_at, func.now()))
+        .returning(jobs)
+    )
+
+
+def cancel_requested(job_ids: list[uuid.UUID]) -> Select[Any]:
+    return select(jobs.c.id).where(
+        jobs.c.id.in_(job_ids),
+        jobs.c.status == JobStatus.RUNNING,
+        jobs.c.cancel_requested_at.is_not(None),
+    )
+
+
+def renew_leases(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(job_ids), jobs.c.status == JobStatus.RUNNING, jobs.c.worker == worker)
+        .values(lease_expires_at=func.now() + _seconds(lease_s))
+    )
+
+
+# The reconciler's statements. Each is safe to run from several workers at once.
+
+
+def _lost(live_workers: list[str]) -> list[Any]:
+    # A lapsed lease of a worker that still heartbeats means it cannot reach Postgres, not
+    # that it died: its result is on the way, and running the job again would waste it.
+    return [
+        jobs.c.status == JobStatus.RUNNING,
+        jobs.c.lease_expires_at < func.now(),
+        or_(jobs.c.worker.is_(None), jobs.c.worker.not_in(live_workers)),
+    ]
+
+
+def requeue_lost_jobs(max_attempts: int, live_workers: list[str]) -> Update:
+    """Running jobs whose worker died (lease lapsed, no heartbeat) go back to the queue."""
+    return (
+        update(jobs)
+        .where(*_lost(live_workers), jobs.c.attempt < max_attempts)
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None)
+        .returning(jobs.c.id, jobs.c.priority)
+    )
+
+
+def give_up_lost_jobs(max_attempts: int, live_workers: list[str]) -> Update:
+    """Lost jobs that already used every attempt fail instead of looping forever."""
+    return (
+        update(jobs)
+        .where(*_lost(live_workers), jobs.c.attempt >= max_attempts)
+        .values(
+            status=JobStatus.FAILED,
+            error=f"gave up after {max_attempts} attempts: the worker running it was lost "
+            "each time",
+            finished_at=func.now(),
+            lease_expires_at=None,
+        )
+        .returning(jobs.c.id, jobs.c.attempt)
+    )
+
+
+def expire_queued_jobs() -> Update:
+    return (
+        update(jobs)
+        .where(jobs.c.status == JobStatus.QUEUED, jobs.c.expires_at <= func.now())
+        .values(
+            status=JobStatus.FAILED,
+            error="expired: waited in the queue longer than its queue timeout",
+            finished_at=func.now(),
+        )
+        .returning(jobs.c.id, jobs.c.attempt)
+    )
+
+
+def stale_queued_jobs(older_than_s: float, limit: int) -> Select[Any]:
+    """Queued jobs old enough that their message must be in the broker by now."""
+    return (
+        select(jobs.c.id, jobs.c.priority)
+        .where(
+            jobs.c.status == JobStatus.QUEUED,
+            jobs.c.created_at < func.now() - _seconds(older_than_s),
+        )
+        .order_by(jobs.c.created_at)
+        .limit(limit)
+    )
+
+
+def queued_among(job_ids: list[uuid.UUID]) -> Select[Any]:
+    return select(jobs.c.id).where(jobs.c.id.in_(job_ids), jobs.c.status == JobStatus.QUEUED)

@@ -18,7 +18,11 @@ class JobStatus(StrEnum):
 TERMINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
+    # QUEUED -> SUCCEEDED/FAILED: a worker's late result for a job the reconciler requeued while
+    # Postgres was out of reach, when no other attempt has claimed it since.
+    JobStatus.QUEUED: frozenset(
+        {JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}
+    ),
     # Back to QUEUED when a worker hands a job back (shutdown, lost lease).
     JobStatus.RUNNING: frozenset(
         {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}

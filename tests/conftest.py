@@ -11,6 +11,7 @@ import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,10 +23,19 @@ def _free_port() -> int:
         return port
 
 
+from tests.faults import CuttableProxy  # noqa: E402
+
+DATABASE = "vqueue_test"
+DIRECT_DATABASE_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
+# The stack reaches Postgres through a proxy that the durability tests can cut.
+POSTGRES_PROXY = CuttableProxy(5432)
+
 _RUN_DIR = Path(tempfile.mkdtemp(prefix="vqueue-test-"))
 os.environ.update(
     {
-        "VQUEUE_DATABASE_URL": "postgresql+psycopg://postgres@127.0.0.1:5432/vqueue_test",
+        "VQUEUE_DATABASE_URL": (
+            f"postgresql+psycopg://postgres@127.0.0.1:{POSTGRES_PROXY.port}/{DATABASE}"
+        ),
         "VQUEUE_REDIS_URL": "redis://127.0.0.1:6379/15",
         "VQUEUE_QUEUE_NAME": "vqueue.test",
         "VQUEUE_API_PORT": str(_free_port()),
@@ -36,6 +46,13 @@ os.environ.update(
         "VQUEUE_MAX_NUM_SEQS": "32",
         "VQUEUE_SSE_KEEPALIVE_S": "1",
         "VLLM_CPU_KVCACHE_SPACE": "2",
+        # Short enough for fault tests to see requeues and hand-backs within seconds.
+        "VQUEUE_LEASE_S": "6",
+        "VQUEUE_WORKER_HEARTBEAT_S": "1",
+        "VQUEUE_RECONCILE_INTERVAL_S": "1",
+        "VQUEUE_REQUEUE_GRACE_S": "2",
+        "VQUEUE_SHUTDOWN_GRACE_S": "3",
+        "VQUEUE_MAX_ATTEMPTS": "3",
     }
 )
 
@@ -56,12 +73,12 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def db(settings: Settings) -> Iterator[Engine]:
     """A freshly created and migrated test database."""
-    url = make_url(settings.database_url)
+    url = make_url(DIRECT_DATABASE_URL)
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
     admin.dispose()
-    upgrade(settings.database_url)
+    upgrade(DIRECT_DATABASE_URL)
     engine = create_engine(url)
     yield engine
     engine.dispose()
@@ -95,3 +112,32 @@ def client(base_url: str) -> Iterator[VQueueClient]:
 def count_jobs(db: Engine) -> int:
     with db.connect() as conn:
         return int(conn.execute(text("SELECT count(*) FROM jobs")).scalar_one())
+
+
+REPORT_PATH = Path(__file__).resolve().parent.parent / "docs" / "durability.md"
+
+
+@pytest.fixture(scope="session")
+def durability_report() -> Iterator[list[dict[str, Any]]]:
+    """Rows the fault-injection tests add; written to docs/durability.md at the end."""
+    rows: list[dict[str, Any]] = []
+    yield rows
+    if not rows:
+        return
+    lines = [
+        "# Durability under injected faults",
+        "",
+        "Written by `tests/test_durability.py` on every run of the suite (real Postgres, Redis,",
+        "Celery worker and CPU engine). *Lost*: jobs that did not end `succeeded`. *Duplicated*:",
+        "jobs whose result was recorded more than once or whose text is not one attempt's whole",
+        "output.",
+        "",
+        "| fault | how it was injected | jobs in flight | lost | duplicated | notes |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {r['fault']} | {r['injection']} | {r['in_flight']} | {r['lost']} | "
+        f"{r['duplicated']} | {r['notes']} |"
+        for r in rows
+    ]
+    REPORT_PATH.write_text("\n".join(lines) + "\n")

@@ -7,9 +7,16 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from api.token_log import read_after, text_so_far
-from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, decode_events, token_log_key
+from vqueue.contract import (
+    EVENTS_CHANNEL,
+    ORPHAN_LOG_TTL_S,
+    EntryKind,
+    LogEntry,
+    decode_events,
+    token_log_key,
+)
 from vqueue.settings import Settings
-from worker.publisher import ORPHAN_LOG_TTL_S, TokenLogPublisher
+from worker.publisher import TokenLogPublisher
 
 
 def test_one_step_is_one_message_and_every_entry_is_logged(

@@ -12,5 +12,5 @@ def test_final_states_are_final() -> None:
     assert not JobStatus.RUNNING.is_terminal
 
 
-def test_success_comes_only_from_running() -> None:
-    assert sources_of(JobStatus.SUCCEEDED) == [JobStatus.RUNNING]
+def test_results_land_on_running_or_requeued_jobs_only() -> None:
+    assert sources_of(JobStatus.SUCCEEDED) == [JobStatus.QUEUED, JobStatus.RUNNING]

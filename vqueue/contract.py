@@ -10,6 +10,7 @@ from the text in Postgres.
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import orjson
 
@@ -55,6 +56,23 @@ class LogEntry:
         return {"k": self.kind.value, "t": self.text, "s": self.status}
 
 
+# A log whose job never ends (its worker died) still goes away eventually.
+ORPHAN_LOG_TTL_S = 24 * 3600
+
+
+def queue_log_writes(pipe: Any, entries: list[LogEntry], retention_s: int) -> None:
+    """Queue the writes of `entries` on a Redis pipeline (sync or async): an XADD each into its
+    job's log, then one PUBLISH of them all for live readers."""
+    for entry in entries:
+        key = token_log_key(entry.job_id)
+        pipe.xadd(key, entry.stream_fields(), id=entry.stream_id)
+        if entry.kind is EntryKind.END:
+            pipe.expire(key, retention_s)
+        elif entry.start == 0:
+            pipe.expire(key, ORPHAN_LOG_TTL_S)
+    pipe.publish(EVENTS_CHANNEL, encode_events(entries))
+
+
 def entry_from_stream(job_id: str, stream_id: str, fields: dict[str, str]) -> LogEntry:
     attempt, seq = (int(part) for part in stream_id.split("-"))
     kind = EntryKind(fields["k"])
@@ -74,3 +92,16 @@ def decode_events(payload: bytes | str) -> list[LogEntry]:
         LogEntry(job_id, attempt, EntryKind(kind), end, text, status)
         for job_id, attempt, kind, end, text, status in orjson.loads(payload)
     ]
+
+
+# Ids of queued jobs that were handed to the broker; the reconciler re-enqueues queued jobs
+# missing from it (never enqueued, or lost with Redis's data).
+ENQUEUED_SET = "vqueue:enqueued"
+
+# Producer and consumer must agree on these: Redis has no native priorities, so kombu keeps
+# one list per step ("<queue>:<step>") and consumers read them in order, 0 first.
+BROKER_TRANSPORT_OPTIONS = {
+    "priority_steps": list(range(10)),
+    "sep": ":",
+    "queue_order_strategy": "priority",
+}

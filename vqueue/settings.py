@@ -35,6 +35,23 @@ class Settings(BaseSettings):
     max_output_tokens: int = Field(8192, gt=0)
     max_stop_strings: int = Field(16, gt=0)
 
+    # Job control and durability.
+    # The longest a job may run, and the run time of a job that names none.
+    max_job_timeout_s: int = Field(3600, gt=0)
+    # How long a job may wait in the queue before it expires (per job: up to this).
+    queue_timeout_s: int = Field(86_400, gt=0)
+    # A running job whose worker has not renewed its lease this long is queued again.
+    lease_s: float = Field(30.0, gt=0)
+    # Runs (first one included) before a job whose workers keep dying is failed.
+    max_attempts: int = Field(3, gt=0)
+    reconcile_interval_s: float = Field(5.0, gt=0)
+    # A queued job younger than this is not yet checked against the broker.
+    requeue_grace_s: float = Field(10.0, ge=0)
+    # How often a worker looks for cancel requests of the jobs it runs.
+    cancel_poll_s: float = Field(0.25, gt=0)
+    # On SIGTERM a worker finishes its jobs for this long, then hands the rest back.
+    shutdown_grace_s: float = Field(30.0, ge=0)
+
     # The model and engine of a worker.
     model: str = DEFAULT_MODEL
     model_revision: str | None = None
@@ -45,10 +62,13 @@ class Settings(BaseSettings):
     max_model_len: int | None = Field(None, gt=0)
     dtype: str = "auto"
     tensor_parallel_size: int = Field(1, gt=0)
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    # None: the engine's default. On the CPU build it is the share of RAM vLLM reserves.
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     # None: eager on the CPU build (graph compilation triples its start-up), graphs on a GPU.
     enforce_eager: bool | None = None
     seed: int = 0
+    # "priority" lets the engine order waiting requests by the jobs' priorities; "fcfs" does not.
+    scheduling_policy: str = Field("priority", pattern="^(priority|fcfs)$")
     # Celery task threads feeding the one engine; 0: max_num_seqs, so the engine can batch fully.
     worker_concurrency: int = Field(0, ge=0)
     worker_heartbeat_s: float = Field(5.0, gt=0)

@@ -46,9 +46,10 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie (exited, not yet reaped) is not alive.
+    # A zombie (exited, not yet reaped) is not alive. The state follows the command name,
+    # which is in parentheses and may itself hold spaces and parentheses.
     try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
     except OSError:
         return True
 
@@ -135,6 +136,31 @@ def _stop(pid: int) -> None:
     child = _children.pop(pid, None)
     if child is not None:
         child.wait()
+
+
+def kill(settings: Settings, name: str, sig: int = signal.SIGKILL) -> int:
+    """Signal a process of the stack (a fault, for tests and drills); SIGKILL hits its group."""
+    pid = running_pid(settings, name)
+    if pid is None:
+        raise StackError(f"{name} is not running")
+    if sig == signal.SIGKILL:
+        os.killpg(pid, sig)
+    else:
+        os.kill(pid, sig)
+    return pid
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """True once `pid` has exited (and is reaped, if we started it)."""
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    child = _children.pop(pid, None)
+    if child is not None:
+        child.wait()
+    return True
 
 
 def down(settings: Settings) -> None:

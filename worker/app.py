@@ -1,10 +1,12 @@
 """The Celery app of the workers: one process, a threads pool, one resident engine."""
 
 import logging
+import os
 
 from celery import Celery, signals
 
 from vqueue.contract import TASK_RUN_JOB
+from vqueue.queueing import configure_broker
 from vqueue.settings import get_settings
 from worker.runtime import WorkerRuntime
 
@@ -12,11 +14,12 @@ log = logging.getLogger(__name__)
 
 settings = get_settings()
 
+EXIT_NO_ENGINE = 3
+
 app = Celery("vqueue", broker=settings.effective_broker_url)
+configure_broker(app)
 app.conf.update(
     task_default_queue=settings.queue_name,
-    # Postgres holds results; Celery only moves job ids.
-    task_ignore_result=True,
     # A task is acknowledged after it ran, and handed back if its worker is lost mid-run.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
@@ -36,7 +39,19 @@ def _start_engine(**_: object) -> None:
     # Built here, in the main process, before the pool starts: the threads pool shares it and
     # vLLM may spawn its engine-core process (a prefork child could not).
     global _runtime
-    _runtime = WorkerRuntime(settings)
+    try:
+        _runtime = WorkerRuntime(settings)
+    except BaseException:
+        # Celery would log a failed signal handler and go on consuming without an engine.
+        log.exception("the worker cannot start its engine; exiting")
+        logging.shutdown()
+        os._exit(EXIT_NO_ENGINE)
+
+
+@signals.worker_shutting_down.connect
+def _hand_back_after_grace(**_: object) -> None:
+    if _runtime is not None:
+        _runtime.begin_shutdown()
 
 
 @signals.worker_shutdown.connect

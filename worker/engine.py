@@ -28,6 +28,9 @@ def engine_args(settings: Settings, model_path: Path) -> Any:
         enforce_eager = current_platform.is_cpu()
     # max_num_seqs and the token budget are always explicit: AsyncLLM's own defaults (128
     # sequences, a small budget) cut throughput by more than half (see docs/ARCHITECTURE.md).
+    optional = {}
+    if settings.gpu_memory_utilization is not None:
+        optional["gpu_memory_utilization"] = settings.gpu_memory_utilization
     return AsyncEngineArgs(
         model=str(model_path),
         served_model_name=settings.model_name,
@@ -37,10 +40,11 @@ def engine_args(settings: Settings, model_path: Path) -> Any:
         max_model_len=settings.max_model_len,
         dtype=settings.dtype,
         tensor_parallel_size=settings.tensor_parallel_size,
-        gpu_memory_utilization=settings.gpu_memory_utilization,
         enforce_eager=enforce_eager,
         seed=settings.seed,
+        scheduling_policy=settings.scheduling_policy,
         disable_log_stats=False,
+        **optional,
     )
 
 

@@ -11,12 +11,9 @@ import logging
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events, token_log_key
+from vqueue.contract import LogEntry, queue_log_writes
 
 log = logging.getLogger(__name__)
-
-# A log whose job never ends (its worker died) still goes away eventually.
-ORPHAN_LOG_TTL_S = 24 * 3600
 
 
 class TokenLogPublisher:
@@ -50,14 +47,7 @@ class TokenLogPublisher:
 
     async def _write(self, batch: list[LogEntry]) -> None:
         pipe = self._redis.pipeline(transaction=False)
-        for entry in batch:
-            key = token_log_key(entry.job_id)
-            pipe.xadd(key, entry.stream_fields(), id=entry.stream_id)  # type: ignore[arg-type]
-            if entry.kind is EntryKind.END:
-                pipe.expire(key, self._retention_s)
-            elif entry.start == 0:
-                pipe.expire(key, ORPHAN_LOG_TTL_S)
-        pipe.publish(EVENTS_CHANNEL, encode_events(batch))
+        queue_log_writes(pipe, batch, self._retention_s)
         try:
             results = await pipe.execute(raise_on_error=False)
         except (RedisError, OSError) as exc:

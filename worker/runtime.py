@@ -16,13 +16,18 @@ from redis.exceptions import RedisError
 from db.engine import make_sync_engine
 from db.states import JobStatus
 from vqueue.contract import worker_key
+from vqueue.queueing import JobQueue
+from vqueue.reconciler import Reconciler
 from vqueue.settings import Settings
 from worker.engine import EngineHost
 from worker.model_source import resolve_model
 from worker.publisher import TokenLogPublisher
-from worker.runner import JobRunner
+from worker.runner import JobRunner, StopReason
+from worker.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+EXIT_ENGINE_DEAD = 70
 
 
 class WorkerRuntime:
@@ -30,8 +35,6 @@ class WorkerRuntime:
         self.settings = settings
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
-        self.running = 0
-        self._running_lock = threading.Lock()
         self._stop = threading.Event()
         model_path = resolve_model(
             settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
@@ -40,8 +43,23 @@ class WorkerRuntime:
         self.db = make_sync_engine(
             settings.database_url, pool_size=min(settings.effective_worker_concurrency, 20)
         )
+        self.queue = JobQueue(
+            settings.effective_broker_url, settings.redis_url, settings.queue_name
+        )
         self.publisher: TokenLogPublisher = self.host.submit(self._start_publisher()).result()
-        self.runner = JobRunner(self.host, self.db, self.publisher, self.name)
+        self.runner = JobRunner(
+            settings,
+            self.host,
+            self.db,
+            self.publisher,
+            self.queue,
+            self.name,
+            on_engine_dead=self._engine_dead,
+        )
+        self.supervisor = Supervisor(settings, self.db, self.runner, self.name)
+        self.supervisor.start()
+        self.reconciler = Reconciler(settings, self.db, self.queue)
+        self.reconciler.start()
         self._redis = SyncRedis.from_url(settings.redis_url)
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -54,13 +72,7 @@ class WorkerRuntime:
         return publisher
 
     def run_job(self, job_id: str) -> JobStatus | None:
-        with self._running_lock:
-            self.running += 1
-        try:
-            return self.runner.run(job_id)
-        finally:
-            with self._running_lock:
-                self.running -= 1
+        return self.runner.run(job_id)
 
     def describe(self) -> dict[str, Any]:
         settings = self.settings
@@ -71,7 +83,7 @@ class WorkerRuntime:
             "max_num_batched_tokens": settings.max_num_batched_tokens,
             "max_model_len": self.host.max_model_len,
             "concurrency": settings.effective_worker_concurrency,
-            "running": self.running,
+            "running": len(self.runner.active_ids()),
             "started_at": self.started_at,
         }
 
@@ -87,12 +99,38 @@ class WorkerRuntime:
                 log.warning("heartbeat failed: %s", exc)
             self._stop.wait(interval)
 
+    def begin_shutdown(self) -> None:
+        """SIGTERM: Celery stops taking jobs and waits for the running ones; after the grace
+        period, whatever still runs is aborted and handed back to the queue."""
+
+        def hand_back_after_grace() -> None:
+            deadline = time.monotonic() + self.settings.shutdown_grace_s
+            while self.runner.active_ids() and time.monotonic() < deadline:
+                time.sleep(0.2)
+            for job_id in self.runner.active_ids():
+                self.runner.stop(job_id, StopReason.HANDED_BACK)
+
+        log.info(
+            "shutting down: finishing running jobs for up to %ss", self.settings.shutdown_grace_s
+        )
+        threading.Thread(target=hand_back_after_grace, name="shutdown", daemon=True).start()
+
+    def _engine_dead(self, exc: BaseException) -> None:
+        # Nothing more can run here. Exiting lets a supervisor start a fresh worker, and the
+        # reconciler requeues this worker's jobs once their leases lapse.
+        log.critical("the engine died (%s); the worker exits", exc)
+        logging.shutdown()
+        os._exit(EXIT_ENGINE_DEAD)
+
     def close(self) -> None:
         self._stop.set()
+        self.supervisor.close()
+        self.reconciler.close()
         with suppress(RedisError):
             self._redis.delete(worker_key(self.name))
         self.host.submit(self.publisher.close()).result(timeout=10)
         self.host.submit(self._async_redis.aclose()).result(timeout=10)
         self.host.close()
         self.db.dispose()
+        self.queue.close()
         self._redis.close()

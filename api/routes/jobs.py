@@ -1,20 +1,34 @@
-"""Submit, poll and list jobs."""
+"""Submit, poll, list and cancel jobs."""
 
+import hashlib
 import logging
 import uuid
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+import anyio
+import orjson
+from fastapi import APIRouter, Header, Query, Response
 from redis.exceptions import RedisError
 
-from api.deps import ResourcesDep
-from api.errors import NotFoundError, ServiceUnavailableError
+from api.deps import Resources, ResourcesDep
+from api.errors import ConflictError, NotFoundError, ServiceUnavailableError
 from api.job_views import job_public
 from api.schemas import ErrorResponse, JobCreate, JobPublic, JobsPublic
 from api.token_log import text_so_far
-from db.jobs import count_jobs, fail_queued_job, get_job, insert_job, list_jobs
+from db.jobs import (
+    cancel_queued_job,
+    count_jobs,
+    fail_queued_job,
+    get_job,
+    get_job_by_idempotency_key,
+    insert_job,
+    list_jobs,
+    request_cancel_running_job,
+)
 from db.schema import jobs
 from db.states import JobStatus
+from vqueue.contract import EntryKind, LogEntry
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -22,6 +36,15 @@ log = logging.getLogger(__name__)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorResponse, "description": "No job with this id"}
 }
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Retries with the same key and body return the same job",
+    ),
+]
 
 
 def parse_job_id(job_id: str) -> uuid.UUID:
@@ -32,13 +55,36 @@ def parse_job_id(job_id: str) -> uuid.UUID:
         raise NotFoundError(f"no job {job_id!r}") from None
 
 
+def request_fingerprint(body: JobCreate) -> str:
+    canonical = orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def _replay(row: Mapping[str, Any], fingerprint: str, response: Response) -> JobPublic:
+    if row["request_hash"] != fingerprint:
+        raise ConflictError("this Idempotency-Key was already used with a different request body")
+    response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = f"/jobs/{row['id']}"
+    return job_public(row)
+
+
 @router.post(
     "/jobs",
     status_code=202,
     response_model=JobPublic,
-    responses={503: {"model": ErrorResponse, "description": "Queue unavailable"}},
+    responses={
+        409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
+        503: {"model": ErrorResponse, "description": "Queue or database unavailable"},
+    },
 )
-async def submit_job(body: JobCreate, resources: ResourcesDep, response: Response) -> JobPublic:
+async def submit_job(
+    body: JobCreate,
+    resources: ResourcesDep,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> JobPublic:
+    settings = resources.settings
+    fingerprint = request_fingerprint(body) if idempotency_key else None
     job_id = uuid.uuid4()
     messages = None if body.messages is None else [m.model_dump(mode="json") for m in body.messages]
     statement = insert_job(
@@ -46,20 +92,35 @@ async def submit_job(body: JobCreate, resources: ResourcesDep, response: Respons
         prompt=body.prompt,
         messages=messages,
         params=body.sampling(),
-        model=resources.settings.model_name,
+        model=settings.model_name,
+        priority=body.priority,
+        timeout_s=body.timeout_s or settings.max_job_timeout_s,
+        queue_timeout_s=body.queue_timeout_s or settings.queue_timeout_s,
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
     ).returning(jobs)
     # Commit first, enqueue after: a worker never sees an id whose row is not there yet.
     async with resources.db.begin() as conn:
-        row = (await conn.execute(statement)).mappings().one()
+        row = (await conn.execute(statement)).mappings().first()
+        if row is None:
+            assert idempotency_key is not None
+            assert fingerprint is not None
+            existing = await conn.execute(get_job_by_idempotency_key(idempotency_key))
+            return _replay(existing.mappings().one(), fingerprint, response)
+    await _enqueue(resources, job_id, body.priority)
+    response.headers["Location"] = f"/jobs/{job_id}"
+    return job_public(row)
+
+
+async def _enqueue(resources: Resources, job_id: uuid.UUID, priority: int) -> None:
     try:
-        await resources.enqueuer.enqueue(str(job_id))
+        # kombu's producer is blocking I/O; keep it off the event loop.
+        await anyio.to_thread.run_sync(resources.queue.send, str(job_id), priority)
     except Exception as exc:
         log.error("job %s: enqueue failed: %s", job_id, exc)
         async with resources.db.begin() as conn:
             await conn.execute(fail_queued_job(job_id, "the queue was unavailable at submit"))
         raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
-    response.headers["Location"] = f"/jobs/{job_id}"
-    return job_public(row)
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
@@ -89,3 +150,39 @@ async def read_jobs(
         data = [job_public(row) for row in rows]
         count = (await conn.execute(count_jobs(status=status))).scalar_one()
     return JobsPublic(data=data, count=count)
+
+
+@router.post(
+    "/jobs/{job_id}/cancel",
+    response_model=JobPublic,
+    responses={
+        **NOT_FOUND,
+        202: {"model": JobPublic, "description": "Running: the abort is under way"},
+        409: {"model": ErrorResponse, "description": "The job already succeeded or failed"},
+    },
+)
+async def cancel_job(job_id: str, resources: ResourcesDep, response: Response) -> JobPublic:
+    """A queued job is cancelled at once (200); a running one is aborted by its worker within
+    VQUEUE_CANCEL_POLL_S, keeping its partial text (202). Cancelling again changes nothing."""
+    job_uuid = parse_job_id(job_id)
+    async with resources.db.begin() as conn:
+        row = (await conn.execute(cancel_queued_job(job_uuid))).mappings().first()
+        if row is None:
+            running = await conn.execute(request_cancel_running_job(job_uuid))
+            if (row := running.mappings().first()) is not None:
+                response.status_code = 202
+                return job_public(row)
+            row = (await conn.execute(get_job(job_uuid))).mappings().first()
+            if row is None:
+                raise NotFoundError(f"no job {job_id!r}")
+            if row["status"] != JobStatus.CANCELLED:
+                raise ConflictError(f"the job already {row['status']}; it cannot be cancelled")
+            return job_public(row)
+    # Readers of a job that never ran learn here that it ended.
+    end = LogEntry(job_id, row["attempt"], EntryKind.END, 0, status=JobStatus.CANCELLED)
+    try:
+        retention = resources.settings.stream_retention_s
+        await anyio.to_thread.run_sync(resources.queue.publish_ends, [end], retention)
+    except (RedisError, OSError) as exc:
+        log.warning("job %s: cancel not announced to streams: %s", job_id, exc)
+    return job_public(row)

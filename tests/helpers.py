@@ -1,0 +1,47 @@
+"""Helpers shared by the tests that drive the running stack."""
+
+import time
+import uuid
+from typing import Any
+
+from redis import Redis
+from sqlalchemy import Engine, text
+
+from vqueue.client import VQueueClient
+from vqueue.contract import EntryKind, entry_from_stream, token_log_key
+
+
+def wait_for_text(client: VQueueClient, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """Until the job runs and has produced some text."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(job_id)
+        if job["status"] == "running" and job["text"]:
+            return job
+        assert job["status"] in {"queued", "running"}, job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} produced no text in {timeout}s")
+
+
+def insert_unqueued_job(db: Engine, *, expired: bool = False) -> str:
+    """A queued row that no broker message points at, as if its enqueue never happened."""
+    job_id = str(uuid.uuid4())
+    expires = "now() - interval '1 second'" if expired else "now() + interval '1 day'"
+    with db.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO jobs (id, status, prompt, params, expires_at) VALUES "
+                f"(:id, 'queued', 'Say hi.', '{{\"max_tokens\": 4}}', {expires})"
+            ),
+            {"id": job_id},
+        )
+    return job_id
+
+
+def recorded_successes(redis: Redis, job_id: str) -> int:
+    """How many attempts announced a successful end in the job's token log."""
+    entries = [
+        entry_from_stream(job_id, stream_id, fields)
+        for stream_id, fields in redis.xrange(token_log_key(job_id))  # type: ignore[union-attr]
+    ]
+    return sum(e.kind is EntryKind.END and e.status == "succeeded" for e in entries)

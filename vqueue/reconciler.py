@@ -1,0 +1,106 @@
+"""Makes Postgres and the broker agree again, whatever was lost in between.
+
+Every API process and worker runs this loop (so a dead worker's jobs are requeued even while
+no other worker is up); a Postgres advisory lock lets one of them do each round:
+- running jobs whose worker died (lease lapsed and no heartbeat) are queued and sent again,
+  or failed once they used every attempt;
+- queued jobs past their queue timeout fail instead of running stale;
+- queued jobs the broker does not know (the API crashed between commit and enqueue, or Redis
+  lost its data) are sent again.
+Sending a job twice is harmless: only one delivery can claim it.
+"""
+
+import logging
+import threading
+import uuid
+
+from redis.exceptions import RedisError
+from sqlalchemy import Engine, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.jobs import (
+    expire_queued_jobs,
+    give_up_lost_jobs,
+    queued_among,
+    requeue_lost_jobs,
+    stale_queued_jobs,
+)
+from db.states import JobStatus
+from vqueue.contract import EntryKind, LogEntry
+from vqueue.queueing import JobQueue
+from vqueue.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ADVISORY_LOCK_KEY = 0x76717565  # "vque"
+BATCH = 1000
+
+
+class Reconciler:
+    def __init__(self, settings: Settings, db: Engine, queue: JobQueue) -> None:
+        self.settings = settings
+        self.db = db
+        self.queue = queue
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.settings.reconcile_interval_s):
+            try:
+                self.run_once()
+            except (SQLAlchemyError, RedisError, OSError) as exc:
+                log.warning("reconcile round failed: %s", exc)
+
+    def run_once(self) -> dict[str, int]:
+        """One round; returns how many jobs each rule touched (empty if another worker held it)."""
+        settings = self.settings
+        live = self.queue.live_workers()
+        with self.db.begin() as conn:
+            if not conn.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))):
+                return {}
+            requeued = conn.execute(requeue_lost_jobs(settings.max_attempts, live)).all()
+            given_up = conn.execute(give_up_lost_jobs(settings.max_attempts, live)).all()
+            expired = conn.execute(expire_queued_jobs()).all()
+            stale = conn.execute(stale_queued_jobs(settings.requeue_grace_s, BATCH)).all()
+        # Sent after the commit, like every enqueue: a worker must find the row queued.
+        for job_id, priority in requeued:
+            self.queue.send(str(job_id), priority)
+        ends = [
+            LogEntry(str(job_id), attempt, EntryKind.END, 0, status=JobStatus.FAILED)
+            for job_id, attempt in [*given_up, *expired]
+        ]
+        self.queue.publish_ends(ends, settings.stream_retention_s)
+        priorities = {str(job_id): priority for job_id, priority in stale}
+        unknown = self.queue.unknown(list(priorities))
+        for job_id in unknown:
+            self.queue.send(job_id, priorities[job_id])
+        pruned = self._prune_enqueued_set()
+        counts = {
+            "requeued": len(requeued),
+            "given_up": len(given_up),
+            "expired": len(expired),
+            "resent": len(unknown),
+            "pruned": pruned,
+        }
+        if any(counts.values()):
+            log.info("reconciled: %s", counts)
+        return counts
+
+    def _prune_enqueued_set(self) -> int:
+        """Drop ids of jobs no longer queued (a claim can race ahead of the submit's record)."""
+        sample = self.queue.enqueued_sample(BATCH)
+        if not sample:
+            return 0
+        with self.db.connect() as conn:
+            ids = [uuid.UUID(job_id) for job_id in sample]
+            queued = {str(job_id) for job_id in conn.execute(queued_among(ids)).scalars()}
+        stale = [job_id for job_id in sample if job_id not in queued]
+        self.queue.prune(stale)
+        return len(stale)
