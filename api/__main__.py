@@ -12,6 +12,7 @@ def main() -> None:
         factory=True,
         host=settings.api_host,
         port=settings.api_port,
+        workers=settings.api_workers,
         log_level="info",
         timeout_graceful_shutdown=5,
     )

@@ -10,12 +10,14 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.deps import Resources
 from api.errors import error_response, install_error_handlers
 from api.hub import EventHub
 from api.routes import health, jobs, stream
 from api.schemas import ErrorBody
+from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
@@ -32,7 +34,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     hub = EventHub(redis)
     hub.start()
     queue = JobQueue(settings.effective_broker_url, settings.redis_url, settings.queue_name)
-    app.state.resources = Resources(settings, db, redis, hub, queue)
+    broker = Redis.from_url(
+        settings.effective_broker_url, socket_timeout=5, socket_connect_timeout=2
+    )
+    submitter = Submitter(db, broker, settings.queue_name)
+    submitter.start()
+    app.state.resources = Resources(settings, db, redis, hub, queue, submitter)
     reconciler_db = make_sync_engine(settings.database_url, pool_size=1)
     reconciler = Reconciler(settings, reconciler_db, queue)
     reconciler.start()
@@ -41,6 +48,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     finally:
         reconciler.close()
         reconciler_db.dispose()
+        await submitter.close()
+        await broker.aclose()
         await hub.close()
         queue.close()
         await redis.aclose()
@@ -55,6 +64,14 @@ async def _database_down(_: Request, exc: Exception) -> JSONResponse:
     log.warning("database unavailable: %s", exc.orig)
     body = ErrorBody(code="unavailable", message="the database is unavailable; try again shortly")
     return error_response(503, body)
+
+
+async def _database_busy(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("database pool exhausted: %s", exc)
+    body = ErrorBody(code="overloaded", message="the database is busy; try again shortly")
+    response = error_response(503, body)
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
@@ -73,6 +90,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings or get_settings()
     install_error_handlers(app)
     app.add_exception_handler(DBAPIError, _database_down)
+    app.add_exception_handler(PoolTimeoutError, _database_busy)
     app.add_exception_handler(RedisConnectionError, _redis_down)
     app.add_exception_handler(RedisTimeoutError, _redis_down)
     app.include_router(jobs.router)

@@ -8,6 +8,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.hub import EventHub
+from api.submitter import Submitter
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 
@@ -19,6 +20,7 @@ class Resources:
     redis: Redis
     hub: EventHub
     queue: JobQueue
+    submitter: Submitter
 
 
 def get_resources(request: Request) -> Resources:

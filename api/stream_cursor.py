@@ -15,6 +15,7 @@ from vqueue.contract import EntryKind, LogEntry
 class Delta:
     text: str
     offset: int  # the position after this delta: the SSE id
+    at: float = 0.0  # when the worker produced it (unix time); 0 when replayed from Postgres
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +57,7 @@ class StreamCursor:
             return events
         if entry.start > self.position:
             raise Gap
-        events.append(self._advance(entry.text[self.position - entry.start :], entry.end))
+        events.append(self._advance(entry.text[self.position - entry.start :], entry.end, entry.at))
         return events
 
     def rest_of(self, text: str) -> list[CursorEvent]:
@@ -65,6 +66,6 @@ class StreamCursor:
             return []
         return [self._advance(text[self.position :], len(text))]
 
-    def _advance(self, text: str, end: int) -> Delta:
+    def _advance(self, text: str, end: int, at: float = 0.0) -> Delta:
         self.position = end
-        return Delta(text, end)
+        return Delta(text, end, at)

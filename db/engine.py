@@ -4,9 +4,11 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 
-def make_async_engine(url: str, pool_size: int = 10) -> AsyncEngine:
+def make_async_engine(url: str, pool_size: int = 20) -> AsyncEngine:
+    # A burst of stream connections each reads its job once: waiting a while for a pooled
+    # connection beats failing them (an exhausted pool past the timeout answers 503).
     return create_async_engine(
-        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=5
+        url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, pool_timeout=30
     )
 
 

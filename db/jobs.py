@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, Update, func, or_, select, update
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.dml import ReturningInsert
 
 from db.schema import jobs
 from db.states import JobStatus, sources_of
@@ -19,7 +20,7 @@ def _seconds(value: float) -> Any:
     return func.make_interval(0, 0, 0, 0, 0, 0, value)
 
 
-def insert_job(
+def job_row(
     job_id: uuid.UUID,
     *,
     prompt: str | None,
@@ -28,27 +29,29 @@ def insert_job(
     model: str | None,
     priority: int,
     timeout_s: int,
-    queue_timeout_s: int,
+    expires_at: datetime,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
-) -> Insert:
-    statement = insert(jobs).values(
-        id=job_id,
-        status=JobStatus.QUEUED,
-        prompt=prompt,
-        messages=messages,
-        params=params,
-        model=model,
-        priority=priority,
-        timeout_s=timeout_s,
-        expires_at=func.now() + _seconds(queue_timeout_s),
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-    )
-    if idempotency_key is not None:
-        # A concurrent submit with the same key inserts nothing; the caller reads the winner.
-        statement = statement.on_conflict_do_nothing(index_elements=["idempotency_key"])
-    return statement
+) -> dict[str, Any]:
+    """The values of a new queued job, for insert_jobs()."""
+    return {
+        "id": job_id,
+        "status": JobStatus.QUEUED,
+        "prompt": prompt,
+        "messages": messages,
+        "params": params,
+        "model": model,
+        "priority": priority,
+        "timeout_s": timeout_s,
+        "expires_at": expires_at,
+        "idempotency_key": idempotency_key,
+        "request_hash": request_hash,
+    }
+
+
+def insert_jobs() -> ReturningInsert[Any]:
+    """Many job_row()s in one statement; a row whose idempotency key exists is skipped."""
+    return insert(jobs).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(jobs)
 
 
 def get_job(job_id: uuid.UUID) -> Select[Any]:
@@ -148,11 +151,11 @@ def hand_back_job(job_id: uuid.UUID, attempt: int) -> Update:
     )
 
 
-def fail_queued_job(job_id: uuid.UUID, error: str) -> Update:
-    """Queued -> failed, for a job that can never start (e.g. it could not be enqueued)."""
+def fail_unqueued_jobs(job_ids: list[uuid.UUID], error: str) -> Update:
+    """Queued -> failed, for jobs that can never start (their enqueue failed)."""
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED)
+        .where(jobs.c.id.in_(job_ids), jobs.c.status == JobStatus.QUEUED)
         .values(status=JobStatus.FAILED, error=error, finished_at=func.now())
     )
 
@@ -200,31 +203,33 @@ def renew_leases(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Updat
 # The reconciler's statements. Each is safe to run from several workers at once.
 
 
-def _lost(live_workers: list[str]) -> list[Any]:
-    # A lapsed lease of a worker that still heartbeats means it cannot reach Postgres, not
-    # that it died: its result is on the way, and running the job again would waste it.
+def _lost(live_workers: list[str], lease_s: float) -> list[Any]:
+    # A lapsed lease of a worker that still heartbeats usually means it cannot reach
+    # Postgres, not that it died: its result is on the way, and running the job again would
+    # waste it. Only a lease lapsed for long (the worker lost track of the job) counts then.
+    lost_track = jobs.c.lease_expires_at < func.now() - _seconds(max(10 * lease_s, 60))
     return [
         jobs.c.status == JobStatus.RUNNING,
         jobs.c.lease_expires_at < func.now(),
-        or_(jobs.c.worker.is_(None), jobs.c.worker.not_in(live_workers)),
+        or_(jobs.c.worker.is_(None), jobs.c.worker.not_in(live_workers), lost_track),
     ]
 
 
-def requeue_lost_jobs(max_attempts: int, live_workers: list[str]) -> Update:
+def requeue_lost_jobs(max_attempts: int, live_workers: list[str], lease_s: float) -> Update:
     """Running jobs whose worker died (lease lapsed, no heartbeat) go back to the queue."""
     return (
         update(jobs)
-        .where(*_lost(live_workers), jobs.c.attempt < max_attempts)
+        .where(*_lost(live_workers, lease_s), jobs.c.attempt < max_attempts)
         .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None)
         .returning(jobs.c.id, jobs.c.priority)
     )
 
 
-def give_up_lost_jobs(max_attempts: int, live_workers: list[str]) -> Update:
+def give_up_lost_jobs(max_attempts: int, live_workers: list[str], lease_s: float) -> Update:
     """Lost jobs that already used every attempt fail instead of looping forever."""
     return (
         update(jobs)
-        .where(*_lost(live_workers), jobs.c.attempt >= max_attempts)
+        .where(*_lost(live_workers, lease_s), jobs.c.attempt >= max_attempts)
         .values(
             status=JobStatus.FAILED,
             error=f"gave up after {max_attempts} attempts: the worker running it was lost "

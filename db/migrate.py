@@ -29,6 +29,18 @@ def ensure_database(url: URL) -> None:
         admin.dispose()
 
 
+def reset_database(database_url: str) -> None:
+    """Drop the database and build it anew (tests and benchmarks own theirs)."""
+    url = make_url(database_url)
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+    upgrade(database_url)
+
+
 def upgrade(database_url: str) -> None:
     url = make_url(database_url)
     ensure_database(url)

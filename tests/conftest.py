@@ -59,7 +59,7 @@ os.environ.update(
 from redis import Redis  # noqa: E402
 from sqlalchemy import Engine, create_engine, make_url, text  # noqa: E402
 
-from db.migrate import upgrade  # noqa: E402
+from db.migrate import reset_database  # noqa: E402
 from vqueue import stack  # noqa: E402
 from vqueue.client import VQueueClient  # noqa: E402
 from vqueue.settings import Settings, get_settings  # noqa: E402
@@ -73,13 +73,8 @@ def settings() -> Settings:
 @pytest.fixture(scope="session")
 def db(settings: Settings) -> Iterator[Engine]:
     """A freshly created and migrated test database."""
-    url = make_url(DIRECT_DATABASE_URL)
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.database}" WITH (FORCE)'))
-    admin.dispose()
-    upgrade(DIRECT_DATABASE_URL)
-    engine = create_engine(url)
+    reset_database(DIRECT_DATABASE_URL)
+    engine = create_engine(make_url(DIRECT_DATABASE_URL))
     yield engine
     engine.dispose()
 

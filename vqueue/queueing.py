@@ -14,14 +14,12 @@ from redis import Redis
 from vqueue.contract import (
     BROKER_TRANSPORT_OPTIONS,
     ENQUEUED_SET,
-    TASK_RUN_JOB,
+    LOG_SCRIPT,
     WORKER_KEY_PREFIX,
     LogEntry,
-    queue_log_writes,
+    log_script_args,
 )
-
-# Fail fast when the broker is down: callers turn it into a clear 503 (or retry later).
-RETRY_POLICY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.5}
+from vqueue.task_messages import queue_enqueue_writes
 
 
 def configure_broker(app: Celery) -> None:
@@ -33,43 +31,41 @@ def configure_broker(app: Celery) -> None:
 
 
 class JobQueue:
+    """The synchronous side (workers, reconcilers); the API batches with an async pipeline."""
+
     def __init__(self, broker_url: str, redis_url: str, queue: str) -> None:
         self.queue = queue
-        self.celery = Celery("vqueue-producer", broker=broker_url, set_as_current=False)
-        configure_broker(self.celery)
+        # The enqueued set lives beside the queue lists: a broker that loses its data loses
+        # both, and everything queued is sent again.
+        self.broker = Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=2)
         self.redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
 
     def send(self, job_id: str, priority: int) -> None:
-        self.celery.send_task(
-            TASK_RUN_JOB,
-            args=[job_id],
-            queue=self.queue,
-            priority=priority,
-            ignore_result=True,
-            retry=True,
-            retry_policy=RETRY_POLICY,
-        )
-        # After the send: a crash in between leaves an extra delivery, never a lost one.
-        self.redis.sadd(ENQUEUED_SET, job_id)
+        self.send_many([(job_id, priority)])
+
+    def send_many(self, jobs: list[tuple[str, int]]) -> None:
+        pipe = self.broker.pipeline(transaction=False)
+        queue_enqueue_writes(pipe, jobs, self.queue)
+        pipe.execute()
 
     def forget(self, job_id: str) -> None:
         """The job was taken off the queue by a worker."""
-        self.redis.srem(ENQUEUED_SET, job_id)
+        self.broker.srem(ENQUEUED_SET, job_id)
 
     def unknown(self, job_ids: list[str]) -> list[str]:
         """The ids among `job_ids` that were never sent or whose message Redis lost."""
         if not job_ids:
             return []
-        known = self.redis.smismember(ENQUEUED_SET, job_ids)
+        known = self.broker.smismember(ENQUEUED_SET, job_ids)
         return [job_id for job_id, present in zip(job_ids, known, strict=True) if not present]
 
     def enqueued_sample(self, count: int) -> list[str]:
-        return [m.decode() for m in self.redis.srandmember(ENQUEUED_SET, count) or []]  # type: ignore[union-attr]
+        return [m.decode() for m in self.broker.srandmember(ENQUEUED_SET, count) or []]  # type: ignore[union-attr]
 
     def prune(self, job_ids: Iterable[str]) -> None:
         ids = list(job_ids)
         if ids:
-            self.redis.srem(ENQUEUED_SET, *ids)
+            self.broker.srem(ENQUEUED_SET, *ids)
 
     def live_workers(self) -> list[str]:
         """Names of the workers whose heartbeat has not expired."""
@@ -82,10 +78,8 @@ class JobQueue:
     def publish_ends(self, entries: list[LogEntry], retention_s: int) -> None:
         """Tell stream readers that jobs ended without a worker (cancelled, expired, given up)."""
         if entries:
-            pipe = self.redis.pipeline(transaction=False)
-            queue_log_writes(pipe, entries, retention_s)
-            pipe.execute()
+            self.redis.register_script(LOG_SCRIPT)(args=log_script_args(entries, retention_s))
 
     def close(self) -> None:
-        self.celery.close()
+        self.broker.close()
         self.redis.close()

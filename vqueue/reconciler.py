@@ -65,8 +65,9 @@ class Reconciler:
         with self.db.begin() as conn:
             if not conn.scalar(select(func.pg_try_advisory_xact_lock(ADVISORY_LOCK_KEY))):
                 return {}
-            requeued = conn.execute(requeue_lost_jobs(settings.max_attempts, live)).all()
-            given_up = conn.execute(give_up_lost_jobs(settings.max_attempts, live)).all()
+            lease = settings.lease_s
+            requeued = conn.execute(requeue_lost_jobs(settings.max_attempts, live, lease)).all()
+            given_up = conn.execute(give_up_lost_jobs(settings.max_attempts, live, lease)).all()
             expired = conn.execute(expire_queued_jobs()).all()
             stale = conn.execute(stale_queued_jobs(settings.requeue_grace_s, BATCH)).all()
         # Sent after the commit, like every enqueue: a worker must find the row queued.

@@ -16,6 +16,8 @@ from vqueue.settings import Settings
 
 T = TypeVar("T")
 
+CPU_MEMORY_UTILIZATION = 0.5
+
 log = logging.getLogger(__name__)
 
 
@@ -31,10 +33,16 @@ def engine_args(settings: Settings, model_path: Path) -> Any:
     optional = {}
     if settings.gpu_memory_utilization is not None:
         optional["gpu_memory_utilization"] = settings.gpu_memory_utilization
+    elif current_platform.is_cpu():
+        # On the CPU build this is the share of the NUMA node's RAM that must be free at
+        # start (vLLM's 0.92 fails whenever the page cache holds a few GB); the KV cache
+        # itself is sized by VLLM_CPU_KVCACHE_SPACE.
+        optional["gpu_memory_utilization"] = CPU_MEMORY_UTILIZATION
     return AsyncEngineArgs(
         model=str(model_path),
         served_model_name=settings.model_name,
-        tokenizer=str(model_path),
+        tokenizer=settings.tokenizer or str(model_path),
+        load_format=settings.load_format,
         max_num_seqs=settings.max_num_seqs,
         max_num_batched_tokens=settings.max_num_batched_tokens,
         max_model_len=settings.max_model_len,
@@ -43,7 +51,7 @@ def engine_args(settings: Settings, model_path: Path) -> Any:
         enforce_eager=enforce_eager,
         seed=settings.seed,
         scheduling_policy=settings.scheduling_policy,
-        disable_log_stats=False,
+        disable_log_stats=not settings.engine_stats,
         **optional,
     )
 

@@ -34,6 +34,12 @@ log = logging.getLogger(__name__)
 FINISH_RETRY_S = 300.0
 
 
+def storable(text: str) -> str:
+    """Postgres text cannot hold NUL, which a model may well emit: it becomes U+FFFD in the
+    stream and in the row alike (one character for one, so offsets stay valid)."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 class StopReason(StrEnum):
     CANCELLED = "cancelled"
     HANDED_BACK = "handed_back"
@@ -117,7 +123,14 @@ class JobRunner:
         if outcome.handed_back:
             self._hand_back(job_uuid, attempt)
             return JobStatus.QUEUED
-        if self._finish(job_uuid, attempt, outcome):
+        try:
+            recorded = self._finish(job_uuid, attempt, outcome)
+        except Exception as exc:
+            # Never leave the job running with nobody working on it: record the failure.
+            log.exception("job %s: saving the result failed", job_id)
+            outcome = Outcome(JobStatus.FAILED, error=f"saving the result failed: {exc}")
+            recorded = self._finish(job_uuid, attempt, outcome)
+        if recorded:
             end = LogEntry(job_id, attempt, EntryKind.END, len(outcome.text), status=outcome.status)
             self.host.submit(self._publish_end(end)).result()
         log.info("job %s: %s, %d tokens", job_id, outcome.status, outcome.completion_tokens)
@@ -171,10 +184,12 @@ class JobRunner:
                     if completion.token_ids and outcome.first_token_at is None:
                         outcome.first_token_at = datetime.now(UTC)
                     outcome.completion_tokens += len(completion.token_ids)
-                    if completion.text:
-                        end += len(completion.text)
-                        parts.append(completion.text)
-                        delta = LogEntry(job_id, attempt, EntryKind.DELTA, end, completion.text)
+                    if text := storable(completion.text):
+                        end += len(text)
+                        parts.append(text)
+                        delta = LogEntry(
+                            job_id, attempt, EntryKind.DELTA, end, text, at=time.time()
+                        )
                         self.publisher.add(delta)
                     if output.finished:
                         outcome.finish_reason = completion.finish_reason

@@ -4,6 +4,7 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 import anyio
@@ -11,22 +12,20 @@ import orjson
 from fastapi import APIRouter, Header, Query, Response
 from redis.exceptions import RedisError
 
-from api.deps import Resources, ResourcesDep
-from api.errors import ConflictError, NotFoundError, ServiceUnavailableError
+from api.deps import ResourcesDep
+from api.errors import ConflictError, NotFoundError
 from api.job_views import job_public
 from api.schemas import ErrorResponse, JobCreate, JobPublic, JobsPublic
 from api.token_log import text_so_far
 from db.jobs import (
     cancel_queued_job,
     count_jobs,
-    fail_queued_job,
     get_job,
     get_job_by_idempotency_key,
-    insert_job,
+    job_row,
     list_jobs,
     request_cancel_running_job,
 )
-from db.schema import jobs
 from db.states import JobStatus
 from vqueue.contract import EntryKind, LogEntry
 
@@ -85,42 +84,30 @@ async def submit_job(
 ) -> JobPublic:
     settings = resources.settings
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    job_id = uuid.uuid4()
     messages = None if body.messages is None else [m.model_dump(mode="json") for m in body.messages]
-    statement = insert_job(
-        job_id,
+    queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
+    values = job_row(
+        uuid.uuid4(),
         prompt=body.prompt,
         messages=messages,
         params=body.sampling(),
         model=settings.model_name,
         priority=body.priority,
         timeout_s=body.timeout_s or settings.max_job_timeout_s,
-        queue_timeout_s=body.queue_timeout_s or settings.queue_timeout_s,
+        expires_at=datetime.now(UTC) + timedelta(seconds=queue_timeout_s),
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
-    ).returning(jobs)
-    # Commit first, enqueue after: a worker never sees an id whose row is not there yet.
-    async with resources.db.begin() as conn:
-        row = (await conn.execute(statement)).mappings().first()
-        if row is None:
-            assert idempotency_key is not None
-            assert fingerprint is not None
+    )
+    # Committed, then enqueued, together with whatever other submits arrived meanwhile.
+    row = await resources.submitter.submit(values)
+    if row is None:
+        assert idempotency_key is not None
+        assert fingerprint is not None
+        async with resources.db.connect() as conn:
             existing = await conn.execute(get_job_by_idempotency_key(idempotency_key))
-            return _replay(existing.mappings().one(), fingerprint, response)
-    await _enqueue(resources, job_id, body.priority)
-    response.headers["Location"] = f"/jobs/{job_id}"
+        return _replay(existing.mappings().one(), fingerprint, response)
+    response.headers["Location"] = f"/jobs/{row['id']}"
     return job_public(row)
-
-
-async def _enqueue(resources: Resources, job_id: uuid.UUID, priority: int) -> None:
-    try:
-        # kombu's producer is blocking I/O; keep it off the event loop.
-        await anyio.to_thread.run_sync(resources.queue.send, str(job_id), priority)
-    except Exception as exc:
-        log.error("job %s: enqueue failed: %s", job_id, exc)
-        async with resources.db.begin() as conn:
-            await conn.execute(fail_queued_job(job_id, "the queue was unavailable at submit"))
-        raise ServiceUnavailableError("the job queue is unavailable; try again shortly") from exc
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND)

@@ -142,7 +142,7 @@ class _Follower:
                 continue
             for event in events:
                 if isinstance(event, Delta):
-                    frames.append(sse("delta", {"text": event.text}, event.offset))
+                    frames.append(sse("delta", {"text": event.text, "t": event.at}, event.offset))
                 elif isinstance(event, Restart):
                     frames.append(sse("restart", {"attempt": event.attempt}))
                 elif isinstance(event, Ended):

