@@ -5,8 +5,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+import httpx
 from redis import Redis
+from sqlalchemy import Engine
 
+from tests.helpers import insert_unqueued_job
 from vqueue.client import ServerEvent, VQueueClient
 from vqueue.contract import token_log_key
 
@@ -170,3 +173,17 @@ def test_concurrent_jobs_share_the_engine(client: VQueueClient) -> None:
     assert all(job["usage"]["completion_tokens"] == 64 for job in results)
     # Run one after another they would take 16x; batched in one engine, far less.
     assert sixteen <= 16 * one / 3, f"16 jobs took {sixteen:.2f}s, one took {one:.2f}s"
+
+
+def test_an_idle_stream_sends_keep_alive_comments(base_url: str, db: Engine) -> None:
+    # A queued job nobody has sent to the broker yet: nothing happens on its stream for a
+    # while (until the reconciler sends it), so only keep-alives flow (every 1 s in tests).
+    job_id = insert_unqueued_job(db)
+    lines = []
+    with httpx.stream("GET", f"{base_url}/jobs/{job_id}/stream", timeout=10) as response:
+        started = time.monotonic()
+        for line in response.iter_lines():
+            lines.append(line)
+            if line == ": keep-alive" or time.monotonic() - started > 5:
+                break
+    assert ": keep-alive" in lines

@@ -27,3 +27,11 @@ def test_unset_parameters_keep_the_engine_defaults() -> None:
     assert params.max_tokens == 5
     assert params.seed is None
     assert params.top_k in (0, -1)
+
+
+def test_nul_characters_become_replacement_characters() -> None:
+    from worker.runner import storable
+
+    assert storable("a\x00b") == "a\ufffdb"
+    assert len(storable("\x00\x00")) == 2  # offsets are unchanged
+    assert storable("plain") == "plain"

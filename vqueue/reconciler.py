@@ -11,7 +11,6 @@ Sending a job twice is harmless: only one delivery can claim it.
 """
 
 import logging
-import threading
 import uuid
 
 from redis.exceptions import RedisError
@@ -27,6 +26,7 @@ from db.jobs import (
 )
 from db.states import JobStatus
 from vqueue.contract import EntryKind, LogEntry
+from vqueue.periodic import PeriodicThread
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 
@@ -41,22 +41,13 @@ class Reconciler:
         self.settings = settings
         self.db = db
         self.queue = queue
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="reconciler", daemon=True)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.settings.reconcile_interval_s):
-            try:
-                self.run_once()
-            except (SQLAlchemyError, RedisError, OSError) as exc:
-                log.warning("reconcile round failed: %s", exc)
+        self._thread = PeriodicThread(
+            "reconciler",
+            settings.reconcile_interval_s,
+            self.run_once,
+            (SQLAlchemyError, RedisError, OSError),
+        )
+        self.start, self.close = self._thread.start, self._thread.close
 
     def run_once(self) -> dict[str, int]:
         """One round; returns how many jobs each rule touched (empty if another worker held it)."""

@@ -204,6 +204,7 @@ def main() -> None:
             "enforce_eager": settings.enforce_eager,
         },
         "workload": workload.__dict__,
+        "api_workers": settings.api_workers,
         "queue": queue,
         "bare": bare,
         "throughput_ratio": round(q_run.tok_s / b_run.tok_s, 4),

@@ -92,7 +92,7 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
     fan = result["fan_out"]
     lines += [
         "",
-        f"{fan['clients']} concurrent SSE clients on one API process ({fan['jobs']} jobs): "
+        f"{fan['clients']} concurrent SSE clients on {_processes(result)} ({fan['jobs']} jobs): "
         f"{fan['clients_with_every_token']} got every token "
         f"({'all' if fan['all_complete'] else 'NOT all'}), in {fan['seconds']} s.",
         "",
@@ -107,6 +107,11 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
     if result.get("notes"):
         lines += ["", *result["notes"]]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _processes(result: dict[str, Any]) -> str:
+    workers = result.get("api_workers", 1)
+    return "one API process" if workers == 1 else f"{workers} API processes"
 
 
 def write_plot(path: Path, result: dict[str, Any]) -> bool:
