@@ -39,11 +39,14 @@ class JobQueue:
         # both, and everything queued is sent again.
         self.broker = Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=2)
         self.redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
+        self._write_log = self.redis.register_script(LOG_SCRIPT)
 
     def send(self, job_id: str, priority: int) -> None:
         self.send_many([(job_id, priority)])
 
     def send_many(self, jobs: list[tuple[str, int]]) -> None:
+        if not jobs:
+            return
         pipe = self.broker.pipeline(transaction=False)
         queue_enqueue_writes(pipe, jobs, self.queue)
         pipe.execute()
@@ -78,7 +81,7 @@ class JobQueue:
     def publish_ends(self, entries: list[LogEntry], retention_s: int) -> None:
         """Tell stream readers that jobs ended without a worker (cancelled, expired, given up)."""
         if entries:
-            self.redis.register_script(LOG_SCRIPT)(args=log_script_args(entries, retention_s))
+            self._write_log(args=log_script_args(entries, retention_s))
 
     def close(self) -> None:
         self.broker.close()

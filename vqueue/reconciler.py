@@ -62,8 +62,7 @@ class Reconciler:
             expired = conn.execute(expire_queued_jobs()).all()
             stale = conn.execute(stale_queued_jobs(settings.requeue_grace_s, BATCH)).all()
         # Sent after the commit, like every enqueue: a worker must find the row queued.
-        for job_id, priority in requeued:
-            self.queue.send(str(job_id), priority)
+        self.queue.send_many([(str(job_id), priority) for job_id, priority in requeued])
         ends = [
             LogEntry(str(job_id), attempt, EntryKind.END, 0, status=JobStatus.FAILED)
             for job_id, attempt in [*given_up, *expired]
@@ -71,8 +70,7 @@ class Reconciler:
         self.queue.publish_ends(ends, settings.stream_retention_s)
         priorities = {str(job_id): priority for job_id, priority in stale}
         unknown = self.queue.unknown(list(priorities))
-        for job_id in unknown:
-            self.queue.send(job_id, priorities[job_id])
+        self.queue.send_many([(job_id, priorities[job_id]) for job_id in unknown])
         pruned = self._prune_enqueued_set()
         counts = {
             "requeued": len(requeued),

@@ -11,7 +11,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -62,7 +62,6 @@ class ActiveRun:
     attempt: int
     task: "asyncio.Task[Any] | None" = None
     reason: StopReason | None = None
-    started: float = field(default_factory=time.monotonic)
 
 
 class JobRunner:

@@ -48,6 +48,12 @@ def sse(event: str, data: Any, event_id: int | None = None) -> bytes:
     return head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
+def delta_frame(delta: Delta) -> bytes:
+    # `t`: when the worker produced it; unknown (absent) for text replayed from Postgres.
+    data = {"text": delta.text, "t": delta.at} if delta.at else {"text": delta.text}
+    return sse("delta", data, delta.offset)
+
+
 @router.get("/jobs/{job_id}/stream", response_class=StreamingResponse, responses=STREAM_DOC)
 async def stream_job(
     job_id: str,
@@ -142,7 +148,7 @@ class _Follower:
                 continue
             for event in events:
                 if isinstance(event, Delta):
-                    frames.append(sse("delta", {"text": event.text, "t": event.at}, event.offset))
+                    frames.append(delta_frame(event))
                 elif isinstance(event, Restart):
                     frames.append(sse("restart", {"attempt": event.attempt}))
                 elif isinstance(event, Ended):
@@ -158,7 +164,7 @@ class _Follower:
             self.cursor = StreamCursor(row["attempt"], 0)
         for event in self.cursor.rest_of(row["text"] or ""):
             assert isinstance(event, Delta)
-            frames.append(sse("delta", {"text": event.text}, event.offset))
+            frames.append(delta_frame(event))
         status = JobStatus(row["status"])
         summary = job_summary(row)
         if status in FINAL_EVENT:
