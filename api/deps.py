@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.hub import EventHub
 from api.submitter import Submitter
+from vqueue.batch_feeder import BatchFeeder
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 
@@ -21,6 +22,7 @@ class Resources:
     hub: EventHub
     queue: JobQueue
     submitter: Submitter
+    feeder: BatchFeeder
 
 
 def get_resources(request: Request) -> Resources:

@@ -21,6 +21,28 @@ class APIError(Exception):
         self.details = details or []
 
 
+class BadRequestError(APIError):
+    status_code = 400
+    code = "bad_request"
+
+
+class PayloadTooLargeError(APIError):
+    status_code = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaTypeError(APIError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
+class InvalidInputError(APIError):
+    """Well-formed request, unusable content (a batch file's bad lines, say)."""
+
+    status_code = 422
+    code = "validation_error"
+
+
 class NotFoundError(APIError):
     status_code = 404
     code = "not_found"

@@ -5,6 +5,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Self
 
+import orjson
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -20,7 +21,7 @@ from vqueue.settings import get_settings
 _limits = get_settings()
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
     # Postgres text cannot hold NUL; refusing it here keeps it a 422, not a failed INSERT.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
@@ -36,12 +37,10 @@ def _not_blank(value: str) -> str:
 NonEmptyText = Annotated[
     str,
     StringConstraints(min_length=1, max_length=_limits.max_prompt_chars),
-    AfterValidator(_no_nul),
+    AfterValidator(no_nul),
     AfterValidator(_not_blank),
 ]
-StopString = Annotated[
-    str, StringConstraints(min_length=1, max_length=256), AfterValidator(_no_nul)
-]
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
 
 
 class Role(StrEnum):
@@ -70,21 +69,35 @@ class SamplingFields(BaseModel):
     stop: list[StopString] | None = Field(None, max_length=_limits.max_stop_strings)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     ignore_eos: bool = False
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+
+    def sampling(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", include=set(SamplingFields.model_fields))
 
 
-class JobCreate(SamplingFields):
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(orjson.dumps(value))
+    if size > _limits.max_metadata_bytes:
+        raise ValueError(f"is {size} bytes as JSON, over {_limits.max_metadata_bytes}")
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
+Metadata = Annotated[
+    dict[str, str | int | float | bool | None],
+    Field(max_length=64, description="Free-form values kept with the job"),
+    AfterValidator(_small_json),
+]
+
+
+class JobInput(BaseModel):
+    """What the model reads: a plain prompt or chat turns, exactly one of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
     prompt: NonEmptyText | None = None
     messages: list[Message] | None = Field(None, min_length=1, max_length=_limits.max_messages)
-    priority: int = Field(5, ge=0, le=9, description="0 runs first, 9 last")
-    timeout_s: int | None = Field(
-        None, ge=1, le=_limits.max_job_timeout_s, description="Longest run; default the maximum"
-    )
-    queue_timeout_s: int | None = Field(
-        None,
-        ge=1,
-        le=_limits.queue_timeout_s,
-        description="Longest wait in the queue before the job expires; default the maximum",
-    )
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
@@ -98,8 +111,21 @@ class JobCreate(SamplingFields):
                 )
         return self
 
-    def sampling(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", include=set(SamplingFields.model_fields))
+    def messages_json(self) -> list[dict[str, str]] | None:
+        return None if self.messages is None else [m.model_dump(mode="json") for m in self.messages]
+
+
+class JobCreate(SamplingFields, JobInput):
+    priority: int = Field(5, ge=0, le=9, description="0 runs first, 9 last")
+    timeout_s: int | None = Field(
+        None, ge=1, le=_limits.max_job_timeout_s, description="Longest run; default the maximum"
+    )
+    queue_timeout_s: int | None = Field(
+        None,
+        ge=1,
+        le=_limits.queue_timeout_s,
+        description="Longest wait in the queue before the job expires; default the maximum",
+    )
 
 
 class Usage(BaseModel):
@@ -134,6 +160,9 @@ class JobPublic(BaseModel):
     started_at: datetime | None
     first_token_at: datetime | None
     finished_at: datetime | None
+    batch_id: uuid.UUID | None = Field(None, description="The batch this job came from")
+    custom_id: str | None = None
+    metadata: dict[str, Any] | None = None
     links: JobLinks
 
 

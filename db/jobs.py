@@ -146,7 +146,7 @@ def hand_back_job(job_id: uuid.UUID, attempt: int) -> Update:
     return (
         update(jobs)
         .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == JobStatus.RUNNING)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None)
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, released_at=func.now())
         .returning(jobs.c.id, jobs.c.priority)
     )
 
@@ -220,7 +220,7 @@ def requeue_lost_jobs(max_attempts: int, live_workers: list[str], lease_s: float
     return (
         update(jobs)
         .where(*_lost(live_workers, lease_s), jobs.c.attempt < max_attempts)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None)
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, released_at=func.now())
         .returning(jobs.c.id, jobs.c.priority)
     )
 
@@ -255,14 +255,16 @@ def expire_queued_jobs() -> Update:
 
 
 def stale_queued_jobs(older_than_s: float, limit: int) -> Select[Any]:
-    """Queued jobs old enough that their message must be in the broker by now."""
+    """Queued jobs released long enough ago that their message must be in the broker by now.
+
+    A batch's jobs not yet released (released_at NULL) have no message by design."""
     return (
         select(jobs.c.id, jobs.c.priority)
         .where(
             jobs.c.status == JobStatus.QUEUED,
-            jobs.c.created_at < func.now() - _seconds(older_than_s),
+            jobs.c.released_at < func.now() - _seconds(older_than_s),
         )
-        .order_by(jobs.c.created_at)
+        .order_by(jobs.c.released_at)
         .limit(limit)
     )
 

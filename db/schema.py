@@ -4,6 +4,7 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -17,11 +18,42 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
-from db.states import JobStatus
+from db.states import BatchStatus, JobStatus
 
 metadata = MetaData()
 
 _status_values = ", ".join(f"'{status.value}'" for status in JobStatus)
+_batch_status_values = ", ".join(f"'{status.value}'" for status in BatchStatus)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("status", String(16), nullable=False),
+    # jsonl, openai, csv or text: how the upload was read.
+    Column("format", String(16), nullable=False),
+    Column("filename", Text),
+    Column("total", Integer, nullable=False, server_default="0"),
+    # Lines refused under on_error=skip, and the first of their errors ({line, message}).
+    Column("skipped", Integer, nullable=False, server_default="0"),
+    Column("line_errors", JSONB, nullable=False, server_default="[]"),
+    Column("defaults", JSONB, nullable=False, server_default="{}"),
+    Column("metadata", JSONB),
+    Column("priority", SmallInteger, nullable=False, server_default="5"),
+    Column("error", Text),
+    Column("idempotency_key", Text),
+    Column("request_hash", Text),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("started_at", DateTime(timezone=True)),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("cancel_requested_at", DateTime(timezone=True)),
+    CheckConstraint(f"status IN ({_batch_status_values})", name="batches_status_valid"),
+    Index("batches_created_at", "created_at"),
+    Index("batches_idempotency_key", "idempotency_key", unique=True),
+    Index(
+        "batches_open", "status", postgresql_where=text("status IN ('in_progress', 'cancelling')")
+    ),
+)
 
 jobs = Table(
     "jobs",
@@ -55,6 +87,14 @@ jobs = Table(
     Column("cancel_requested_at", DateTime(timezone=True)),
     Column("idempotency_key", Text),
     Column("request_hash", Text),
+    # A batch's jobs: its id, the line of the upload, the caller's id and extra columns.
+    Column("batch_id", Uuid, ForeignKey("batches.id", ondelete="CASCADE")),
+    Column("batch_line", Integer),
+    Column("custom_id", Text),
+    Column("metadata", JSONB),
+    # When the job's message was (last) handed to the broker. A batch's jobs are inserted
+    # with none and released a window at a time (vqueue/batch_feeder.py).
+    Column("released_at", DateTime(timezone=True), server_default=func.now()),
     CheckConstraint(f"status IN ({_status_values})", name="jobs_status_valid"),
     CheckConstraint("(prompt IS NULL) <> (messages IS NULL)", name="jobs_one_input"),
     CheckConstraint("priority BETWEEN 0 AND 9", name="jobs_priority_range"),
@@ -62,4 +102,13 @@ jobs = Table(
     Index("jobs_created_at", "created_at"),
     Index("jobs_idempotency_key", "idempotency_key", unique=True),
     Index("jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
+    Index("jobs_queued_released", "released_at", postgresql_where=text("status = 'queued'")),
+    Index("jobs_batch_line", "batch_id", "batch_line"),
+    Index(
+        "jobs_batch_active",
+        "batch_id",
+        "status",
+        "batch_line",
+        postgresql_where=text("status IN ('queued', 'running')"),
+    ),
 )

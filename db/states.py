@@ -36,3 +36,18 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
 def sources_of(target: JobStatus) -> list[JobStatus]:
     """The states a job may be in for a move to `target`; conditional UPDATEs filter on them."""
     return [source for source, targets in TRANSITIONS.items() if target in targets]
+
+
+class BatchStatus(StrEnum):
+    # The upload is being parsed and stored; a batch left here by a crashed API process is
+    # failed by the reconciler.
+    VALIDATING = "validating"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLING = "cancelling"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED)

@@ -53,6 +53,10 @@ os.environ.update(
         "VQUEUE_REQUEUE_GRACE_S": "2",
         "VQUEUE_SHUTDOWN_GRACE_S": "3",
         "VQUEUE_MAX_ATTEMPTS": "3",
+        # Small upload limits, so that going over them costs little.
+        "VQUEUE_MAX_BATCH_BYTES": str(4 * 1024 * 1024),
+        "VQUEUE_MAX_BATCH_JOBS": "5000",
+        "VQUEUE_MAX_BATCH_LINE_BYTES": str(512 * 1024),
     }
 )
 

@@ -13,12 +13,15 @@ def test_stored_parameters_reach_the_engine() -> None:
             "stop": ["\n\n"],
             "seed": 7,
             "ignore_eos": True,
+            "presence_penalty": 0.5,
+            "frequency_penalty": -0.25,
         }
     )
     assert (params.max_tokens, params.temperature, params.top_p, params.top_k) == (12, 0.5, 0.9, 40)
     assert params.stop == ["\n\n"]
     assert params.seed == 7
     assert params.ignore_eos is True
+    assert (params.presence_penalty, params.frequency_penalty) == (0.5, -0.25)
     assert params.output_kind == RequestOutputKind.DELTA
 
 

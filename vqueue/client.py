@@ -77,6 +77,56 @@ class VQueueClient:
                 if event.event == "done":
                     return
 
+    def upload_batch(
+        self,
+        content: bytes,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """POST /batches: a multipart upload when a file name is given, else the raw body."""
+        params = {key: value for key, value in options.items() if value is not None}
+        if filename is not None:
+            files = {"file": (filename, content, content_type or "application/octet-stream")}
+            response = self.http.post("/batches", params=params, files=files)
+        else:
+            headers = {"Content-Type": content_type} if content_type else {}
+            response = self.http.post("/batches", params=params, content=content, headers=headers)
+        response.raise_for_status()
+        batch: dict[str, Any] = response.json()
+        return batch
+
+    def batch(self, batch_id: str) -> dict[str, Any]:
+        response = self.http.get(f"/batches/{batch_id}")
+        response.raise_for_status()
+        batch: dict[str, Any] = response.json()
+        return batch
+
+    def wait_batch(
+        self, batch_id: str, timeout: float = 600.0, interval: float = 0.5
+    ) -> dict[str, Any]:
+        """Poll until the batch ends (completed, failed or cancelled)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = self.batch(batch_id)
+            if batch["status"] in {"completed", "failed", "cancelled"}:
+                return batch
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} still {batch['status']} after {timeout}s")
+            time.sleep(interval)
+
+    def batch_results(self, batch_id: str, order: str = "input") -> list[dict[str, Any]]:
+        response = self.http.get(f"/batches/{batch_id}/results", params={"order": order})
+        response.raise_for_status()
+        return [orjson.loads(line) for line in response.content.splitlines() if line]
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        response = self.http.post(f"/batches/{batch_id}/cancel")
+        response.raise_for_status()
+        batch: dict[str, Any] = response.json()
+        return batch
+
     def close(self) -> None:
         self.http.close()
 

@@ -8,6 +8,7 @@ it again. Sending twice is harmless: only one delivery can claim a queued job.
 
 from collections.abc import Iterable
 
+import orjson
 from celery import Celery
 from redis import Redis
 
@@ -77,6 +78,12 @@ class JobQueue:
             key.removeprefix(prefix).decode()
             for key in self.redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=1000)
         ]
+
+    def engine_slots(self) -> int:
+        """The live workers' engine slots (max_num_seqs) added up, from their heartbeats."""
+        keys = list(self.redis.scan_iter(match=WORKER_KEY_PREFIX + "*", count=1000))
+        values = self.redis.mget(keys) if keys else []
+        return sum(int(orjson.loads(value).get("max_num_seqs", 0)) for value in values if value)
 
     def publish_ends(self, entries: list[LogEntry], retention_s: int) -> None:
         """Tell stream readers that jobs ended without a worker (cancelled, expired, given up)."""

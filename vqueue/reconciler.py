@@ -6,7 +6,8 @@ no other worker is up); a Postgres advisory lock lets one of them do each round:
   or failed once they used every attempt;
 - queued jobs past their queue timeout fail instead of running stale;
 - queued jobs the broker does not know (the API crashed between commit and enqueue, or Redis
-  lost its data) are sent again.
+  lost its data) are sent again;
+- batches whose upload was cut off by the death of its API process are failed.
 Sending a job twice is harmless: only one delivery can claim it.
 """
 
@@ -17,6 +18,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
+from db.batches import fail_interrupted_uploads
 from db.jobs import (
     expire_queued_jobs,
     give_up_lost_jobs,
@@ -34,6 +36,8 @@ log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x76717565  # "vque"
 BATCH = 1000
+# Storing even a 50,000-line upload takes seconds; one still validating after this was cut off.
+UPLOAD_INTERRUPTED_AFTER_S = 600
 
 
 class Reconciler:
@@ -61,6 +65,7 @@ class Reconciler:
             given_up = conn.execute(give_up_lost_jobs(settings.max_attempts, live, lease)).all()
             expired = conn.execute(expire_queued_jobs()).all()
             stale = conn.execute(stale_queued_jobs(settings.requeue_grace_s, BATCH)).all()
+            interrupted = conn.execute(fail_interrupted_uploads(UPLOAD_INTERRUPTED_AFTER_S)).all()
         # Sent after the commit, like every enqueue: a worker must find the row queued.
         self.queue.send_many([(str(job_id), priority) for job_id, priority in requeued])
         ends = [
@@ -78,6 +83,7 @@ class Reconciler:
             "expired": len(expired),
             "resent": len(unknown),
             "pruned": pruned,
+            "interrupted_uploads": len(interrupted),
         }
         if any(counts.values()):
             log.info("reconciled: %s", counts)

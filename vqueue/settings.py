@@ -36,6 +36,20 @@ class Settings(BaseSettings):
     max_messages: int = Field(256, gt=0)
     max_output_tokens: int = Field(8192, gt=0)
     max_stop_strings: int = Field(16, gt=0)
+    # Free-form metadata kept with a job (a batch line's extra CSV columns, say), as JSON.
+    max_metadata_bytes: int = Field(16_384, gt=0)
+
+    # Batches (bulk uploads).
+    max_batch_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    max_batch_jobs: int = Field(50_000, gt=0)
+    # One line of an upload (a JSONL object, a CSV record); longer lines are refused.
+    max_batch_line_bytes: int = Field(2 * 1024 * 1024, gt=0)
+    # Jobs of batches waiting in the broker at once; 0: twice the engine slots of the live
+    # workers (at least 64), enough to keep every engine full without queueing a whole
+    # batch ahead of single jobs.
+    batch_window: int = Field(0, ge=0)
+    # How often the batch feeder tops the window up (it is also woken by each upload).
+    batch_feed_interval_s: float = Field(0.5, gt=0)
 
     # Job control and durability.
     # The longest a job may run, and the run time of a job that names none.

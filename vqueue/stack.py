@@ -122,6 +122,22 @@ def up(settings: Settings) -> None:
     print(f"ready: {base_url(settings)}")
 
 
+def start_api(settings: Settings) -> int:
+    """Only the API (benchmarks of the API alone); returns its pid once it answers."""
+    pid = running_pid(settings, "api") or _spawn(settings, "api")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if not _alive(pid):
+            raise StackError(f"api exited during start-up:\n{_log_tail(settings, 'api')}")
+        try:
+            if httpx.get(base_url(settings) + "/health", timeout=5).status_code == 200:
+                return pid
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise StackError(f"the API did not answer in 60s; see {settings.run_dir}/")
+
+
 def _stop(pid: int) -> None:
     # The main process first, so the worker shuts its engine down cleanly; then the whole group.
     try:

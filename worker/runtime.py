@@ -15,6 +15,7 @@ from redis.exceptions import RedisError
 
 from db.engine import make_sync_engine
 from db.states import JobStatus
+from vqueue.batch_feeder import BatchFeeder
 from vqueue.contract import worker_key
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
@@ -60,6 +61,8 @@ class WorkerRuntime:
         self.supervisor.start()
         self.reconciler = Reconciler(settings, self.db, self.queue)
         self.reconciler.start()
+        self.feeder = BatchFeeder(settings, self.db, self.queue)
+        self.feeder.start()
         self._redis = SyncRedis.from_url(settings.redis_url)
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -126,6 +129,7 @@ class WorkerRuntime:
         self._stop.set()
         self.supervisor.close()
         self.reconciler.close()
+        self.feeder.close()
         with suppress(RedisError):
             self._redis.delete(worker_key(self.name))
         self.host.submit(self.publisher.close()).result(timeout=10)

@@ -3,7 +3,17 @@
 from typing import Any
 
 # Keys the API validates and stores in jobs.params; anything else in the row is ignored here.
-SAMPLING_KEYS = ("max_tokens", "temperature", "top_p", "top_k", "stop", "seed", "ignore_eos")
+SAMPLING_KEYS = (
+    "max_tokens",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop",
+    "seed",
+    "ignore_eos",
+    "presence_penalty",
+    "frequency_penalty",
+)
 
 
 def to_sampling_params(params: dict[str, Any]) -> Any:

@@ -84,12 +84,11 @@ async def submit_job(
 ) -> JobPublic:
     settings = resources.settings
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    messages = None if body.messages is None else [m.model_dump(mode="json") for m in body.messages]
     queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
     values = job_row(
         uuid.uuid4(),
         prompt=body.prompt,
-        messages=messages,
+        messages=body.messages_json(),
         params=body.sampling(),
         model=settings.model_name,
         priority=body.priority,

@@ -6,7 +6,6 @@ separate database, Redis database, queue and port, so a running `make up` stack 
 
 import argparse
 import asyncio
-import os
 import platform
 import shlex
 import signal
@@ -22,7 +21,7 @@ from db.migrate import reset_database
 from vqueue import stack
 from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
-from vqueue.bench.report import verdicts, write_json, write_markdown, write_plot
+from vqueue.bench.report import machine, verdicts, write_json, write_markdown, write_plot
 from vqueue.bench.workload import RunResult, Workload, make_prompts, ms
 from vqueue.settings import Settings, get_settings
 from worker.model_source import resolve_model
@@ -112,27 +111,6 @@ async def bare_phase(
         "single_tok_s": round(median_single(singles), 1),
         "_streamed": streamed,
     }
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None}
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["gpu"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name()}"
-    except ImportError:
-        pass
-    info["description"] = info["gpu"] or f"{info['cores']}-core CPU ({cpu})"
-    return info
 
 
 def versions() -> dict[str, str]:

@@ -1,6 +1,8 @@
 """The benchmark's outputs: a JSON result, a Markdown table and a throughput plot."""
 
 import json
+import os
+import platform
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,27 @@ TARGETS = {
     "submit_rate_jobs_s": (">=", 1000.0),
     "sse_lag_p99_ms": ("<=", 20.0),
 }
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {"cpu": cpu, "cores": os.cpu_count(), "gpu": None}
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["gpu"] = f"{torch.cuda.device_count()}x {torch.cuda.get_device_name()}"
+    except ImportError:
+        pass
+    info["description"] = info["gpu"] or f"{info['cores']}-core CPU ({cpu})"
+    return info
 
 
 def verdicts(result: dict[str, Any], ttft_target_ms: float) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,298 @@
+"""Every query on batches and on the jobs of a batch.
+
+A batch's jobs are written with COPY and left unreleased (no broker message, released_at NULL);
+the batch feeder releases them a window at a time, oldest batch first, so a batch of 50,000
+never sits in the broker ahead of everybody else's jobs.
+"""
+
+import uuid
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from psycopg import AsyncConnection
+from sqlalchemy import Select, Update, and_, case, exists, func, select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.dml import Insert
+
+from db.schema import batches, jobs
+from db.states import TERMINAL_STATES, BatchStatus, JobStatus
+
+ACTIVE_JOB_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
+OPEN_BATCH_STATES = (BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
+
+# The columns COPY fills for each job of a batch, in this order (see job_copy_row()).
+JOB_COPY_COLUMNS = (
+    "id",
+    "status",
+    "prompt",
+    "messages",
+    "params",
+    "model",
+    "priority",
+    "timeout_s",
+    "expires_at",
+    "batch_id",
+    "batch_line",
+    "custom_id",
+    "metadata",
+    "released_at",
+)
+
+
+def _json(value: Any) -> str | None:
+    # COPY's text format takes JSON columns as their text.
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def job_copy_row(
+    batch_id: uuid.UUID,
+    *,
+    line: int,
+    prompt: str | None,
+    messages: list[dict[str, str]] | None,
+    params: dict[str, Any],
+    custom_id: str | None,
+    metadata: dict[str, Any] | None,
+    model: str | None,
+    priority: int,
+    timeout_s: int,
+    expires_at: Any,
+) -> tuple[Any, ...]:
+    return (
+        uuid.uuid4(),
+        JobStatus.QUEUED.value,
+        prompt,
+        _json(messages),
+        _json(params),
+        model,
+        priority,
+        timeout_s,
+        expires_at,
+        batch_id,
+        line,
+        custom_id,
+        _json(metadata),
+        None,
+    )
+
+
+async def copy_jobs(conn: AsyncConnection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
+    """COPY the rows into jobs on the caller's transaction; returns how many went in."""
+    count = 0
+    statement = f"COPY jobs ({', '.join(JOB_COPY_COLUMNS)}) FROM STDIN"
+    async with conn.cursor() as cursor, cursor.copy(statement) as copy:
+        for row in rows:
+            await copy.write_row(row)
+            count += 1
+    return count
+
+
+def insert_batch() -> Insert:
+    return insert(batches).on_conflict_do_nothing(index_elements=["idempotency_key"])
+
+
+def start_batch(batch_id: uuid.UUID, *, total: int, skipped: int, line_errors: Any) -> Update:
+    """validating -> in_progress, in the transaction that stored its jobs."""
+    return (
+        update(batches)
+        .where(batches.c.id == batch_id, batches.c.status == BatchStatus.VALIDATING)
+        .values(
+            status=BatchStatus.IN_PROGRESS,
+            total=total,
+            skipped=skipped,
+            line_errors=line_errors,
+            started_at=func.now(),
+        )
+        .returning(batches)
+    )
+
+
+def get_batch(batch_id: uuid.UUID) -> Select[Any]:
+    return select(batches).where(batches.c.id == batch_id)
+
+
+def get_batch_by_idempotency_key(key: str) -> Select[Any]:
+    return select(batches).where(batches.c.idempotency_key == key)
+
+
+def list_batches(*, limit: int, offset: int, status: BatchStatus | None) -> Select[Any]:
+    query = (
+        select(batches).order_by(batches.c.created_at.desc(), batches.c.id).limit(limit)
+    ).offset(offset)
+    if status is not None:
+        query = query.where(batches.c.status == status)
+    return query
+
+
+def count_batches(*, status: BatchStatus | None) -> Select[Any]:
+    query = select(func.count()).select_from(batches)
+    if status is not None:
+        query = query.where(batches.c.status == status)
+    return query
+
+
+def batch_job_counts(batch_ids: Sequence[uuid.UUID]) -> Select[Any]:
+    """(batch_id, status, jobs, completion tokens) for each status present."""
+    return (
+        select(
+            jobs.c.batch_id,
+            jobs.c.status,
+            func.count(),
+            func.coalesce(func.sum(jobs.c.completion_tokens), 0),
+        )
+        .where(jobs.c.batch_id.in_(batch_ids))
+        .group_by(jobs.c.batch_id, jobs.c.status)
+    )
+
+
+def batch_results(batch_id: uuid.UUID, *, by_completion: bool) -> Select[Any]:
+    """The finished jobs of a batch, in input order or in the order they finished."""
+    order = (jobs.c.finished_at, jobs.c.batch_line) if by_completion else (jobs.c.batch_line,)
+    return (
+        select(
+            jobs.c.id,
+            jobs.c.batch_line,
+            jobs.c.custom_id,
+            jobs.c.status,
+            jobs.c.text,
+            jobs.c.finish_reason,
+            jobs.c.prompt_tokens,
+            jobs.c.completion_tokens,
+            jobs.c.error,
+            jobs.c.metadata,
+            jobs.c.finished_at,
+        )
+        .where(jobs.c.batch_id == batch_id, jobs.c.status.in_(TERMINAL_STATES))
+        .order_by(*order)
+    )
+
+
+def batch_jobs(
+    batch_id: uuid.UUID, *, limit: int, offset: int, status: JobStatus | None
+) -> Select[Any]:
+    query = (
+        select(jobs)
+        .where(jobs.c.batch_id == batch_id)
+        .order_by(jobs.c.batch_line)
+        .limit(limit)
+        .offset(offset)
+    )
+    if status is not None:
+        query = query.where(jobs.c.status == status)
+    return query
+
+
+def request_cancel_batch(batch_id: uuid.UUID) -> Update:
+    return (
+        update(batches)
+        .where(batches.c.id == batch_id, batches.c.status == BatchStatus.IN_PROGRESS)
+        .values(status=BatchStatus.CANCELLING, cancel_requested_at=func.now())
+        .returning(batches)
+    )
+
+
+def cancel_batch_queued_jobs(batch_id: uuid.UUID) -> Update:
+    """Its queued jobs end at once; the released ones' broker messages are skipped on claim."""
+    return (
+        update(jobs)
+        .where(jobs.c.batch_id == batch_id, jobs.c.status == JobStatus.QUEUED)
+        .values(
+            status=JobStatus.CANCELLED,
+            cancel_requested_at=func.now(),
+            finished_at=func.now(),
+            error="cancelled with its batch while queued",
+        )
+        .returning(jobs.c.id, jobs.c.attempt, jobs.c.released_at.is_not(None))
+    )
+
+
+def cancel_batch_running_jobs(batch_id: uuid.UUID) -> Update:
+    """Its running jobs are aborted by their workers, keeping their partial text."""
+    return (
+        update(jobs)
+        .where(jobs.c.batch_id == batch_id, jobs.c.status == JobStatus.RUNNING)
+        .values(cancel_requested_at=func.coalesce(jobs.c.cancel_requested_at, func.now()))
+    )
+
+
+# The batch feeder's statements.
+
+
+def open_batches() -> Select[Any]:
+    """Batches whose jobs may still need releasing, oldest first."""
+    return (
+        select(batches.c.id)
+        .where(batches.c.status == BatchStatus.IN_PROGRESS)
+        .order_by(batches.c.created_at)
+    )
+
+
+def released_backlog() -> Select[Any]:
+    """How many released jobs of each batch wait in the broker (queued, not yet claimed)."""
+    return (
+        select(jobs.c.batch_id, func.count())
+        .where(
+            jobs.c.batch_id.in_(open_batches().with_only_columns(batches.c.id)),
+            jobs.c.status == JobStatus.QUEUED,
+            jobs.c.released_at.is_not(None),
+        )
+        .group_by(jobs.c.batch_id)
+    )
+
+
+def release_jobs(batch_id: uuid.UUID, count: int) -> Update:
+    """Mark the next `count` jobs of a batch, in input order, as handed to the broker."""
+    next_ids = (
+        select(jobs.c.id)
+        .where(
+            jobs.c.batch_id == batch_id,
+            jobs.c.status == JobStatus.QUEUED,
+            jobs.c.released_at.is_(None),
+        )
+        .order_by(jobs.c.batch_line)
+        .limit(count)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(next_ids.scalar_subquery()))
+        .values(released_at=func.now())
+        .returning(jobs.c.id, jobs.c.priority)
+    )
+
+
+def finish_batches() -> Update:
+    """Open batches with no queued or running job left are over."""
+    no_active_jobs = ~exists().where(
+        and_(jobs.c.batch_id == batches.c.id, jobs.c.status.in_(ACTIVE_JOB_STATES))
+    )
+    return (
+        update(batches)
+        .where(batches.c.status.in_(OPEN_BATCH_STATES), no_active_jobs)
+        .values(
+            status=case(
+                (batches.c.status == BatchStatus.CANCELLING, BatchStatus.CANCELLED.value),
+                else_=BatchStatus.COMPLETED.value,
+            ),
+            finished_at=func.now(),
+        )
+        .returning(batches.c.id, batches.c.status)
+    )
+
+
+def fail_interrupted_uploads(older_than_s: float) -> Update:
+    """A batch still validating long after its upload began lost its API process midway."""
+    return (
+        update(batches)
+        .where(
+            batches.c.status == BatchStatus.VALIDATING,
+            batches.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s),
+        )
+        .values(
+            status=BatchStatus.FAILED,
+            error="the upload was interrupted before its jobs were stored; upload it again",
+            finished_at=func.now(),
+        )
+        .returning(batches.c.id)
+    )
