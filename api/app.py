@@ -13,9 +13,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.deps import Resources
-from api.errors import error_response, install_error_handlers
+from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
-from api.routes import batches, health, jobs, stream
+from api.routes import batches, health, jobs, openai, openai_batches, stream
 from api.schemas import ErrorBody
 from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
@@ -61,28 +61,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.dispose()
 
 
-async def _database_down(_: Request, exc: Exception) -> JSONResponse:
+async def _database_down(request: Request, exc: Exception) -> JSONResponse:
     # Only connection-level failures are "unavailable"; other database errors are bugs (500).
     assert isinstance(exc, DBAPIError)
     if not exc.connection_invalidated and "connect" not in str(exc.orig).lower():
         raise exc
     log.warning("database unavailable: %s", exc.orig)
     body = ErrorBody(code="unavailable", message="the database is unavailable; try again shortly")
-    return error_response(503, body)
+    return shaped_response(request, 503, body)
 
 
-async def _database_busy(_: Request, exc: Exception) -> JSONResponse:
+async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
     log.warning("database pool exhausted: %s", exc)
     body = ErrorBody(code="overloaded", message="the database is busy; try again shortly")
-    response = error_response(503, body)
-    response.headers["Retry-After"] = "1"
-    return response
+    return shaped_response(request, 503, body, {"Retry-After": "1"})
 
 
-async def _redis_down(_: Request, exc: Exception) -> JSONResponse:
+async def _redis_down(request: Request, exc: Exception) -> JSONResponse:
     log.warning("redis unavailable: %s", exc)
     body = ErrorBody(code="unavailable", message="redis is unavailable; try again shortly")
-    return error_response(503, body)
+    return shaped_response(request, 503, body)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -100,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RedisTimeoutError, _redis_down)
     app.include_router(jobs.router)
     app.include_router(batches.router)
+    app.include_router(openai.router)
+    app.include_router(openai_batches.router)
     app.include_router(stream.router)
     app.include_router(health.router)
     return app

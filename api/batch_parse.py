@@ -129,11 +129,13 @@ class _Reader:
     def __init__(
         self,
         defaults: dict[str, Any],
+        openai_endpoint: str | None,
         served_models: set[str],
         max_jobs: int,
         max_line_bytes: int,
     ) -> None:
         self.defaults = defaults
+        self.openai_endpoint = openai_endpoint
         self.served_models = served_models
         self.max_jobs = max_jobs
         self.max_line_bytes = max_line_bytes
@@ -177,6 +179,11 @@ class _Reader:
     def _openai_line(self, line: int, value: dict[str, Any]) -> None:
         try:
             request = OpenAIBatchLine.model_validate(value)
+            if self.openai_endpoint and request.url != self.openai_endpoint:
+                self.result.refuse(
+                    line, f"url: must be the batch's endpoint {self.openai_endpoint}"
+                )
+                return
             fields = job_fields(request.url, request.body, self.served_models)
         except ValidationError as exc:
             self.result.refuse(line, _describe(exc))
@@ -267,9 +274,11 @@ def parse_batch(
     served_models: set[str],
     max_jobs: int,
     max_line_bytes: int,
+    openai_endpoint: str | None = None,
 ) -> ParsedBatch:
-    """Every valid line as a job, and the bad ones by line number (first 100 kept)."""
-    reader = _Reader(defaults, served_models, max_jobs, max_line_bytes)
+    """Every valid line as a job, and the bad ones by line number (first 100 kept).
+    `openai_endpoint`: the url every OpenAI line must name (a /v1/batches batch's endpoint)."""
+    reader = _Reader(defaults, openai_endpoint, served_models, max_jobs, max_line_bytes)
     file.seek(0)
     if batch_format is BatchFormat.CSV:
         csv.field_size_limit(max_line_bytes)

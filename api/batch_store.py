@@ -56,12 +56,19 @@ def fingerprint(upload: Upload, options: BatchOptions) -> str:
     return hashlib.sha256(upload.sha256.encode() + described).hexdigest()
 
 
-def _parse(upload: Upload, fmt: BatchFormat, defaults: dict[str, Any], s: Settings) -> ParsedBatch:
+def _parse(
+    upload: Upload,
+    fmt: BatchFormat,
+    defaults: dict[str, Any],
+    s: Settings,
+    openai_endpoint: str | None,
+) -> ParsedBatch:
     try:
         return parse_batch(
             upload.file,
             fmt,
             defaults,
+            openai_endpoint=openai_endpoint,
             served_models={s.model_name, s.model},
             max_jobs=s.max_batch_jobs,
             max_line_bytes=s.max_batch_line_bytes,
@@ -117,6 +124,8 @@ async def store_batch(
     *,
     idempotency_key: str | None,
     request_hash: str | None,
+    openai_endpoint: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> Mapping[Any, Any] | None:
     """The stored batch, in_progress; None when the idempotency key is already taken."""
     settings = resources.settings
@@ -137,12 +146,15 @@ async def store_batch(
                 "priority": options.priority,
                 "idempotency_key": idempotency_key,
                 "request_hash": request_hash,
+                "metadata": metadata,
             },
         )
         if inserted.first() is None:
             return None
     try:
-        parsed = await anyio.to_thread.run_sync(_parse, upload, fmt, defaults, settings)
+        parsed = await anyio.to_thread.run_sync(
+            _parse, upload, fmt, defaults, settings, openai_endpoint
+        )
         _check(parsed, options)
         rows = await anyio.to_thread.run_sync(_rows, batch_id, parsed, options, settings)
         errors = [{"line": e.line, "message": e.message} for e in parsed.errors]

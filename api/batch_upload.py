@@ -65,8 +65,17 @@ def _digest(file: IO[bytes]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def limited_request(request: Request, limit: int) -> Request:
+    """The same request, whose body reading fails with 413 past `limit` (plus multipart's own
+    overhead)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
+        raise _too_large(limit)
+    return Request(request.scope, _limited_receive(request.receive, limit + MULTIPART_OVERHEAD))
+
+
 async def _multipart(request: Request, limit: int) -> Upload:
-    limited = Request(request.scope, _limited_receive(request.receive, limit + MULTIPART_OVERHEAD))
+    limited = limited_request(request, limit)
     form = await limited.form(max_files=1, max_fields=8)
     upload = form.get("file")
     others = [name for name in form if name != "file"]

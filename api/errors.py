@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.openai_errors import OPENAI_PREFIX, OpenAIError
 from api.schemas import ErrorBody, ErrorDetail, ErrorResponse
 
 
@@ -63,6 +64,28 @@ def error_response(status_code: int, body: ErrorBody) -> JSONResponse:
     return JSONResponse(status_code=status_code, content=content)
 
 
+def shaped_response(
+    request: Request, status_code: int, body: ErrorBody, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """Our error shape, or OpenAI's on the OpenAI-compatible routes (/v1/...)."""
+    if request.url.path.startswith(OPENAI_PREFIX):
+        param = body.details[0].field if body.details else None
+        message = body.details[0].message if body.details and param else body.message
+        # OpenAI answers every invalid request with 400, where we say 422.
+        status = 400 if status_code == 422 else status_code
+        error = OpenAIError(status, message, param=param, code=body.code)
+        return error.response(headers)
+    response = error_response(status_code, body)
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+async def _openai_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OpenAIError)
+    return exc.response()
+
+
 def _field_name(loc: tuple[Any, ...]) -> str | None:
     # FastAPI prefixes the source ("body", "query"); a model-level check has no field of its own.
     parts = (
@@ -73,14 +96,13 @@ def _field_name(loc: tuple[Any, ...]) -> str | None:
     return ".".join(parts) or None
 
 
-async def _api_error(_: Request, exc: Exception) -> JSONResponse:
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
-    return error_response(
-        exc.status_code, ErrorBody(code=exc.code, message=exc.message, details=exc.details)
-    )
+    body = ErrorBody(code=exc.code, message=exc.message, details=exc.details)
+    return shaped_response(request, exc.status_code, body)
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
         ErrorDetail(
@@ -90,15 +112,18 @@ async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     ]
     fields = sorted({d.field for d in details if d.field})
     message = "invalid request" + (f": check {', '.join(fields)}" if fields else "")
-    return error_response(422, ErrorBody(code="validation_error", message=message, details=details))
+    body = ErrorBody(code="validation_error", message=message, details=details)
+    return shaped_response(request, 422, body)
 
 
-async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    return error_response(exc.status_code, ErrorBody(code="http_error", message=str(exc.detail)))
+    body = ErrorBody(code="http_error", message=str(exc.detail))
+    return shaped_response(request, exc.status_code, body)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(APIError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(OpenAIError, _openai_error)

@@ -20,6 +20,7 @@ _COMMON = {
     "stop",
     "n",
     "stream",
+    "stream_options",
     "user",
     *_SAMPLING,
     *_VLLM_EXTRAS,

@@ -161,6 +161,7 @@ def batch_results(batch_id: uuid.UUID, *, by_completion: bool) -> Select[Any]:
             jobs.c.completion_tokens,
             jobs.c.error,
             jobs.c.metadata,
+            jobs.c.created_at,
             jobs.c.finished_at,
         )
         .where(jobs.c.batch_id == batch_id, jobs.c.status.in_(TERMINAL_STATES))
@@ -296,3 +297,17 @@ def fail_interrupted_uploads(older_than_s: float) -> Update:
         )
         .returning(batches.c.id)
     )
+
+
+def list_openai_batches(*, limit: int, after: uuid.UUID | None) -> Select[Any]:
+    """Batches made through /v1/batches, newest first, after the batch `after` if given."""
+    query = (
+        select(batches)
+        .where(batches.c.metadata["openai"].is_not(None))
+        .order_by(batches.c.created_at.desc(), batches.c.id)
+        .limit(limit)
+    )
+    if after is not None:
+        cursor = select(batches.c.created_at).where(batches.c.id == after).scalar_subquery()
+        query = query.where(batches.c.created_at < cursor)
+    return query

@@ -32,6 +32,7 @@ def job_row(
     expires_at: datetime,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The values of a new queued job, for insert_jobs()."""
     return {
@@ -46,6 +47,7 @@ def job_row(
         "expires_at": expires_at,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
+        "metadata": metadata,
     }
 
 

@@ -254,7 +254,17 @@ async def read_batch_jobs(
 async def cancel_batch(batch_id: str, resources: ResourcesDep, response: Response) -> BatchPublic:
     """Queued jobs are cancelled at once, running ones aborted by their workers (keeping their
     partial text); the results so far stay downloadable. 200 once nothing runs, else 202."""
-    batch_uuid = parse_batch_id(batch_id)
+    row = await cancel_batch_now(resources, parse_batch_id(batch_id), batch_id)
+    public = await _public(resources, row)
+    if public.status == BatchStatus.CANCELLING:
+        response.status_code = 202
+    return public
+
+
+async def cancel_batch_now(
+    resources: Resources, batch_uuid: uuid.UUID, batch_id: str
+) -> Mapping[Any, Any]:
+    """Cancel a batch (see cancel_batch); returns its row afterwards."""
     async with resources.db.begin() as conn:
         row = (await conn.execute(request_cancel_batch(batch_uuid))).mappings().first()
         if row is None:
@@ -279,7 +289,5 @@ async def cancel_batch(batch_id: str, resources: ResourcesDep, response: Respons
         await anyio.to_thread.run_sync(resources.queue.publish_ends, ends, retention)
     except (RedisError, OSError) as exc:
         log.warning("batch %s: cancel not announced to streams: %s", batch_id, exc)
-    public = await _public(resources, await _existing(resources, batch_id))
-    if public.status == BatchStatus.CANCELLING:
-        response.status_code = 202
-    return public
+    async with resources.db.connect() as conn:
+        return (await conn.execute(get_batch(batch_uuid))).mappings().one()

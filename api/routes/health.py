@@ -1,5 +1,7 @@
 """Liveness and readiness."""
 
+from typing import Any
+
 import orjson
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -7,7 +9,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import ResourcesDep
+from api.deps import Resources, ResourcesDep
 from vqueue.contract import WORKER_KEY_PREFIX
 
 router = APIRouter(tags=["health"])
@@ -17,6 +19,13 @@ router = APIRouter(tags=["health"])
 async def health() -> dict[str, str]:
     """The process is up and serving HTTP."""
     return {"status": "ok"}
+
+
+async def worker_descriptions(resources: Resources) -> list[dict[str, Any]]:
+    """What each live worker announces in its heartbeat (model, engine settings, load)."""
+    keys = [key async for key in resources.redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*")]
+    values = await resources.redis.mget(keys) if keys else []
+    return [orjson.loads(value) for value in values if value]
 
 
 @router.get("/ready")
@@ -31,9 +40,7 @@ async def ready(resources: ResourcesDep) -> JSONResponse:
         checks["postgres"] = f"unavailable: {type(exc).__name__}"
     workers = []
     try:
-        keys = [key async for key in resources.redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*")]
-        values = await resources.redis.mget(keys) if keys else []
-        workers = [orjson.loads(value) for value in values if value]
+        workers = await worker_descriptions(resources)
         checks["redis"] = "ok"
     except (RedisError, OSError) as exc:
         checks["redis"] = f"unavailable: {type(exc).__name__}"

@@ -49,7 +49,8 @@ IdempotencyKey = Annotated[
 def parse_job_id(job_id: str) -> uuid.UUID:
     """Any id that is not one of ours is simply unknown: 404, whatever its shape."""
     try:
-        return uuid.UUID(job_id)
+        # The id of an OpenAI-style response (chatcmpl-<id>, cmpl-<id>) names its job too.
+        return uuid.UUID(job_id.removeprefix("chatcmpl-").removeprefix("cmpl-"))
     except ValueError:
         raise NotFoundError(f"no job {job_id!r}") from None
 

@@ -1,0 +1,148 @@
+"""Following one job: its deltas from the token log, live, then the final row from Postgres.
+
+The follower subscribes to live events first, then replays the log from its position, then
+follows the live tail. Whatever Redis no longer holds is taken from Postgres once the job has
+ended, so the deltas always join up to exactly the job's text. Used by the SSE stream and by
+the OpenAI-compatible endpoints; stopping the iteration only stops following, never the job.
+"""
+
+import logging
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from redis.exceptions import RedisError
+
+from api.deps import Resources
+from api.hub import Subscription
+from api.stream_cursor import Delta, Ended, Gap, Restart, StreamCursor
+from api.token_log import log_exists, read_after
+from db.jobs import get_job
+from db.states import JobStatus
+from vqueue.contract import LogEntry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Final:
+    """The job ended; `row` is its final state in Postgres."""
+
+    row: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing happened for a keep-alive interval (streams send a comment)."""
+
+
+FollowEvent = Delta | Restart | Final | Idle
+
+
+async def load_job(resources: Resources, job_id: uuid.UUID) -> Mapping[str, Any] | None:
+    async with resources.db.connect() as conn:
+        return (await conn.execute(get_job(job_id))).mappings().first()
+
+
+class JobFollower:
+    def __init__(self, resources: Resources, job_id: uuid.UUID, cursor: StreamCursor) -> None:
+        self.resources = resources
+        self.job_id = job_id
+        self.key = str(job_id)
+        self.cursor = cursor
+        # Set when Redis cannot fill a gap: further deltas wait for the final text in Postgres.
+        self.broken = False
+
+    async def events(self, row: Mapping[str, Any]) -> AsyncIterator[FollowEvent]:
+        with self.resources.hub.subscribe(self.key) as subscription:
+            if JobStatus(row["status"]).is_terminal and not await self._log_exists():
+                # The log expired, or Redis lost it: the finished text is in Postgres.
+                for event in self._final(row):
+                    yield event
+                return
+            async for event in self._follow(subscription):
+                yield event
+
+    async def _follow(self, subscription: Subscription) -> AsyncIterator[FollowEvent]:
+        keepalive = self.resources.settings.sse_keepalive_s
+        entries = await self._reread()
+        while True:
+            events, ended = await self._apply(entries)
+            for event in events:
+                yield event
+            if ended and (row := await self._final_row()) is not None:
+                for event in self._final(row):
+                    yield event
+                return
+            if await subscription.wait(keepalive):
+                entries, lagged = subscription.drain()
+                if lagged:
+                    entries = await self._reread()
+                continue
+            yield Idle()
+            # Quiet for a while: make sure the job did not end unseen (its END entry lost).
+            if (row := await self._final_row()) is not None:
+                for event in self._final(row):
+                    yield event
+                return
+            entries = []
+
+    async def _final_row(self) -> Mapping[str, Any] | None:
+        row = await load_job(self.resources, self.job_id)
+        return row if row is not None and JobStatus(row["status"]).is_terminal else None
+
+    async def _apply(self, entries: list[LogEntry]) -> tuple[list[FollowEvent], bool]:
+        found: list[FollowEvent] = []
+        ended = False
+        queue = list(entries)
+        reread = False
+        while queue:
+            entry = queue.pop(0)
+            try:
+                events = self.cursor.accept(entry)
+            except Gap:
+                if self.broken:
+                    continue
+                if reread:
+                    log.warning("job %s: token log has a gap; finishing from Postgres", self.key)
+                    self.broken = True
+                    continue
+                # Missed entries are in the log (written before they were published).
+                reread = True
+                queue = await self._reread()
+                continue
+            for event in events:
+                if isinstance(event, Ended):
+                    ended = True
+                elif isinstance(event, Delta | Restart):
+                    found.append(event)
+        return found, ended
+
+    def _final(self, row: Mapping[str, Any]) -> list[FollowEvent]:
+        # A new attempt's row restarts the text for a reader positioned in an older attempt.
+        events: list[FollowEvent] = []
+        if row["attempt"] > self.cursor.attempt:
+            if self.cursor.position > 0:
+                events.append(Restart(row["attempt"]))
+            self.cursor = StreamCursor(row["attempt"], 0)
+        for event in self.cursor.rest_of(row["text"] or ""):
+            assert isinstance(event, Delta)
+            events.append(event)
+        events.append(Final(row))
+        return events
+
+    async def _reread(self) -> list[LogEntry]:
+        try:
+            return await read_after(
+                self.resources.redis, self.key, self.cursor.attempt, self.cursor.position
+            )
+        except RedisError as exc:
+            log.warning("job %s: token log unreadable: %s", self.key, exc)
+            return []
+
+    async def _log_exists(self) -> bool:
+        try:
+            return await log_exists(self.resources.redis, self.key)
+        except RedisError:
+            return False

@@ -1,0 +1,64 @@
+"""OpenAI's error object, `{"error": {"message", "type", "param", "code"}}`, for /v1 routes.
+
+Errors raised anywhere while serving a /v1 path (validation, a database outage) are given this
+shape by the app's handlers, so OpenAI clients can read every failure.
+"""
+
+from typing import Any
+
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+OPENAI_PREFIX = "/v1/"
+TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+
+
+class OpenAIError(Exception):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        error_type: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.type = error_type or TYPE_BY_STATUS.get(status_code, "server_error")
+        self.param = param
+        self.code = code
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+    def response(self, headers: dict[str, str] | None = None) -> JSONResponse:
+        return JSONResponse(self.body(), status_code=self.status_code, headers=headers)
+
+
+def invalid_request(message: str, param: str | None = None) -> OpenAIError:
+    return OpenAIError(400, message, "invalid_request_error", param)
+
+
+def from_validation(exc: ValidationError) -> OpenAIError:
+    """The first problem pydantic found, with the parameter it concerns."""
+    error = exc.errors(include_url=False)[0]
+    param = ".".join(str(part) for part in error["loc"]) or None
+    return invalid_request(f"{param}: {error['msg']}" if param else error["msg"], param)

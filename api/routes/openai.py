@@ -1,0 +1,137 @@
+"""OpenAI-compatible endpoints: chat and text completions, streamed or not, and the model list.
+
+Each request is an ordinary job (committed to Postgres, queued, run by a worker, visible at
+GET /jobs/{id}); the response `id` is `chatcmpl-<job id>` or `cmpl-<job id>`, and the
+`X-Job-Id` header carries the job id alone. A client that disconnects stops following the job,
+not the job itself. Errors use OpenAI's error object (see api/openai_errors.py).
+"""
+
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from api.deps import Resources, ResourcesDep
+from api.job_follower import Final, JobFollower
+from api.openai_errors import OpenAIError, from_validation, invalid_request
+from api.openai_requests import CHAT_COMPLETIONS, COMPLETIONS, OpenAIFieldError, job_fields
+from api.openai_views import Reply
+from api.routes.health import worker_descriptions
+from api.routes.stream import SSE_HEADERS
+from api.schemas import JobCreate
+from api.stream_cursor import StreamCursor
+from db.jobs import job_row
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+# A request body is a prompt plus a few parameters; the prompt limit bounds it.
+BODY_OVERHEAD = 64 * 1024
+
+
+async def served_models(resources: Resources) -> list[str]:
+    """The settings' model name first, then any other model a live worker announces."""
+    names = [resources.settings.model_name]
+    for worker in await worker_descriptions(resources):
+        if worker.get("model") and worker["model"] not in names:
+            names.append(worker["model"])
+    return names
+
+
+@router.get("/models")
+async def list_models(resources: ResourcesDep) -> dict[str, Any]:
+    created = int(time.time())
+    data = [
+        {"id": name, "object": "model", "created": created, "owned_by": "vqueue"}
+        for name in await served_models(resources)
+    ]
+    return {"object": "list", "data": data}
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    size = 0
+    chunks = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise OpenAIError(
+                413, f"the request body is over {limit} bytes", "invalid_request_error"
+            )
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise invalid_request(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid_request("the body must be a JSON object")
+    return body
+
+
+def _validated(fields: dict[str, Any]) -> JobCreate:
+    try:
+        return JobCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+async def _submit(resources: Resources, job: JobCreate, body: dict[str, Any]) -> Mapping[Any, Any]:
+    settings = resources.settings
+    user = body.get("user")
+    row = job_row(
+        uuid.uuid4(),
+        prompt=job.prompt,
+        messages=job.messages_json(),
+        params=job.sampling(),
+        model=settings.model_name,
+        priority=job.priority,
+        timeout_s=settings.max_job_timeout_s,
+        expires_at=datetime.now(UTC) + timedelta(seconds=settings.queue_timeout_s),
+        metadata={"user": user} if isinstance(user, str) else None,
+    )
+    submitted = await resources.submitter.submit(row)
+    assert submitted is not None  # no idempotency key: nothing can conflict
+    return submitted
+
+
+async def _complete(request: Request, resources: Resources, endpoint: str) -> Any:
+    settings = resources.settings
+    body = await _json_body(request, settings.max_prompt_chars * 6 + BODY_OVERHEAD)
+    try:
+        fields = job_fields(endpoint, body, set(await served_models(resources)), allow_stream=True)
+    except OpenAIFieldError as exc:
+        raise invalid_request(str(exc), exc.param) from None
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise invalid_request("stream: must be a boolean", "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise invalid_request("stream_options: only include_usage is supported", "stream_options")
+    job = _validated(fields)
+    row = await _submit(resources, job, body)
+    reply = Reply(endpoint, row, body.get("model") or settings.model_name)
+    follower = JobFollower(resources, row["id"], StreamCursor(row["attempt"], 0))
+    headers = {"X-Job-Id": str(row["id"])}
+    if stream:
+        chunks = reply.chunks(follower.events(row), bool(options.get("include_usage")))
+        return StreamingResponse(
+            chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+        )
+    async for event in follower.events(row):
+        if isinstance(event, Final):
+            return JSONResponse(reply.whole(event.row), headers=headers)
+    raise OpenAIError(500, "the job's end was not seen", "server_error")
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, resources: ResourcesDep) -> Any:
+    return await _complete(request, resources, CHAT_COMPLETIONS)
+
+
+@router.post("/completions")
+async def completions(request: Request, resources: ResourcesDep) -> Any:
+    return await _complete(request, resources, COMPLETIONS)

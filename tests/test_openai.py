@@ -1,0 +1,239 @@
+"""The OpenAI-compatible endpoints, driven by the official `openai` client against the stack."""
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from vqueue.client import VQueueClient
+
+
+@pytest.fixture
+def oai(base_url: str) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as client:
+        yield client
+
+
+def job_of(response_id: str) -> str:
+    prefix, _, job_id = response_id.partition("-")
+    assert prefix in {"chatcmpl", "cmpl"}
+    return str(uuid.UUID(job_id))
+
+
+def test_models_lists_the_served_model(oai: openai.OpenAI, settings: Any) -> None:
+    assert settings.model_name in [model.id for model in oai.models.list()]
+
+
+def test_chat_completion_is_a_job(oai: openai.OpenAI, client: VQueueClient) -> None:
+    reply = oai.chat.completions.create(
+        model=client.http.get("/v1/models").json()["data"][0]["id"],
+        messages=[{"role": "user", "content": "Name a fruit."}],
+        max_tokens=8,
+        temperature=0,
+        user="tester",
+    )
+    text = reply.choices[0].message.content
+    assert text
+    assert reply.choices[0].finish_reason in {"stop", "length"}
+    assert reply.usage is not None
+    assert 0 < reply.usage.completion_tokens <= 8
+    job = client.get(job_of(reply.id))
+    assert (job["status"], job["text"]) == ("succeeded", text)
+    assert job["messages"] == [{"role": "user", "content": "Name a fruit."}]
+    assert job["metadata"] == {"user": "tester"}
+
+
+def test_completion_is_a_job(oai: openai.OpenAI, client: VQueueClient, settings: Any) -> None:
+    reply = oai.completions.create(
+        model=settings.model_name, prompt="One, two, three,", max_tokens=6, seed=3, stop=["\n\n"]
+    )
+    assert reply.object == "text_completion"
+    assert reply.choices[0].text
+    job = client.get(job_of(reply.id))
+    assert job["params"]["seed"] == 3
+    assert job["params"]["stop"] == ["\n\n"]
+    assert job["text"] == reply.choices[0].text
+
+
+def test_streamed_chat_arrives_as_it_is_generated(
+    oai: openai.OpenAI, client: VQueueClient, settings: Any
+) -> None:
+    stream = oai.chat.completions.create(
+        model=settings.model_name,
+        messages=[{"role": "user", "content": "Tell a long story."}],
+        max_tokens=64,
+        stream=True,
+        stream_options={"include_usage": True},
+        extra_body={"ignore_eos": True},
+    )
+    arrivals: list[float] = []
+    pieces: list[str] = []
+    finish, usage, response_id = None, None, ""
+    for chunk in stream:
+        response_id = chunk.id
+        if chunk.usage is not None:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            if choice.delta.content:
+                pieces.append(choice.delta.content)
+                arrivals.append(time.monotonic())
+            finish = choice.finish_reason or finish
+    assert finish == "length"
+    assert usage is not None
+    assert usage.completion_tokens == 64
+    assert len(arrivals) > 10
+    # Tokens came as they were produced, not in one burst at the end.
+    assert arrivals[-1] - arrivals[0] > 0.5
+    assert arrivals[len(arrivals) // 2] - arrivals[0] > 0.2
+    job = client.get(job_of(response_id))
+    assert "".join(pieces) == job["text"]
+
+
+def test_streamed_completion_ends_with_done(base_url: str, settings: Any) -> None:
+    body = {"model": settings.model_name, "prompt": "Hello", "max_tokens": 5, "stream": True}
+    with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=60) as response:
+        assert response.status_code == 200
+        assert response.headers["x-job-id"]
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    assert all(line.startswith("data: ") for line in lines)
+
+
+BAD_REQUESTS: list[tuple[str, dict[str, Any], str | None]] = [
+    ("unsupported parameter", {"tools": [{"type": "function"}]}, "tools"),
+    ("n above one", {"n": 2}, "n"),
+    ("temperature out of range", {"temperature": 5}, "temperature"),
+    ("unknown model", {"model": "gpt-4o"}, "model"),
+    ("bad role", {"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+    ("no messages", {"messages": []}, "messages"),
+    ("stream not a bool", {"stream": "yes"}, "stream"),
+]
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [(c, p) for _, c, p in BAD_REQUESTS],
+    ids=[name for name, _, _ in BAD_REQUESTS],
+)
+def test_bad_requests_get_openai_errors(
+    oai: openai.OpenAI, settings: Any, change: dict[str, Any], param: str | None
+) -> None:
+    body: dict[str, Any] = {
+        "model": settings.model_name,
+        "messages": [{"role": "user", "content": "hi"}],
+        "max_tokens": 4,
+        **change,
+    }
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.chat.completions.create(**body)
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == param
+    assert error["message"]
+
+
+def test_malformed_bodies_and_unknown_routes_use_the_openai_shape(base_url: str) -> None:
+    bad_json = httpx.post(
+        f"{base_url}/v1/chat/completions",
+        content=b"{not json",
+        headers={"Content-Type": "application/json"},
+    )
+    assert bad_json.status_code == 400
+    assert bad_json.json()["error"]["type"] == "invalid_request_error"
+    missing = httpx.get(f"{base_url}/v1/nothing-here")
+    assert missing.status_code == 404
+    assert set(missing.json()["error"]) == {"message", "type", "param", "code"}
+
+
+def batch_input(endpoint: str, count: int) -> bytes:
+    lines = []
+    for i in range(count):
+        if endpoint == "/v1/chat/completions":
+            body: dict[str, Any] = {"messages": [{"role": "user", "content": f"Say {i}."}]}
+        else:
+            body = {"prompt": f"Number {i}:"}
+        body["max_tokens"] = 4
+        lines.append({"custom_id": f"req-{i}", "method": "POST", "url": endpoint, "body": body})
+    return b"".join(orjson.dumps(line) + b"\n" for line in lines)
+
+
+def test_the_batch_api_flow_from_file_to_output(oai: openai.OpenAI) -> None:
+    uploaded = oai.files.create(
+        file=("requests.jsonl", batch_input("/v1/chat/completions", 5)), purpose="batch"
+    )
+    assert uploaded.id.startswith("file-")
+    assert oai.files.content(uploaded.id).content.count(b"\n") == 5
+    batch = oai.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"run": "nightly"},
+    )
+    assert batch.status in {"validating", "in_progress", "completed"}
+    assert batch.request_counts is not None
+    assert batch.request_counts.total == 5
+    deadline = time.monotonic() + 120
+    while batch.status not in {"completed", "failed", "cancelled"}:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+        batch = oai.batches.retrieve(batch.id)
+    assert batch.status == "completed"
+    assert batch.request_counts is not None
+    assert batch.request_counts.completed == 5
+    assert batch.metadata == {"run": "nightly"}
+    assert batch.output_file_id
+    output = [
+        orjson.loads(line) for line in oai.files.content(batch.output_file_id).text.splitlines()
+    ]
+    assert [line["custom_id"] for line in output] == [f"req-{i}" for i in range(5)]
+    for line in output:
+        assert line["error"] is None
+        assert line["response"]["status_code"] == 200
+        assert line["response"]["body"]["object"] == "chat.completion"
+        assert line["response"]["body"]["choices"][0]["message"]["content"]
+    assert batch.id in [listed.id for listed in oai.batches.list(limit=10)]
+
+
+def test_a_cancelled_batch_api_batch_lists_its_cancelled_requests(oai: openai.OpenAI) -> None:
+    uploaded = oai.files.create(
+        file=("many.jsonl", batch_input("/v1/completions", 300)), purpose="batch"
+    )
+    batch = oai.batches.create(
+        input_file_id=uploaded.id, endpoint="/v1/completions", completion_window="24h"
+    )
+    cancelled = oai.batches.cancel(batch.id)
+    assert cancelled.status in {"cancelling", "cancelled"}
+    deadline = time.monotonic() + 60
+    while cancelled.status != "cancelled":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+        cancelled = oai.batches.retrieve(batch.id)
+    assert cancelled.error_file_id
+    errors = oai.files.content(cancelled.error_file_id).text.splitlines()
+    assert cancelled.request_counts is not None
+    assert len(errors) == cancelled.request_counts.failed > 0
+    assert orjson.loads(errors[0])["error"]["code"] == "cancelled"
+
+
+def test_batch_api_refusals(oai: openai.OpenAI, base_url: str) -> None:
+    with pytest.raises(openai.BadRequestError):
+        oai.files.create(file=("x.jsonl", b'{"a": 1}\n'), purpose="fine-tune")
+    with pytest.raises(openai.NotFoundError):
+        oai.batches.create(
+            input_file_id="file-" + "0" * 32, endpoint="/v1/completions", completion_window="24h"
+        )
+    mixed = oai.files.create(
+        file=("mixed.jsonl", batch_input("/v1/completions", 2)), purpose="batch"
+    )
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.batches.create(
+            input_file_id=mixed.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+    assert "line 1" in str(raised.value.body)
+    assert httpx.get(f"{base_url}/v1/batches/batch_nope").status_code == 404
