@@ -14,6 +14,8 @@ def main() -> None:
         port=settings.api_port,
         workers=settings.api_workers,
         log_level="info",
+        # Our handler (api.app configures it in each process), not uvicorn's own.
+        log_config=None,
         timeout_graceful_shutdown=5,
     )
 

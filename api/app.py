@@ -15,11 +15,12 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from api.deps import Resources
 from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
-from api.routes import batches, health, jobs, openai, openai_batches, stream
+from api.routes import batches, health, jobs, observe, openai, openai_batches, stream
 from api.schemas import ErrorBody
 from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
 from vqueue.batch_feeder import BatchFeeder
+from vqueue.logs import configure_logging
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
 from vqueue.settings import Settings, get_settings
@@ -91,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings or get_settings()
+    configure_logging(app.state.settings.log_format)
     install_error_handlers(app)
     app.add_exception_handler(DBAPIError, _database_down)
     app.add_exception_handler(PoolTimeoutError, _database_busy)
@@ -102,4 +104,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(openai_batches.router)
     app.include_router(stream.router)
     app.include_router(health.router)
+    app.include_router(observe.router)
     return app

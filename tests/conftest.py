@@ -25,7 +25,9 @@ def _free_port() -> int:
 
 from tests.faults import CuttableProxy  # noqa: E402
 
-DATABASE = "vqueue_test"
+# Overridable so that two suites can run side by side (a CI run beside a developer's).
+DATABASE = os.environ.get("VQUEUE_TEST_DATABASE", "vqueue_test")
+REDIS_DB = os.environ.get("VQUEUE_TEST_REDIS_DB", "15")
 DIRECT_DATABASE_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{DATABASE}"
 # The stack reaches Postgres through a proxy that the durability tests can cut.
 POSTGRES_PROXY = CuttableProxy(5432)
@@ -36,8 +38,8 @@ os.environ.update(
         "VQUEUE_DATABASE_URL": (
             f"postgresql+psycopg://postgres@127.0.0.1:{POSTGRES_PROXY.port}/{DATABASE}"
         ),
-        "VQUEUE_REDIS_URL": "redis://127.0.0.1:6379/15",
-        "VQUEUE_QUEUE_NAME": "vqueue.test",
+        "VQUEUE_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
+        "VQUEUE_QUEUE_NAME": f"vqueue.{DATABASE}",
         "VQUEUE_API_PORT": str(_free_port()),
         "VQUEUE_RUN_DIR": str(_RUN_DIR),
         # Small enough to keep the engine light on a 2-core machine, and to make an

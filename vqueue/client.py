@@ -39,8 +39,9 @@ def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
 
 
 class VQueueClient:
-    def __init__(self, base_url: str, timeout: float = 30.0) -> None:
-        self.http = httpx.Client(base_url=base_url, timeout=timeout)
+    def __init__(self, base_url: str, timeout: float = 30.0, api_key: str | None = None) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
 
     def submit(self, **body: Any) -> dict[str, Any]:
         response = self.http.post("/jobs", json=body)

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     broker_url: str = ""
     queue_name: str = "vqueue.jobs"
 
+    # "auto": JSON lines when stderr is not a terminal (a log file, a container), else text.
+    log_format: str = Field("auto", pattern="^(auto|json|text)$")
+
     # Where `make up` keeps pid files and logs.
     run_dir: Path = Path(".run")
     # How long `make up` / `make run` wait for the API and a loaded engine.

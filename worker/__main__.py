@@ -1,12 +1,11 @@
 """`python -m worker`: start one worker with the settings from the environment."""
 
-import logging
-
+from vqueue.logs import configure_logging
 from worker.app import app, settings
 
 
 def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings.log_format)
     app.worker_main(
         [
             "worker",

@@ -31,6 +31,17 @@ log = logging.getLogger(__name__)
 EXIT_ENGINE_DEAD = 70
 
 
+def _gpu_name() -> str | None:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name()}"
+    except ImportError:
+        pass
+    return None
+
+
 class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -63,6 +74,8 @@ class WorkerRuntime:
         self.reconciler.start()
         self.feeder = BatchFeeder(settings, self.db, self.queue)
         self.feeder.start()
+        self.gpu = _gpu_name()
+        self._last_sample = (time.monotonic(), 0)
         self._redis = SyncRedis.from_url(settings.redis_url)
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
@@ -79,14 +92,22 @@ class WorkerRuntime:
 
     def describe(self) -> dict[str, Any]:
         settings = self.settings
+        now, tokens = time.monotonic(), self.runner.output_tokens
+        last_at, last_tokens = self._last_sample
+        self._last_sample = (now, tokens)
         return {
             "name": self.name,
             "model": settings.model_name,
+            "gpu": self.gpu,
             "max_num_seqs": settings.max_num_seqs,
             "max_num_batched_tokens": settings.max_num_batched_tokens,
             "max_model_len": self.host.max_model_len,
+            "tensor_parallel_size": settings.tensor_parallel_size,
             "concurrency": settings.effective_worker_concurrency,
             "running": len(self.runner.active_ids()),
+            "output_tokens": tokens,
+            # Over the last heartbeat interval.
+            "tokens_per_s": round((tokens - last_tokens) / max(now - last_at, 1e-6), 1),
             "started_at": self.started_at,
         }
 

@@ -1,0 +1,79 @@
+"""The `vqueue` command line against the running stack."""
+
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+from vqueue.client import VQueueClient
+
+
+def vqueue(base_url: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "vqueue.cli", "--url", base_url, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_submit_prints_the_answer_and_status_finds_it(base_url: str) -> None:
+    done = vqueue(base_url, "submit", "The capital of France is", "--max-tokens", "8")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip()
+    queued = vqueue(base_url, "submit", "Hello", "--max-tokens", "4", "--no-wait")
+    job_id = queued.stdout.strip()
+    assert uuid.UUID(job_id)
+    status = vqueue(base_url, "status", job_id)
+    assert json.loads(status.stdout)["id"] == job_id
+
+
+def test_tail_resumes_at_an_offset(base_url: str, client: VQueueClient) -> None:
+    job = client.submit(prompt="Once upon a time", max_tokens=40, ignore_eos=True)
+    final = client.wait(job["id"], timeout=120)
+    whole = vqueue(base_url, "tail", job["id"])
+    resumed = vqueue(base_url, "tail", job["id"], "--offset", "10")
+    assert whole.stdout == final["text"] + "\n"
+    assert resumed.stdout == final["text"][10:] + "\n"
+
+
+def test_cancel_and_unknown_ids(base_url: str, client: VQueueClient) -> None:
+    job = client.submit(prompt="Long:", max_tokens=1500, ignore_eos=True)
+    cancelled = vqueue(base_url, "cancel", job["id"])
+    assert cancelled.returncode == 0
+    assert cancelled.stdout.strip() in {"cancelled", "running"}
+    assert client.wait(job["id"], timeout=60)["status"] == "cancelled"
+    missing = vqueue(base_url, "status", str(uuid.uuid4()))
+    assert missing.returncode == 2
+    assert "404" in missing.stderr
+
+
+def test_batch_waits_and_downloads_results(base_url: str, tmp_path: Path) -> None:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Red is\nBlue is\nGreen is\n")
+    output = tmp_path / "out.jsonl"
+    done = vqueue(
+        base_url, "batch", str(prompts), "--max-tokens", "4", "--wait", "--output", str(output)
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3/3" in done.stderr
+    lines = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [line["custom_id"] for line in lines] == ["1", "2", "3"]
+    assert all(line["status"] == "succeeded" for line in lines)
+
+
+def test_stats_prints_the_queue(base_url: str) -> None:
+    shown = vqueue(base_url, "stats")
+    assert shown.returncode == 0
+    assert "backlog" in shown.stdout
+    assert "running" in shown.stdout
+    as_json = json.loads(vqueue(base_url, "stats", "--json").stdout)
+    assert as_json["runners"] >= 1
+
+
+def test_an_unreachable_server_is_a_clear_error() -> None:
+    failed = vqueue("http://127.0.0.1:9", "stats", timeout=30)
+    assert failed.returncode == 2
+    assert "cannot reach" in failed.stderr

@@ -1,0 +1,76 @@
+"""GET /stats and GET /metrics move with the jobs: numbers, not only names."""
+
+import re
+import time
+
+from vqueue.client import VQueueClient
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """The value of one sample in Prometheus text (0 when absent)."""
+    pattern = rf"^{re.escape(name)}{re.escape(labels)} (\S+)$" if labels else rf"^{name} (\S+)$"
+    found = re.search(pattern, text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_metrics_count_finished_jobs_tokens_and_latencies(client: VQueueClient) -> None:
+    before = client.http.get("/metrics").text
+    jobs = [client.submit(prompt=f"Count to {i}:", max_tokens=6, ignore_eos=True) for i in range(3)]
+    finals = [client.wait(job["id"], timeout=120) for job in jobs]
+    assert all(job["status"] == "succeeded" for job in finals)
+    # The worker records a run's figures right after its result: give it a moment.
+    deadline = time.monotonic() + 10
+    while True:
+        after = client.http.get("/metrics")
+        done = metric(after.text, "vqueue_jobs_finished_total", '{status="succeeded"}')
+        if done >= metric(before, "vqueue_jobs_finished_total", '{status="succeeded"}') + 3:
+            break
+        assert time.monotonic() < deadline, "finished jobs were not counted"
+        time.sleep(0.2)
+    assert after.headers["content-type"].startswith("text/plain")
+    text = after.text
+    assert (
+        metric(text, "vqueue_output_tokens_total")
+        >= metric(before, "vqueue_output_tokens_total") + 18
+    )
+    for histogram in (
+        "vqueue_job_queue_seconds",
+        "vqueue_job_time_to_first_token_seconds",
+        "vqueue_job_duration_seconds",
+    ):
+        assert metric(text, f"{histogram}_count") >= metric(before, f"{histogram}_count") + 3
+        assert metric(text, f"{histogram}_bucket", '{le="+Inf"}') == metric(
+            text, f"{histogram}_count"
+        )
+        assert metric(text, f"{histogram}_sum") > 0
+    assert metric(text, "vqueue_workers") >= 1
+    assert "# TYPE vqueue_queue_depth gauge" in text
+
+
+def test_stats_show_backlog_running_workers_and_rate(client: VQueueClient) -> None:
+    long_jobs = [
+        client.submit(prompt=f"Story {i}:", max_tokens=400, ignore_eos=True) for i in range(40)
+    ]
+    # 40 jobs on a worker with 32 slots: some run, some wait.
+    deadline = time.monotonic() + 120
+    while True:
+        stats = client.http.get("/stats").json()
+        if stats["running"] > 0 and stats["backlog"] > 0 and stats["tokens_per_s"] > 0:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.5)
+    assert stats["runners"] == len(stats["workers"]) >= 1
+    worker = stats["workers"][0]
+    assert worker["running"] > 0
+    assert worker["max_num_seqs"] == 32
+    assert stats["oldest_queued_s"] > 0
+    assert sum(stats["backlog_by_priority"].values()) == stats["backlog"]
+    for job in long_jobs:
+        client.http.post(f"/jobs/{job['id']}/cancel")
+    deadline = time.monotonic() + 60
+    while client.http.get("/stats").json()["running"] > 0:
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    stats = client.http.get("/stats").json()
+    assert stats["backlog"] == 0
+    assert stats["finished"].get("cancelled", 0) > 0
