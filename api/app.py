@@ -6,6 +6,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -15,7 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from api.deps import Resources
 from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
-from api.routes import batches, health, jobs, observe, openai, openai_batches, stream
+from api.routes import batches, health, jobs, observe, openai, openai_batches, page, stream
 from api.schemas import ErrorBody
 from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
@@ -105,4 +106,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(stream.router)
     app.include_router(health.router)
     app.include_router(observe.router)
+    app.include_router(page.router)
+    app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     return app
