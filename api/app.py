@@ -13,6 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from api.body_limit import BodyLimitMiddleware
 from api.deps import Resources
 from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
@@ -108,4 +109,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(observe.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
+    app.add_middleware(BodyLimitMiddleware, settings=app.state.settings)
     return app

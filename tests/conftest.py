@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -40,7 +40,7 @@ os.environ.update(
         ),
         "VQUEUE_REDIS_URL": f"redis://127.0.0.1:6379/{REDIS_DB}",
         "VQUEUE_QUEUE_NAME": f"vqueue.{DATABASE}",
-        "VQUEUE_API_PORT": str(_free_port()),
+        "VQUEUE_API_PORT": str(free_port()),
         "VQUEUE_RUN_DIR": str(_RUN_DIR),
         # Small enough to keep the engine light on a 2-core machine, and to make an
         # over-long prompt cheap to build.
@@ -142,3 +142,15 @@ def durability_report() -> Iterator[list[dict[str, Any]]]:
         for r in rows
     ]
     REPORT_PATH.write_text("\n".join(lines) + "\n")
+
+
+# Cases the schemathesis fuzz test ran (tests/test_fuzz.py), reported at the end of the run.
+FUZZ_CASES: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FUZZ_CASES:
+        operations = len(set(FUZZ_CASES))
+        terminalreporter.write_line(
+            f"schemathesis: {len(FUZZ_CASES)} generated cases run against {operations} operations"
+        )

@@ -106,3 +106,36 @@ def test_a_bad_last_event_id_is_refused(base_url: str) -> None:
     response = httpx.get(f"{base_url}/jobs/{job['id']}/stream", headers={"Last-Event-ID": "abc"})
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "last-event-id"
+
+
+OVERSIZED = b'{"prompt": "' + b"x" * (5 * 1024 * 1024) + b'"}'
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["declared length", "chunked"])
+@pytest.mark.parametrize("path", ["/jobs", "/v1/completions"])
+def test_oversized_bodies_are_refused_before_they_are_read(
+    base_url: str, db: Engine, path: str, chunked: bool
+) -> None:
+    before = count_jobs(db)
+    content = iter([OVERSIZED[i : i + 65536] for i in range(0, len(OVERSIZED), 65536)])
+    response = httpx.post(
+        base_url + path,
+        content=content if chunked else OVERSIZED,
+        headers={"content-type": "application/json"},
+        timeout=30,
+    )
+    assert response.status_code == 413, response.text
+    error = response.json()["error"]
+    assert "limit" in error["message"]
+    if path.startswith("/v1/"):
+        assert error["type"] == "invalid_request_error"
+    assert count_jobs(db) == before
+
+
+def test_deeply_nested_json_is_a_4xx(base_url: str) -> None:
+    nested = b"[" * 100_000 + b"]" * 100_000
+    for path in ("/jobs", "/v1/chat/completions"):
+        response = httpx.post(
+            base_url + path, content=nested, headers={"content-type": "application/json"}
+        )
+        assert 400 <= response.status_code < 500, response.text

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     # How long a finished job's token log stays in Redis; after that streams replay from Postgres.
     stream_retention_s: int = Field(3600, gt=0)
     max_prompt_chars: int = Field(200_000, gt=0)
+    # Any request body but a batch upload's; larger ones are refused before they are read.
+    max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
     max_messages: int = Field(256, gt=0)
     max_output_tokens: int = Field(8192, gt=0)
     max_stop_strings: int = Field(16, gt=0)

@@ -60,7 +60,7 @@ async def _json_body(request: Request, limit: int) -> dict[str, Any]:
         size += len(chunk)
         if size > limit:
             raise OpenAIError(
-                413, f"the request body is over {limit} bytes", "invalid_request_error"
+                413, f"the request body is over the limit of {limit} bytes", "invalid_request_error"
             )
         chunks.append(chunk)
     try:
