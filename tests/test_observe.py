@@ -48,6 +48,7 @@ def test_metrics_count_finished_jobs_tokens_and_latencies(client: VQueueClient) 
 
 
 def test_stats_show_backlog_running_workers_and_rate(client: VQueueClient) -> None:
+    cancelled_before = client.http.get("/stats").json()["finished"].get("cancelled", 0)
     long_jobs = [
         client.submit(prompt=f"Story {i}:", max_tokens=400, ignore_eos=True) for i in range(40)
     ]
@@ -73,4 +74,12 @@ def test_stats_show_backlog_running_workers_and_rate(client: VQueueClient) -> No
         time.sleep(0.5)
     stats = client.http.get("/stats").json()
     assert stats["backlog"] == 0
-    assert stats["finished"].get("cancelled", 0) > 0
+    # Cancelled while running (counted by the worker) and while queued (by the API) alike.
+    cancelled = sum(client.get(job["id"])["status"] == "cancelled" for job in long_jobs)
+    assert cancelled > 32
+    deadline = time.monotonic() + 10
+    while stats["finished"].get("cancelled", 0) < cancelled_before + cancelled:
+        assert time.monotonic() < deadline, stats["finished"]
+        time.sleep(0.2)
+        stats = client.http.get("/stats").json()
+    assert stats["finished"]["cancelled"] == cancelled_before + cancelled

@@ -20,6 +20,7 @@ from vqueue.contract import (
     LogEntry,
     log_script_args,
 )
+from vqueue.metrics import METRICS_KEY
 from vqueue.task_messages import queue_enqueue_writes
 
 
@@ -89,6 +90,12 @@ class JobQueue:
         """Tell stream readers that jobs ended without a worker (cancelled, expired, given up)."""
         if entries:
             self._write_log(args=log_script_args(entries, retention_s))
+
+    def count_finished(self, status: str, count: int) -> None:
+        """Jobs that ended without a worker (cancelled while queued, expired, given up), for
+        the finished-jobs counter of GET /metrics; workers count their own runs."""
+        if count:
+            self.redis.hincrby(METRICS_KEY, f"finished:{status}", count)
 
     def close(self) -> None:
         self.broker.close()

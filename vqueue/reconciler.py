@@ -73,6 +73,7 @@ class Reconciler:
             for job_id, attempt in [*given_up, *expired]
         ]
         self.queue.publish_ends(ends, settings.stream_retention_s)
+        self.queue.count_finished(JobStatus.FAILED, len(ends))
         priorities = {str(job_id): priority for job_id, priority in stale}
         unknown = self.queue.unknown(list(priorities))
         self.queue.send_many([(job_id, priorities[job_id]) for job_id in unknown])

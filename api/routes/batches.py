@@ -287,6 +287,8 @@ async def cancel_batch_now(
     try:
         retention = resources.settings.stream_retention_s
         await anyio.to_thread.run_sync(resources.queue.publish_ends, ends, retention)
+        count_finished = resources.queue.count_finished
+        await anyio.to_thread.run_sync(count_finished, JobStatus.CANCELLED, len(cancelled))
     except (RedisError, OSError) as exc:
         log.warning("batch %s: cancel not announced to streams: %s", batch_id, exc)
     async with resources.db.connect() as conn:

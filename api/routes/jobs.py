@@ -170,6 +170,7 @@ async def cancel_job(job_id: str, resources: ResourcesDep, response: Response) -
     try:
         retention = resources.settings.stream_retention_s
         await anyio.to_thread.run_sync(resources.queue.publish_ends, [end], retention)
+        await anyio.to_thread.run_sync(resources.queue.count_finished, JobStatus.CANCELLED, 1)
     except (RedisError, OSError) as exc:
         log.warning("job %s: cancel not announced to streams: %s", job_id, exc)
     return job_public(row)

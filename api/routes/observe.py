@@ -26,7 +26,7 @@ class QueueStats(BaseModel):
     runners: int = Field(description="Live workers with their engine loaded")
     workers: list[dict[str, Any]] = Field(description="Each worker's model, GPU, engine, load")
     tokens_per_s: float = Field(description="Output tokens per second over the last heartbeat")
-    finished: dict[str, int] = Field(description="Runs finished by workers, by final state")
+    finished: dict[str, int] = Field(description="Jobs ended, by final state")
     output_tokens: int
 
 
@@ -108,7 +108,7 @@ async def metrics(resources: ResourcesDep) -> PlainTextResponse:
     out.metric(
         "vqueue_jobs_finished_total",
         "counter",
-        "Runs finished by workers, by final state",
+        "Jobs ended, by final state (worker runs, cancels while queued, expiries)",
         [({"status": s}, n) for s, n in sorted(stats.finished.items())],
     )
     out.metric(

@@ -26,11 +26,15 @@ from vqueue.settings import get_settings
 PROBE_INTERVAL_S = 0.02
 
 
-def prompts_file(count: int) -> bytes:
+def prompts_file(count: int, prompt_chars: int) -> bytes:
+    filler = "Background: the list was compiled from several sources over many years. "
     lines = (
         {
             "custom_id": f"q-{i}",
-            "prompt": f"Summarise, in two sentences, why item {i} of the list matters.",
+            "prompt": (
+                (filler * (prompt_chars // len(filler) + 1))[: max(0, prompt_chars - 80)]
+                + f" Summarise, in two sentences, why item {i} of the list matters."
+            ),
             "max_tokens": 64,
         }
         for i in range(count)
@@ -52,8 +56,8 @@ async def probe_health(
     return latencies
 
 
-async def measure(url: str, count: int) -> dict[str, Any]:
-    content = prompts_file(count)
+async def measure(url: str, count: int, prompt_chars: int) -> dict[str, Any]:
+    content = prompts_file(count, prompt_chars)
     async with aiohttp.ClientSession() as session:
         stop = asyncio.Event()
         probe = asyncio.create_task(probe_health(session, url, stop))
@@ -61,7 +65,8 @@ async def measure(url: str, count: int) -> dict[str, Any]:
         form = aiohttp.FormData()
         form.add_field("file", content, filename="prompts.jsonl", content_type="application/jsonl")
         started = time.perf_counter()
-        async with session.post(f"{url}/batches", data=form) as response:
+        timeout = aiohttp.ClientTimeout(total=600)
+        async with session.post(f"{url}/batches", data=form, timeout=timeout) as response:
             body = await response.json()
             assert response.status == 202, body
         seconds = time.perf_counter() - started
@@ -107,6 +112,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m vqueue.bench.upload")
     parser.add_argument("--label", default="cpu")
     parser.add_argument("--sizes", default="1000,10000,50000")
+    parser.add_argument("--prompt-chars", type=int, default=80, help="characters per prompt")
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     args = parser.parse_args()
     settings = get_settings()
@@ -114,7 +120,10 @@ def main() -> None:
     pid = stack.start_api(settings)
     try:
         url = stack.base_url(settings)
-        runs = [asyncio.run(measure(url, int(size))) for size in args.sizes.split(",")]
+        runs = [
+            asyncio.run(measure(url, int(size), args.prompt_chars))
+            for size in args.sizes.split(",")
+        ]
     finally:
         stack.down(settings)
     for run in runs:
@@ -124,7 +133,8 @@ def main() -> None:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine()["description"],
         "python": platform.python_version(),
-        "command": f"python -m vqueue.bench.upload --sizes {args.sizes}",
+        "command": f"python -m vqueue.bench.upload --label {args.label} --sizes {args.sizes} "
+        f"--prompt-chars {args.prompt_chars}",
         "api_pid": pid,
         "runs": runs,
     }
