@@ -13,10 +13,9 @@ from typing import Any
 
 import httpx
 
-from vqueue.client import VQueueClient
+from vqueue.client import BATCH_FINAL, VQueueClient
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-FINAL = {"succeeded", "failed", "cancelled"}
 RECONNECTS = 20
 
 
@@ -111,7 +110,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(batch["id"])
         if not args.wait:
             return 0
-        while batch["status"] not in {"completed", "failed", "cancelled"}:
+        while batch["status"] not in BATCH_FINAL:
             sys.stderr.write(_progress(batch))
             sys.stderr.flush()
             time.sleep(1.0)
