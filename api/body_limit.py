@@ -8,12 +8,11 @@ VQUEUE_MAX_REQUEST_BYTES.
 
 from typing import Any
 
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.batch_upload import MULTIPART_OVERHEAD
-from api.errors import shaped_response
+from api.errors import PayloadTooLargeError, shaped_response
 from api.schemas import ErrorBody
 from vqueue.settings import Settings
 
@@ -48,9 +47,9 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    # An HTTPException: FastAPI turns any other error raised while it reads
-                    # the body into a 400 "error parsing the body".
-                    raise HTTPException(413, f"the request body is over the limit of {limit} bytes")
+                    raise PayloadTooLargeError(
+                        f"the request body is over the limit of {limit} bytes"
+                    )
             return message
 
         await self.app(scope, counted, send)
