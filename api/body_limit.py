@@ -8,11 +8,12 @@ VQUEUE_MAX_REQUEST_BYTES.
 
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.batch_upload import MULTIPART_OVERHEAD
-from api.errors import PayloadTooLargeError, shaped_response
+from api.errors import shaped_response
 from api.schemas import ErrorBody
 from vqueue.settings import Settings
 
@@ -47,9 +48,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
-                    raise PayloadTooLargeError(
-                        f"the request body is over the limit of {limit} bytes"
-                    )
+                    raise HTTPException(413, f"the request body is over the limit of {limit} bytes")
             return message
 
         await self.app(scope, counted, send)

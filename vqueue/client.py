@@ -1,9 +1,8 @@
 """A small HTTP client of the vqueue API (submit, poll, stream), used by the demo and the tests."""
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 import httpx
@@ -39,34 +38,6 @@ def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
             event_id = value
 
 
-JOB_FINAL = {"succeeded", "failed", "cancelled"}
-BATCH_FINAL = {"completed", "failed", "cancelled"}
-
-
-def _json(response: httpx.Response) -> dict[str, Any]:
-    response.raise_for_status()
-    body: dict[str, Any] = response.json()
-    return body
-
-
-def _poll(
-    fetch: Callable[[], dict[str, Any]],
-    final: set[str],
-    what: str,
-    timeout: float,
-    interval: float,
-) -> dict[str, Any]:
-    """Fetch until the status is final; TimeoutError past `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = fetch()
-        if state["status"] in final:
-            return state
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} still {state['status']} after {timeout}s")
-        time.sleep(interval)
-
-
 class VQueueClient:
     def __init__(self, base_url: str, timeout: float = 30.0, api_key: str | None = None) -> None:
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -74,15 +45,26 @@ class VQueueClient:
 
     def submit(self, **body: Any) -> dict[str, Any]:
         response = self.http.post("/jobs", json=body)
-        return _json(response)
+        response.raise_for_status()
+        job: dict[str, Any] = response.json()
+        return job
 
     def get(self, job_id: str) -> dict[str, Any]:
         response = self.http.get(f"/jobs/{job_id}")
-        return _json(response)
+        response.raise_for_status()
+        job: dict[str, Any] = response.json()
+        return job
 
     def wait(self, job_id: str, timeout: float = 300.0, interval: float = 0.2) -> dict[str, Any]:
         """Poll until the job reaches a final state."""
-        return _poll(partial(self.get, job_id), JOB_FINAL, f"job {job_id}", timeout, interval)
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            if job["status"] in {"succeeded", "failed", "cancelled"}:
+                return job
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(interval)
 
     def stream(self, job_id: str, last_event_id: int | None = None) -> Iterator[ServerEvent]:
         """The job's events until `done`; stop iterating to disconnect."""
@@ -112,18 +94,28 @@ class VQueueClient:
         else:
             headers = {"Content-Type": content_type} if content_type else {}
             response = self.http.post("/batches", params=params, content=content, headers=headers)
-        return _json(response)
+        response.raise_for_status()
+        batch: dict[str, Any] = response.json()
+        return batch
 
     def batch(self, batch_id: str) -> dict[str, Any]:
         response = self.http.get(f"/batches/{batch_id}")
-        return _json(response)
+        response.raise_for_status()
+        batch: dict[str, Any] = response.json()
+        return batch
 
     def wait_batch(
         self, batch_id: str, timeout: float = 600.0, interval: float = 0.5
     ) -> dict[str, Any]:
         """Poll until the batch ends (completed, failed or cancelled)."""
-        fetch = partial(self.batch, batch_id)
-        return _poll(fetch, BATCH_FINAL, f"batch {batch_id}", timeout, interval)
+        deadline = time.monotonic() + timeout
+        while True:
+            batch = self.batch(batch_id)
+            if batch["status"] in {"completed", "failed", "cancelled"}:
+                return batch
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} still {batch['status']} after {timeout}s")
+            time.sleep(interval)
 
     def batch_results(self, batch_id: str, order: str = "input") -> list[dict[str, Any]]:
         response = self.http.get(f"/batches/{batch_id}/results", params={"order": order})
@@ -132,7 +124,9 @@ class VQueueClient:
 
     def cancel_batch(self, batch_id: str) -> dict[str, Any]:
         response = self.http.post(f"/batches/{batch_id}/cancel")
-        return _json(response)
+        response.raise_for_status()
+        batch: dict[str, Any] = response.json()
+        return batch
 
     def close(self) -> None:
         self.http.close()

@@ -77,13 +77,9 @@ async def _public(resources: Resources, row: Mapping[Any, Any]) -> BatchPublic:
     return batch_public(row, tallies[row["id"]])
 
 
-async def load_batch(resources: Resources, batch_uuid: uuid.UUID) -> Mapping[Any, Any] | None:
-    async with resources.db.connect() as conn:
-        return (await conn.execute(get_batch(batch_uuid))).mappings().first()
-
-
 async def _existing(resources: Resources, batch_id: str) -> Mapping[Any, Any]:
-    row = await load_batch(resources, parse_batch_id(batch_id))
+    async with resources.db.connect() as conn:
+        row = (await conn.execute(get_batch(parse_batch_id(batch_id)))).mappings().first()
     if row is None:
         raise NotFoundError(f"no batch {batch_id!r}")
     return row
@@ -295,6 +291,5 @@ async def cancel_batch_now(
         await anyio.to_thread.run_sync(count_finished, JobStatus.CANCELLED, len(cancelled))
     except (RedisError, OSError) as exc:
         log.warning("batch %s: cancel not announced to streams: %s", batch_id, exc)
-    cancelled_row = await load_batch(resources, batch_uuid)
-    assert cancelled_row is not None  # batches are never deleted once started
-    return cancelled_row
+    async with resources.db.connect() as conn:
+        return (await conn.execute(get_batch(batch_uuid))).mappings().one()

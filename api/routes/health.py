@@ -23,9 +23,7 @@ async def health() -> dict[str, str]:
 
 async def worker_descriptions(resources: Resources) -> list[dict[str, Any]]:
     """What each live worker announces in its heartbeat (model, engine settings, load)."""
-    # SCAN's default page of 10 keys would take thousands of round trips beside the token logs.
-    pattern = f"{WORKER_KEY_PREFIX}*"
-    keys = [key async for key in resources.redis.scan_iter(match=pattern, count=1000)]
+    keys = [key async for key in resources.redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*")]
     values = await resources.redis.mget(keys) if keys else []
     return [orjson.loads(value) for value in values if value]
 

@@ -14,7 +14,6 @@ from redis.exceptions import RedisError
 
 from api.deps import ResourcesDep
 from api.errors import ConflictError, NotFoundError
-from api.job_follower import load_job
 from api.job_views import job_public
 from api.schemas import ErrorResponse, JobCreate, JobPublic, JobsPublic
 from api.token_log import text_so_far
@@ -29,7 +28,6 @@ from db.jobs import (
 )
 from db.states import JobStatus
 from vqueue.contract import EntryKind, LogEntry
-from vqueue.settings import Settings
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -55,31 +53,6 @@ def parse_job_id(job_id: str) -> uuid.UUID:
         return uuid.UUID(job_id.removeprefix("chatcmpl-").removeprefix("cmpl-"))
     except ValueError:
         raise NotFoundError(f"no job {job_id!r}") from None
-
-
-def new_job_row(
-    body: JobCreate,
-    settings: Settings,
-    *,
-    idempotency_key: str | None = None,
-    request_hash: str | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    """The row of a new queued job, its unset timeouts taken from the settings."""
-    queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
-    return job_row(
-        uuid.uuid4(),
-        prompt=body.prompt,
-        messages=body.messages_json(),
-        params=body.sampling(),
-        model=settings.model_name,
-        priority=body.priority,
-        timeout_s=body.timeout_s or settings.max_job_timeout_s,
-        expires_at=datetime.now(UTC) + timedelta(seconds=queue_timeout_s),
-        idempotency_key=idempotency_key,
-        request_hash=request_hash,
-        metadata=metadata,
-    )
 
 
 def request_fingerprint(body: JobCreate) -> str:
@@ -110,9 +83,20 @@ async def submit_job(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
+    settings = resources.settings
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    values = new_job_row(
-        body, resources.settings, idempotency_key=idempotency_key, request_hash=fingerprint
+    queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
+    values = job_row(
+        uuid.uuid4(),
+        prompt=body.prompt,
+        messages=body.messages_json(),
+        params=body.sampling(),
+        model=settings.model_name,
+        priority=body.priority,
+        timeout_s=body.timeout_s or settings.max_job_timeout_s,
+        expires_at=datetime.now(UTC) + timedelta(seconds=queue_timeout_s),
+        idempotency_key=idempotency_key,
+        request_hash=fingerprint,
     )
     # Committed, then enqueued, together with whatever other submits arrived meanwhile.
     row = await resources.submitter.submit(values)
@@ -128,7 +112,8 @@ async def submit_job(
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
 async def read_job(job_id: str, resources: ResourcesDep) -> JobPublic:
-    row = await load_job(resources, parse_job_id(job_id))
+    async with resources.db.connect() as conn:
+        row = (await conn.execute(get_job(parse_job_id(job_id)))).mappings().first()
     if row is None:
         raise NotFoundError(f"no job {job_id!r}")
     text = None

@@ -7,7 +7,9 @@ not the job itself. Errors use OpenAI's error object (see api/openai_errors.py).
 """
 
 import time
+import uuid
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -21,10 +23,10 @@ from api.openai_errors import OpenAIError, from_validation, invalid_request
 from api.openai_requests import CHAT_COMPLETIONS, COMPLETIONS, OpenAIFieldError, job_fields
 from api.openai_views import Reply
 from api.routes.health import worker_descriptions
-from api.routes.jobs import new_job_row
 from api.routes.stream import SSE_HEADERS
 from api.schemas import JobCreate
 from api.stream_cursor import StreamCursor
+from db.jobs import job_row
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -78,9 +80,19 @@ def _validated(fields: dict[str, Any]) -> JobCreate:
 
 
 async def _submit(resources: Resources, job: JobCreate, body: dict[str, Any]) -> Mapping[Any, Any]:
+    settings = resources.settings
     user = body.get("user")
-    metadata = {"user": user} if isinstance(user, str) else None
-    row = new_job_row(job, resources.settings, metadata=metadata)
+    row = job_row(
+        uuid.uuid4(),
+        prompt=job.prompt,
+        messages=job.messages_json(),
+        params=job.sampling(),
+        model=settings.model_name,
+        priority=job.priority,
+        timeout_s=settings.max_job_timeout_s,
+        expires_at=datetime.now(UTC) + timedelta(seconds=settings.queue_timeout_s),
+        metadata={"user": user} if isinstance(user, str) else None,
+    )
     submitted = await resources.submitter.submit(row)
     assert submitted is not None  # no idempotency key: nothing can conflict
     return submitted

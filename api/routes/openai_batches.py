@@ -19,14 +19,14 @@ from sqlalchemy import insert, select
 
 from api.batch_schemas import BatchOptions
 from api.batch_store import store_batch
-from api.batch_upload import Upload
+from api.batch_upload import Upload, limited_request
 from api.batch_views import tally_jobs
 from api.deps import Resources, ResourcesDep
 from api.openai_errors import OpenAIError, from_validation, invalid_request
 from api.openai_requests import ENDPOINTS
 from api.openai_views import batch_output_line
-from api.routes.batches import cancel_batch_now, load_batch
-from db.batches import batch_results, list_openai_batches
+from api.routes.batches import cancel_batch_now
+from db.batches import batch_results, get_batch, list_openai_batches
 from db.schema import files, jobs
 from db.states import BatchStatus, JobStatus
 
@@ -61,10 +61,10 @@ def parse_openai_batch_id(value: str) -> uuid.UUID:
 @router.post("/files")
 async def create_file(request: Request, resources: ResourcesDep) -> dict[str, Any]:
     """A batch input file (multipart: `file` and `purpose=batch`)."""
+    limit = resources.settings.max_batch_bytes
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise invalid_request("upload the file as multipart/form-data", "file")
-    # api/body_limit.py bounds the body (VQUEUE_MAX_BATCH_BYTES plus multipart's overhead).
-    form = await request.form(max_files=1, max_fields=4)
+    form = await limited_request(request, limit).form(max_files=1, max_fields=4)
     try:
         upload, purpose = form.get("file"), form.get("purpose")
         if purpose != "batch":
@@ -110,7 +110,8 @@ async def _stored_file(resources: Resources, file_uuid: uuid.UUID, name: str) ->
 
 
 async def _openai_batch_row(resources: Resources, batch_uuid: uuid.UUID, name: str) -> Any:
-    row = await load_batch(resources, batch_uuid)
+    async with resources.db.connect() as conn:
+        row = (await conn.execute(get_batch(batch_uuid))).mappings().first()
     if row is None or not (row["metadata"] or {}).get("openai"):
         raise OpenAIError(404, f"no batch {name!r}", param="batch_id")
     return row
