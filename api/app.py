@@ -3,8 +3,10 @@
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from redis.asyncio import Redis
@@ -13,12 +15,15 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from api.auth import KeyCache, authenticate
 from api.body_limit import BodyLimitMiddleware
 from api.deps import Resources
 from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
+from api.limits import QueueDepth
+from api.openai_errors import OPENAI_PREFIX
 from api.routes import batches, health, jobs, observe, openai, openai_batches, page, stream
-from api.schemas import ErrorBody
+from api.schemas import ErrorBody, ErrorResponse
 from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
 from vqueue.batch_feeder import BatchFeeder
@@ -28,6 +33,17 @@ from vqueue.reconciler import Reconciler
 from vqueue.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+# What any keyed route may answer besides its own responses.
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in (
+        (401, "No valid API key"),
+        (422, "Invalid request: each bad field is named in `details`"),
+        (429, "Over one of this key's limits (see Retry-After)"),
+        (503, "Postgres or Redis unavailable, or the queue full"),
+    )
+}
 
 
 @asynccontextmanager
@@ -49,7 +65,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     reconciler.start()
     feeder = BatchFeeder(settings, background_db, queue)
     feeder.start()
-    app.state.resources = Resources(settings, db, redis, hub, queue, submitter, feeder)
+    keys = KeyCache(settings.key_cache_s)
+    depth = QueueDepth(db)
+    app.state.resources = Resources(settings, db, redis, hub, queue, submitter, feeder, keys, depth)
     try:
         yield
     finally:
@@ -100,14 +118,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(PoolTimeoutError, _database_busy)
     app.add_exception_handler(RedisConnectionError, _redis_down)
     app.add_exception_handler(RedisTimeoutError, _redis_down)
-    app.include_router(jobs.router)
-    app.include_router(batches.router)
-    app.include_router(openai.router)
-    app.include_router(openai_batches.router)
-    app.include_router(stream.router)
+    # Everything but the page, its assets and the probes needs a key (api/auth.py).
+    keyed = [Depends(authenticate)]
+    for module in (jobs, batches, stream, observe):
+        app.include_router(module.router, dependencies=keyed, responses=ERRORS)
+    for module in (openai, openai_batches):
+        app.include_router(module.router, dependencies=keyed)
     app.include_router(health.router)
-    app.include_router(observe.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, settings=app.state.settings)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema, less the 422 it documents on /v1 routes: those answer 400."""
+    if app.openapi_schema is None:
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            summary=app.summary,
+            routes=app.routes,
+        )
+        for path, operations in schema["paths"].items():
+            if path.startswith(OPENAI_PREFIX):
+                for operation in operations.values():
+                    operation["responses"].pop("422", None)
+        app.openapi_schema = schema
+    return app.openapi_schema

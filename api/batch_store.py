@@ -16,6 +16,7 @@ import anyio
 import orjson
 from sqlalchemy import delete
 
+from api.auth import Caller
 from api.batch_parse import (
     BatchFormat,
     NoPromptColumnError,
@@ -29,6 +30,7 @@ from api.batch_schemas import BatchOptions
 from api.batch_upload import Upload
 from api.deps import Resources
 from api.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
+from api.limits import admit
 from api.schemas import ErrorDetail
 from db.batches import copy_jobs, insert_batch, job_copy_row, start_batch
 from db.schema import batches
@@ -95,7 +97,11 @@ def _check(parsed: ParsedBatch, options: BatchOptions) -> None:
 
 
 def _rows(
-    batch_id: uuid.UUID, parsed: ParsedBatch, options: BatchOptions, s: Settings
+    batch_id: uuid.UUID,
+    parsed: ParsedBatch,
+    options: BatchOptions,
+    s: Settings,
+    owner_id: uuid.UUID,
 ) -> list[tuple[Any, ...]]:
     expires_at = datetime.now(UTC) + timedelta(seconds=options.queue_timeout_s or s.queue_timeout_s)
     timeout_s = options.timeout_s or s.max_job_timeout_s
@@ -112,6 +118,7 @@ def _rows(
             priority=options.priority,
             timeout_s=timeout_s,
             expires_at=expires_at,
+            owner_id=owner_id,
         )
         for item in parsed.jobs
     ]
@@ -119,6 +126,7 @@ def _rows(
 
 async def store_batch(
     resources: Resources,
+    caller: Caller,
     upload: Upload,
     options: BatchOptions,
     *,
@@ -147,6 +155,7 @@ async def store_batch(
                 "idempotency_key": idempotency_key,
                 "request_hash": request_hash,
                 "metadata": metadata,
+                "owner_id": caller.owner_id,
             },
         )
         if inserted.first() is None:
@@ -156,7 +165,10 @@ async def store_batch(
             _parse, upload, fmt, defaults, settings, openai_endpoint
         )
         _check(parsed, options)
-        rows = await anyio.to_thread.run_sync(_rows, batch_id, parsed, options, settings)
+        await admit(resources, caller, len(parsed.jobs))
+        rows = await anyio.to_thread.run_sync(
+            _rows, batch_id, parsed, options, settings, caller.owner_id
+        )
         errors = [{"line": e.line, "message": e.message} for e in parsed.errors]
         async with resources.db.begin() as conn:
             raw = await conn.get_raw_connection()

@@ -1,7 +1,7 @@
 """Process-wide resources, built in the app's lifespan and injected into routes."""
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
@@ -13,6 +13,10 @@ from vqueue.batch_feeder import BatchFeeder
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 
+if TYPE_CHECKING:  # both import this module
+    from api.auth import KeyCache
+    from api.limits import QueueDepth
+
 
 @dataclass
 class Resources:
@@ -23,6 +27,8 @@ class Resources:
     queue: JobQueue
     submitter: Submitter
     feeder: BatchFeeder
+    keys: "KeyCache"
+    depth: "QueueDepth"
 
 
 def get_resources(request: Request) -> Resources:

@@ -16,15 +16,39 @@ class APIError(Exception):
     status_code = 500
     code = "internal_error"
 
-    def __init__(self, message: str, details: list[ErrorDetail] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        details: list[ErrorDetail] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or []
+        self.headers = headers
 
 
 class BadRequestError(APIError):
     status_code = 400
     code = "bad_request"
+
+
+class UnauthorizedError(APIError):
+    status_code = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class TooManyRequestsError(APIError):
+    """A key's own limit; Retry-After says when the request can succeed."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
 
 
 class PayloadTooLargeError(APIError):
@@ -57,6 +81,16 @@ class ConflictError(APIError):
 class ServiceUnavailableError(APIError):
     status_code = 503
     code = "unavailable"
+
+
+class OverloadedError(APIError):
+    """The whole queue is full; not one caller's fault, so 503 rather than 429."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message: str, retry_after_s: int) -> None:
+        super().__init__(message, headers={"Retry-After": str(max(1, retry_after_s))})
 
 
 def error_response(status_code: int, body: ErrorBody) -> JSONResponse:
@@ -99,7 +133,7 @@ def _field_name(loc: tuple[Any, ...]) -> str | None:
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
     body = ErrorBody(code=exc.code, message=exc.message, details=exc.details)
-    return shaped_response(request, exc.status_code, body)
+    return shaped_response(request, exc.status_code, body, exc.headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:

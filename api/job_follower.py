@@ -40,9 +40,12 @@ class Idle:
 FollowEvent = Delta | Restart | Final | Idle
 
 
-async def load_job(resources: Resources, job_id: uuid.UUID) -> Mapping[str, Any] | None:
+async def load_job(
+    resources: Resources, job_id: uuid.UUID, scope: uuid.UUID | None
+) -> Mapping[str, Any] | None:
+    """The job, if a caller of this scope (Caller.scope) may see it."""
     async with resources.db.connect() as conn:
-        return (await conn.execute(get_job(job_id))).mappings().first()
+        return (await conn.execute(get_job(job_id, scope))).mappings().first()
 
 
 class JobFollower:
@@ -89,7 +92,7 @@ class JobFollower:
             entries = []
 
     async def _final_row(self) -> Mapping[str, Any] | None:
-        row = await load_job(self.resources, self.job_id)
+        row = await load_job(self.resources, self.job_id, None)
         return row if row is not None and JobStatus(row["status"]).is_terminal else None
 
     async def _apply(self, entries: list[LogEntry]) -> tuple[list[FollowEvent], bool]:

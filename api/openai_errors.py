@@ -7,7 +7,7 @@ shape by the app's handlers, so OpenAI clients can read every failure.
 from typing import Any
 
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 OPENAI_PREFIX = "/v1/"
 TYPE_BY_STATUS = {
@@ -62,3 +62,30 @@ def from_validation(exc: ValidationError) -> OpenAIError:
     error = exc.errors(include_url=False)[0]
     param = ".".join(str(part) for part in error["loc"]) or None
     return invalid_request(f"{param}: {error['msg']}" if param else error["msg"], param)
+
+
+class OpenAIErrorObject(BaseModel):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class OpenAIErrorResponse(BaseModel):
+    """The documented shape of every error on a /v1 route."""
+
+    error: OpenAIErrorObject
+
+
+# What any /v1 route may answer besides its success (OpenAI says 400 where we say 422).
+OPENAI_ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": OpenAIErrorResponse, "description": description}
+    for status, description in (
+        (400, "Invalid request: the parameter at fault is named in `param`"),
+        (401, "No valid API key"),
+        (404, "No such object (or one of another key)"),
+        (413, "Request body over the size limit"),
+        (429, "Over one of this key's limits (see Retry-After)"),
+        (503, "Queue full, or Postgres or Redis unavailable"),
+    )
+}

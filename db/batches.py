@@ -15,7 +15,7 @@ from sqlalchemy import Select, Update, and_, case, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import Insert
 
-from db.schema import batches, jobs
+from db.schema import batches, jobs, owned_by
 from db.states import TERMINAL_STATES, BatchStatus, JobStatus
 
 ACTIVE_JOB_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -37,6 +37,7 @@ JOB_COPY_COLUMNS = (
     "custom_id",
     "metadata",
     "released_at",
+    "owner_id",
 )
 
 
@@ -58,6 +59,7 @@ def job_copy_row(
     priority: int,
     timeout_s: int,
     expires_at: Any,
+    owner_id: uuid.UUID,
 ) -> tuple[Any, ...]:
     return (
         uuid.uuid4(),
@@ -74,6 +76,7 @@ def job_copy_row(
         custom_id,
         _json(metadata),
         None,
+        owner_id,
     )
 
 
@@ -89,7 +92,8 @@ async def copy_jobs(conn: AsyncConnection[Any], rows: Iterable[tuple[Any, ...]])
 
 
 def insert_batch() -> Insert:
-    return insert(batches).on_conflict_do_nothing(index_elements=["idempotency_key"])
+    conflict = ["owner_id", "idempotency_key"]
+    return insert(batches).on_conflict_do_nothing(index_elements=conflict)
 
 
 def start_batch(batch_id: uuid.UUID, *, total: int, skipped: int, line_errors: Any) -> Update:
@@ -108,25 +112,31 @@ def start_batch(batch_id: uuid.UUID, *, total: int, skipped: int, line_errors: A
     )
 
 
-def get_batch(batch_id: uuid.UUID) -> Select[Any]:
-    return select(batches).where(batches.c.id == batch_id)
+# `scope`: the owner whose batches a caller may see, None for all (see api/auth.py).
 
 
-def get_batch_by_idempotency_key(key: str) -> Select[Any]:
-    return select(batches).where(batches.c.idempotency_key == key)
+def get_batch(batch_id: uuid.UUID, scope: uuid.UUID | None) -> Select[Any]:
+    return select(batches).where(batches.c.id == batch_id, owned_by(batches.c.owner_id, scope))
 
 
-def list_batches(*, limit: int, offset: int, status: BatchStatus | None) -> Select[Any]:
+def get_batch_by_idempotency_key(owner_id: uuid.UUID, key: str) -> Select[Any]:
+    return select(batches).where(batches.c.owner_id == owner_id, batches.c.idempotency_key == key)
+
+
+def list_batches(
+    *, limit: int, offset: int, status: BatchStatus | None, scope: uuid.UUID | None
+) -> Select[Any]:
     query = (
         select(batches).order_by(batches.c.created_at.desc(), batches.c.id).limit(limit)
     ).offset(offset)
+    query = query.where(owned_by(batches.c.owner_id, scope))
     if status is not None:
         query = query.where(batches.c.status == status)
     return query
 
 
-def count_batches(*, status: BatchStatus | None) -> Select[Any]:
-    query = select(func.count()).select_from(batches)
+def count_batches(*, status: BatchStatus | None, scope: uuid.UUID | None) -> Select[Any]:
+    query = select(func.count()).select_from(batches).where(owned_by(batches.c.owner_id, scope))
     if status is not None:
         query = query.where(batches.c.status == status)
     return query
@@ -299,11 +309,13 @@ def fail_interrupted_uploads(older_than_s: float) -> Update:
     )
 
 
-def list_openai_batches(*, limit: int, after: uuid.UUID | None) -> Select[Any]:
+def list_openai_batches(
+    *, limit: int, after: uuid.UUID | None, scope: uuid.UUID | None
+) -> Select[Any]:
     """Batches made through /v1/batches, newest first, after the batch `after` if given."""
     query = (
         select(batches)
-        .where(batches.c.metadata["openai"].is_not(None))
+        .where(batches.c.metadata["openai"].is_not(None), owned_by(batches.c.owner_id, scope))
         .order_by(batches.c.created_at.desc(), batches.c.id)
         .limit(limit)
     )

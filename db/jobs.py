@@ -12,7 +12,7 @@ from sqlalchemy import Select, Update, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import ReturningInsert
 
-from db.schema import jobs
+from db.schema import ANONYMOUS_OWNER, jobs, owned_by
 from db.states import JobStatus, sources_of
 
 
@@ -33,10 +33,12 @@ def job_row(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     metadata: dict[str, Any] | None = None,
+    owner_id: uuid.UUID = ANONYMOUS_OWNER,
 ) -> dict[str, Any]:
     """The values of a new queued job, for insert_jobs()."""
     return {
         "id": job_id,
+        "owner_id": owner_id,
         "status": JobStatus.QUEUED,
         "prompt": prompt,
         "messages": messages,
@@ -52,27 +54,35 @@ def job_row(
 
 
 def insert_jobs() -> ReturningInsert[Any]:
-    """Many job_row()s in one statement; a row whose idempotency key exists is skipped."""
-    return insert(jobs).on_conflict_do_nothing(index_elements=["idempotency_key"]).returning(jobs)
+    """Many job_row()s in one statement; a row whose owner already used its idempotency key is
+    skipped."""
+    conflict = ["owner_id", "idempotency_key"]
+    return insert(jobs).on_conflict_do_nothing(index_elements=conflict).returning(jobs)
 
 
-def get_job(job_id: uuid.UUID) -> Select[Any]:
-    return select(jobs).where(jobs.c.id == job_id)
+# `scope`: the owner whose jobs a caller may see, None for all (see api/auth.py).
 
 
-def get_job_by_idempotency_key(key: str) -> Select[Any]:
-    return select(jobs).where(jobs.c.idempotency_key == key)
+def get_job(job_id: uuid.UUID, scope: uuid.UUID | None = None) -> Select[Any]:
+    return select(jobs).where(jobs.c.id == job_id, owned_by(jobs.c.owner_id, scope))
 
 
-def list_jobs(*, limit: int, offset: int, status: JobStatus | None) -> Select[Any]:
+def get_job_by_idempotency_key(owner_id: uuid.UUID, key: str) -> Select[Any]:
+    return select(jobs).where(jobs.c.owner_id == owner_id, jobs.c.idempotency_key == key)
+
+
+def list_jobs(
+    *, limit: int, offset: int, status: JobStatus | None, scope: uuid.UUID | None
+) -> Select[Any]:
     query = select(jobs).order_by(jobs.c.created_at.desc(), jobs.c.id).limit(limit).offset(offset)
+    query = query.where(owned_by(jobs.c.owner_id, scope))
     if status is not None:
         query = query.where(jobs.c.status == status)
     return query
 
 
-def count_jobs(*, status: JobStatus | None) -> Select[Any]:
-    query = select(func.count()).select_from(jobs)
+def count_jobs(*, status: JobStatus | None, scope: uuid.UUID | None) -> Select[Any]:
+    query = select(func.count()).select_from(jobs).where(owned_by(jobs.c.owner_id, scope))
     if status is not None:
         query = query.where(jobs.c.status == status)
     return query
@@ -162,10 +172,14 @@ def fail_unqueued_jobs(job_ids: list[uuid.UUID], error: str) -> Update:
     )
 
 
-def cancel_queued_job(job_id: uuid.UUID) -> Update:
+def cancel_queued_job(job_id: uuid.UUID, scope: uuid.UUID | None = None) -> Update:
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.QUEUED)
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.status == JobStatus.QUEUED,
+            owned_by(jobs.c.owner_id, scope),
+        )
         .values(
             status=JobStatus.CANCELLED,
             cancel_requested_at=func.now(),
@@ -176,11 +190,15 @@ def cancel_queued_job(job_id: uuid.UUID) -> Update:
     )
 
 
-def request_cancel_running_job(job_id: uuid.UUID) -> Update:
+def request_cancel_running_job(job_id: uuid.UUID, scope: uuid.UUID | None = None) -> Update:
     """Mark a running job for cancellation; its worker aborts it within VQUEUE_CANCEL_POLL_S."""
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.status == JobStatus.RUNNING)
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.status == JobStatus.RUNNING,
+            owned_by(jobs.c.owner_id, scope),
+        )
         .values(cancel_requested_at=func.coalesce(jobs.c.cancel_requested_at, func.now()))
         .returning(jobs)
     )

@@ -1,8 +1,13 @@
 """The tables, as SQLAlchemy Core metadata; migrations/ creates them."""
 
+import uuid
+
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
+    ColumnElement,
     DateTime,
     ForeignKey,
     Index,
@@ -16,6 +21,7 @@ from sqlalchemy import (
     Uuid,
     func,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -25,6 +31,36 @@ metadata = MetaData()
 
 _status_values = ", ".join(f"'{status.value}'" for status in JobStatus)
 _batch_status_values = ", ".join(f"'{status.value}'" for status in BatchStatus)
+
+# The owner of what was made with no key (VQUEUE_AUTH off, or before keys existed).
+ANONYMOUS_OWNER = uuid.UUID(int=0)
+
+
+def owned_by(column: Column[uuid.UUID], scope: uuid.UUID | None) -> ColumnElement[bool]:
+    """The rows one owner may see: its own, or all of them (scope None: an admin)."""
+    return true() if scope is None else column == scope
+
+
+def _owner() -> Column[uuid.UUID]:
+    return Column("owner_id", Uuid, nullable=False, server_default=text(f"'{ANONYMOUS_OWNER}'"))
+
+
+# Only the SHA-256 of a key is stored; `prefix` (its first characters) names it in listings.
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Uuid, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("admin", Boolean, nullable=False, server_default=text("false")),
+    # Limits; NULL is unlimited.
+    Column("requests_per_minute", Integer),
+    Column("max_queued_jobs", Integer),
+    Column("tokens_per_day", BigInteger),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("revoked_at", DateTime(timezone=True)),
+)
 
 batches = Table(
     "batches",
@@ -48,9 +84,11 @@ batches = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("cancel_requested_at", DateTime(timezone=True)),
+    _owner(),
     CheckConstraint(f"status IN ({_batch_status_values})", name="batches_status_valid"),
     Index("batches_created_at", "created_at"),
-    Index("batches_idempotency_key", "idempotency_key", unique=True),
+    Index("batches_owner_idempotency_key", "owner_id", "idempotency_key", unique=True),
+    Index("batches_owner_created_at", "owner_id", "created_at"),
     Index(
         "batches_open", "status", postgresql_where=text("status IN ('in_progress', 'cancelling')")
     ),
@@ -96,12 +134,16 @@ jobs = Table(
     # When the job's message was (last) handed to the broker. A batch's jobs are inserted
     # with none and released a window at a time (vqueue/batch_feeder.py).
     Column("released_at", DateTime(timezone=True), server_default=func.now()),
+    _owner(),
     CheckConstraint(f"status IN ({_status_values})", name="jobs_status_valid"),
     CheckConstraint("(prompt IS NULL) <> (messages IS NULL)", name="jobs_one_input"),
     CheckConstraint("priority BETWEEN 0 AND 9", name="jobs_priority_range"),
     Index("jobs_status_created_at", "status", "created_at"),
     Index("jobs_created_at", "created_at"),
-    Index("jobs_idempotency_key", "idempotency_key", unique=True),
+    Index("jobs_owner_idempotency_key", "owner_id", "idempotency_key", unique=True),
+    Index("jobs_owner_created_at", "owner_id", "created_at"),
+    Index("jobs_owner_queued", "owner_id", postgresql_where=text("status = 'queued'")),
+    Index("jobs_owner_finished_at", "owner_id", "finished_at"),
     Index("jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
     Index("jobs_queued_released", "released_at", postgresql_where=text("status = 'queued'")),
     Index("jobs_batch_line", "batch_id", "batch_line"),
@@ -124,4 +166,6 @@ files = Table(
     Column("bytes", Integer, nullable=False),
     Column("content", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    _owner(),
+    Index("files_owner_created_at", "owner_id", "created_at"),
 )

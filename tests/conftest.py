@@ -6,6 +6,7 @@ session: the engine takes ~35 s to load.
 """
 
 import os
+import secrets
 import shutil
 import socket
 import tempfile
@@ -42,12 +43,18 @@ os.environ.update(
         "VQUEUE_QUEUE_NAME": f"vqueue.{DATABASE}",
         "VQUEUE_API_PORT": str(free_port()),
         "VQUEUE_RUN_DIR": str(_RUN_DIR),
+        # The suite's admin key (made by the db fixture); clients and the CLI read it here.
+        "VQUEUE_API_KEY": "vq-test-" + secrets.token_urlsafe(24),
+        # Revocations in the tests take effect this fast.
+        "VQUEUE_KEY_CACHE_S": "0.5",
         # Small enough to keep the engine light on a 2-core machine, and to make an
         # over-long prompt cheap to build.
         "VQUEUE_MAX_MODEL_LEN": "2048",
         "VQUEUE_MAX_NUM_SEQS": "32",
         "VQUEUE_SSE_KEEPALIVE_S": "1",
         "VLLM_CPU_KVCACHE_SPACE": "2",
+        # The engine's scheduler figures (KV-cache use...) in the heartbeat, for test_observe.
+        "VQUEUE_ENGINE_STATS": "true",
         # Short enough for fault tests to see requeues and hand-backs within seconds.
         "VQUEUE_LEASE_S": "6",
         "VQUEUE_WORKER_HEARTBEAT_S": "1",
@@ -65,6 +72,7 @@ os.environ.update(
 from redis import Redis  # noqa: E402
 from sqlalchemy import Engine, create_engine, make_url, text  # noqa: E402
 
+from db.keys import create_key  # noqa: E402
 from db.migrate import reset_database  # noqa: E402
 from vqueue import stack  # noqa: E402
 from vqueue.client import VQueueClient  # noqa: E402
@@ -81,6 +89,8 @@ def db(settings: Settings) -> Iterator[Engine]:
     """A freshly created and migrated test database."""
     reset_database(DIRECT_DATABASE_URL)
     engine = create_engine(make_url(DIRECT_DATABASE_URL))
+    with engine.begin() as conn:
+        create_key(conn, "test suite", admin=True, secret=os.environ["VQUEUE_API_KEY"])
     yield engine
     engine.dispose()
 
@@ -154,3 +164,17 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         terminalreporter.write_line(
             f"schemathesis: {len(FUZZ_CASES)} generated cases run against {operations} operations"
         )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test against the stack shows the end of the API's and worker's logs: on CI
+    they are the only account of what the processes were doing."""
+    report = yield
+    if report.failed and "base_url" in getattr(item, "fixturenames", ()):
+        for name in ("worker", "api"):
+            path = _RUN_DIR / f"{name}.log"
+            if path.exists():
+                tail = path.read_text(errors="replace").splitlines()[-80:]
+                report.sections.append((f"{name}.log, last lines", "\n".join(tail)))
+    return report

@@ -1,14 +1,21 @@
 """Helpers shared by the tests that drive the running stack."""
 
+import os
 import time
 import uuid
 from typing import Any
 
+import httpx
 from redis import Redis
 from sqlalchemy import Engine, text
 
 from vqueue.client import VQueueClient
 from vqueue.contract import EntryKind, entry_from_stream, token_log_key
+
+# The admin key conftest.py makes for the suite; `http` sends it, like an authorised client.
+ADMIN_KEY = os.environ["VQUEUE_API_KEY"]
+AUTH = {"Authorization": f"Bearer {ADMIN_KEY}"}
+http = httpx.Client(headers=AUTH)
 
 
 def wait_for_text(client: VQueueClient, job_id: str, timeout: float = 120) -> dict[str, Any]:

@@ -3,11 +3,11 @@
 import uuid
 from typing import Any
 
-import httpx
 import pytest
 from sqlalchemy import Engine
 
 from tests.conftest import count_jobs
+from tests.helpers import http
 
 LONG = "x" * 200_001
 
@@ -61,7 +61,7 @@ def test_bad_bodies_are_refused_with_the_fields_named(
     base_url: str, db: Engine, body: Any, fields: set[str]
 ) -> None:
     before = count_jobs(db)
-    response = httpx.post(f"{base_url}/jobs", json=body)
+    response = http.post(f"{base_url}/jobs", json=body)
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert error["code"] == "validation_error"
@@ -85,7 +85,7 @@ def test_unreadable_bodies_are_refused(
     base_url: str, db: Engine, content: bytes, content_type: str
 ) -> None:
     before = count_jobs(db)
-    response = httpx.post(
+    response = http.post(
         f"{base_url}/jobs", content=content, headers={"content-type": content_type}
     )
     assert response.status_code == 422, response.text
@@ -96,14 +96,14 @@ def test_unreadable_bodies_are_refused(
 @pytest.mark.parametrize("job_id", [str(uuid.uuid4()), "not-a-uuid", "1' OR '1'='1"])
 def test_unknown_jobs_are_404(base_url: str, job_id: str) -> None:
     for path in (f"/jobs/{job_id}", f"/jobs/{job_id}/stream"):
-        response = httpx.get(base_url + path)
+        response = http.get(base_url + path)
         assert response.status_code == 404, response.text
         assert response.json()["error"]["code"] == "not_found"
 
 
 def test_a_bad_last_event_id_is_refused(base_url: str) -> None:
-    job = httpx.post(f"{base_url}/jobs", json={"prompt": "hi", "max_tokens": 1}).json()
-    response = httpx.get(f"{base_url}/jobs/{job['id']}/stream", headers={"Last-Event-ID": "abc"})
+    job = http.post(f"{base_url}/jobs", json={"prompt": "hi", "max_tokens": 1}).json()
+    response = http.get(f"{base_url}/jobs/{job['id']}/stream", headers={"Last-Event-ID": "abc"})
     assert response.status_code == 422
     assert response.json()["error"]["details"][0]["field"] == "last-event-id"
 
@@ -118,7 +118,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(
 ) -> None:
     before = count_jobs(db)
     content = iter([OVERSIZED[i : i + 65536] for i in range(0, len(OVERSIZED), 65536)])
-    response = httpx.post(
+    response = http.post(
         base_url + path,
         content=content if chunked else OVERSIZED,
         headers={"content-type": "application/json"},
@@ -135,7 +135,7 @@ def test_oversized_bodies_are_refused_before_they_are_read(
 def test_deeply_nested_json_is_a_4xx(base_url: str) -> None:
     nested = b"[" * 100_000 + b"]" * 100_000
     for path in ("/jobs", "/v1/chat/completions"):
-        response = httpx.post(
+        response = http.post(
             base_url + path, content=nested, headers={"content-type": "application/json"}
         )
         assert 400 <= response.status_code < 500, response.text

@@ -4,11 +4,11 @@ it runs, cancel, and bad uploads refused with nothing written."""
 import time
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from sqlalchemy import Engine, text
 
+from tests.helpers import http
 from vqueue.client import VQueueClient
 
 
@@ -185,15 +185,15 @@ def test_skip_stores_the_valid_lines_and_lists_the_bad_ones(client: VQueueClient
 def test_an_idempotency_key_returns_the_same_batch(base_url: str, db: Engine) -> None:
     files = {"file": ("k.txt", b"Hello\n", "text/plain")}
     headers = {"Idempotency-Key": "batch-key-1"}
-    first = httpx.post(f"{base_url}/batches?max_tokens=2", files=files, headers=headers)
+    first = http.post(f"{base_url}/batches?max_tokens=2", files=files, headers=headers)
     sizes = table_sizes(db)
-    again = httpx.post(f"{base_url}/batches?max_tokens=2", files=files, headers=headers)
+    again = http.post(f"{base_url}/batches?max_tokens=2", files=files, headers=headers)
     assert first.status_code == 202
     assert again.status_code == 202
     assert again.json()["id"] == first.json()["id"]
     assert again.headers["Idempotent-Replayed"] == "true"
     other = {"file": ("k.txt", b"Goodbye\n", "text/plain")}
-    clash = httpx.post(f"{base_url}/batches?max_tokens=2", files=other, headers=headers)
+    clash = http.post(f"{base_url}/batches?max_tokens=2", files=other, headers=headers)
     assert clash.status_code == 409
     assert table_sizes(db) == sizes
 
@@ -264,7 +264,7 @@ def test_bad_uploads_are_refused_and_nothing_is_written(
     base_url: str, db: Engine, request_args: dict[str, Any], status: int, says: str
 ) -> None:
     before = table_sizes(db)
-    response = httpx.post(f"{base_url}/batches", timeout=60, **request_args)
+    response = http.post(f"{base_url}/batches", timeout=60, **request_args)
     assert response.status_code == status, response.text
     error = response.json()["error"]
     assert says in error["message"] + " ".join(str(d) for d in error["details"])
@@ -273,7 +273,7 @@ def test_bad_uploads_are_refused_and_nothing_is_written(
 
 def test_bad_lines_are_listed_by_line_number(base_url: str) -> None:
     content = b'{"prompt": "ok"}\n{"prompt": 5}\n\n{"prompt": "x", "top_p": 0}\n'
-    response = httpx.post(f"{base_url}/batches?format=jsonl", content=content)
+    response = http.post(f"{base_url}/batches?format=jsonl", content=content)
     assert response.status_code == 422
     details = response.json()["error"]["details"]
     assert [d["field"] for d in details] == ["line 2", "line 4"]

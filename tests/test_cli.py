@@ -3,10 +3,14 @@
 import json
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
+from tests.faults import CuttableProxy
+from tests.helpers import wait_for_text
 from vqueue.client import VQueueClient
+from vqueue.settings import Settings
 
 
 def vqueue(base_url: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -37,6 +41,34 @@ def test_tail_resumes_at_an_offset(base_url: str, client: VQueueClient) -> None:
     resumed = vqueue(base_url, "tail", job["id"], "--offset", "10")
     assert whole.stdout == final["text"] + "\n"
     assert resumed.stdout == final["text"][10:] + "\n"
+
+
+def test_tail_survives_a_dropped_connection_and_loses_nothing(
+    client: VQueueClient, settings: Settings
+) -> None:
+    # The CLI reaches the API through a proxy whose connections can be cut.
+    proxy = CuttableProxy(settings.api_port)
+    job = client.submit(prompt="Tell a long story:", max_tokens=300, ignore_eos=True)
+    url = f"http://127.0.0.1:{proxy.port}"
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "vqueue.cli", "--url", url, "tail", job["id"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_text(client, job["id"])
+    time.sleep(1)
+    assert client.get(job["id"])["status"] == "running"
+    proxy.cut()  # the stream drops, and reconnecting fails for a while
+    time.sleep(1)
+    proxy.restore()
+    out, err = tail.communicate(timeout=180)
+    proxy.cut()
+    final = client.wait(job["id"], timeout=120)
+    assert tail.returncode == 0, err
+    assert "connection lost" in err
+    # Resumed where it broke off: every character once, in order.
+    assert out == final["text"] + "\n"
 
 
 def test_cancel_and_unknown_ids(base_url: str, client: VQueueClient) -> None:

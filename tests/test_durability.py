@@ -8,12 +8,11 @@ import threading
 import time
 from typing import Any
 
-import httpx
 from redis import Redis
 from sqlalchemy import Engine, text
 
 from tests.conftest import POSTGRES_PROXY
-from tests.helpers import insert_unqueued_job, recorded_successes, wait_for_text
+from tests.helpers import http, insert_unqueued_job, recorded_successes, wait_for_text
 from vqueue import stack
 from vqueue.client import ServerEvent, VQueueClient
 from vqueue.contract import token_log_key
@@ -171,12 +170,12 @@ def test_postgres_down_fails_submits_fast_and_keeps_finished_results(
     POSTGRES_PROXY.cut()
     try:
         started = time.monotonic()
-        refused = httpx.post(f"{base_url}/jobs", json={"prompt": "hi"}, timeout=30)
+        refused = http.post(f"{base_url}/jobs", json={"prompt": "hi"}, timeout=30)
         refused_s = time.monotonic() - started
         assert refused.status_code == 503, refused.text
         assert "database" in refused.json()["error"]["message"]
-        assert httpx.get(f"{base_url}/jobs/{job['id']}").status_code == 503
-        assert httpx.get(f"{base_url}/ready").status_code == 503
+        assert http.get(f"{base_url}/jobs/{job['id']}").status_code == 503
+        assert http.get(f"{base_url}/ready").status_code == 503
         # The generation ends while Postgres is out of reach; the worker keeps the result.
         wait_for_log_to_settle(redis, job["id"], timeout=60)
         with db.connect() as conn:

@@ -1,6 +1,8 @@
 """Every route fuzzed from its OpenAPI schema with schemathesis: no input makes the API fail
-with a 5xx. Runs against an API process of its own (real Postgres and Redis, its own database
-and queue, no worker), so the jobs it submits never reach the engine."""
+with a 5xx, and every response (status code, content type, headers, body) is one the schema
+documents; a route that ignores the API key fails too. Runs against an API process of its own
+(real Postgres and Redis, its own database and queue, no worker), so the jobs it submits never
+reach the engine."""
 
 import os
 import subprocess
@@ -13,11 +15,30 @@ import httpx
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    content_type_conformance,
+    ignored_auth,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from schemathesis.core.failures import FailureGroup
+from sqlalchemy import create_engine
 
+from db.keys import create_key
 from db.migrate import reset_database
 from tests.conftest import DATABASE, FUZZ_CASES, REDIS_DB, free_port
+from tests.helpers import ADMIN_KEY, AUTH
 
+CHECKS = (
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    ignored_auth,
+)
 FUZZ_DATABASE = f"{DATABASE}_fuzz"
 FUZZ_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{FUZZ_DATABASE}"
 
@@ -25,6 +46,10 @@ FUZZ_URL = f"postgresql+psycopg://postgres@127.0.0.1:5432/{FUZZ_DATABASE}"
 @pytest.fixture(scope="module")
 def fuzz_api() -> Iterator[str]:
     reset_database(FUZZ_URL)
+    engine = create_engine(FUZZ_URL)
+    with engine.begin() as conn:
+        create_key(conn, "fuzz", admin=True, secret=ADMIN_KEY)
+    engine.dispose()
     port = free_port()
     env = {
         **os.environ,
@@ -58,7 +83,8 @@ def api_schema(fuzz_api: str) -> Any:
 
 
 def test_no_input_makes_the_api_fail(api_schema: Any, fuzz_api: str) -> None:
-    """Each operation gets up to 100 generated requests (valid and invalid); any 5xx fails."""
+    """Each operation gets up to 100 generated requests (valid and invalid); any 5xx or any
+    response the schema does not describe fails."""
     failures: list[str] = []
     # /ready answers 503 by design here: this API has no worker.
     for result in api_schema.exclude(path="/ready").get_all_operations():
@@ -74,11 +100,11 @@ def test_no_input_makes_the_api_fail(api_schema: Any, fuzz_api: str) -> None:
         )
         def fuzz(case: Any) -> None:
             FUZZ_CASES.append(case.operation.label)
-            response = case.call(base_url=fuzz_api, timeout=30)
-            case.validate_response(response, checks=(not_a_server_error,))
+            response = case.call(base_url=fuzz_api, headers=AUTH, timeout=30)
+            case.validate_response(response, checks=CHECKS)
 
         try:
             fuzz()
-        except Exception as exc:
+        except (Exception, FailureGroup) as exc:
             failures.append(f"{operation.label}: {exc}")
     assert not failures, "\n\n".join(failures)

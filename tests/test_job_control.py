@@ -10,7 +10,7 @@ import httpx
 from sqlalchemy import Engine
 
 from tests.conftest import count_jobs
-from tests.helpers import insert_unqueued_job, wait_for_text
+from tests.helpers import http, insert_unqueued_job, wait_for_text
 from vqueue.client import ServerEvent, VQueueClient
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
@@ -28,7 +28,7 @@ def test_cancelling_a_running_job_aborts_it_and_keeps_its_text(
     wait_for_text(client, job["id"])
 
     asked = time.monotonic()
-    response = httpx.post(f"{base_url}/jobs/{job['id']}/cancel")
+    response = http.post(f"{base_url}/jobs/{job['id']}/cancel")
     assert response.status_code == 202, response.text
     assert response.json()["cancel_requested_at"] is not None
     final = client.wait(job["id"], interval=0.02)
@@ -43,7 +43,7 @@ def test_cancelling_a_running_job_aborts_it_and_keeps_its_text(
     assert [event.event for event in events[-2:]] == ["cancelled", "done"]
     assert "".join(e.data["text"] for e in events if e.event == "delta") == final["text"]
     # Cancelling again is harmless and changes nothing.
-    again = httpx.post(f"{base_url}/jobs/{job['id']}/cancel")
+    again = http.post(f"{base_url}/jobs/{job['id']}/cancel")
     assert again.status_code == 200
     assert again.json()["finished_at"] == final["finished_at"]
 
@@ -52,7 +52,7 @@ def test_a_cancelled_queued_job_never_starts(
     base_url: str, db: Engine, settings: Settings, client: VQueueClient
 ) -> None:
     job_id = insert_unqueued_job(db)
-    response = httpx.post(f"{base_url}/jobs/{job_id}/cancel")
+    response = http.post(f"{base_url}/jobs/{job_id}/cancel")
     assert response.status_code == 200
     assert response.json()["status"] == "cancelled"
     events = list(client.stream(job_id))
@@ -69,10 +69,10 @@ def test_a_cancelled_queued_job_never_starts(
 
 def test_cancel_answers_for_finished_and_unknown_jobs(client: VQueueClient, base_url: str) -> None:
     done = client.wait(client.submit(prompt="Hi", max_tokens=2)["id"])
-    response = httpx.post(f"{base_url}/jobs/{done['id']}/cancel")
+    response = http.post(f"{base_url}/jobs/{done['id']}/cancel")
     assert response.status_code == 409
     assert "succeeded" in response.json()["error"]["message"]
-    assert httpx.post(f"{base_url}/jobs/{uuid.uuid4()}/cancel").status_code == 404
+    assert http.post(f"{base_url}/jobs/{uuid.uuid4()}/cancel").status_code == 404
 
 
 def test_a_job_past_its_timeout_fails_with_the_reason(client: VQueueClient) -> None:
@@ -121,7 +121,7 @@ def test_an_idempotency_key_returns_the_same_job(base_url: str, db: Engine) -> N
     before = count_jobs(db)
 
     def submit(_: int) -> httpx.Response:
-        return httpx.post(f"{base_url}/jobs", json=body, headers={"Idempotency-Key": key})
+        return http.post(f"{base_url}/jobs", json=body, headers={"Idempotency-Key": key})
 
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(submit, range(8)))
@@ -130,11 +130,11 @@ def test_an_idempotency_key_returns_the_same_job(base_url: str, db: Engine) -> N
     assert sum(r.headers.get("Idempotent-Replayed") == "true" for r in responses) == 7
     assert count_jobs(db) == before + 1
 
-    other = httpx.post(
+    other = http.post(
         f"{base_url}/jobs", json={**body, "max_tokens": 4}, headers={"Idempotency-Key": key}
     )
     assert other.status_code == 409
     assert "Idempotency-Key" in other.json()["error"]["message"]
-    bad = httpx.post(f"{base_url}/jobs", json=body, headers={"Idempotency-Key": "a b"})
+    bad = http.post(f"{base_url}/jobs", json=body, headers={"Idempotency-Key": "a b"})
     assert bad.status_code == 422
     assert count_jobs(db) == before + 1

@@ -13,6 +13,11 @@ def metric(text: str, name: str, labels: str = "") -> float:
     return float(found.group(1)) if found else 0.0
 
 
+def metric_values(text: str, name: str) -> list[float]:
+    """Every sample of a labelled metric (one per worker, say)."""
+    return [float(v) for v in re.findall(rf"^{re.escape(name)}{{[^}}]*}} (\S+)$", text, re.M)]
+
+
 def test_metrics_count_finished_jobs_tokens_and_latencies(client: VQueueClient) -> None:
     before = client.http.get("/metrics").text
     jobs = [client.submit(prompt=f"Count to {i}:", max_tokens=6, ignore_eos=True) for i in range(3)]
@@ -52,18 +57,31 @@ def test_stats_show_backlog_running_workers_and_rate(client: VQueueClient) -> No
     long_jobs = [
         client.submit(prompt=f"Story {i}:", max_tokens=400, ignore_eos=True) for i in range(40)
     ]
-    # 40 jobs on a worker with 32 slots: some run, some wait.
+    # 40 jobs on a worker with 32 slots: some run, some wait. Postgres knows at once; the
+    # worker's figures come with its next heartbeat (every second here).
     deadline = time.monotonic() + 120
     while True:
         stats = client.http.get("/stats").json()
-        if stats["running"] > 0 and stats["backlog"] > 0 and stats["tokens_per_s"] > 0:
+        busy = [
+            w
+            for w in stats["workers"]
+            if w["running"] > 0 and w.get("engine") and w["engine"]["running"] > 0
+        ]
+        if stats["running"] > 0 and stats["backlog"] > 0 and stats["tokens_per_s"] > 0 and busy:
             break
         assert time.monotonic() < deadline, stats
         time.sleep(0.5)
     assert stats["runners"] == len(stats["workers"]) >= 1
-    worker = stats["workers"][0]
-    assert worker["running"] > 0
+    worker = busy[0]
     assert worker["max_num_seqs"] == 32
+    assert 0 <= worker["waiting"] <= worker["running"] <= 32
+    # The engine's own view (VQUEUE_ENGINE_STATS is on in the tests): its running requests
+    # hold KV-cache blocks.
+    assert worker["engine"]["waiting"] >= 0
+    assert 0 < worker["engine"]["kv_cache_usage"] <= 1
+    text = client.http.get("/metrics").text
+    assert max(metric_values(text, "vqueue_engine_kv_cache_usage_ratio")) > 0
+    assert max(metric_values(text, "vqueue_worker_running_jobs")) > 0
     assert stats["oldest_queued_s"] > 0
     assert sum(stats["backlog_by_priority"].values()) == stats["backlog"]
     for job in long_jobs:

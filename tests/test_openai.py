@@ -1,21 +1,24 @@
 """The OpenAI-compatible endpoints, driven by the official `openai` client against the stack."""
 
+import os
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import openai
 import orjson
 import pytest
 
+from tests.helpers import http
 from vqueue.client import VQueueClient
 
 
 @pytest.fixture
 def oai(base_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(base_url=f"{base_url}/v1", api_key="unused", max_retries=0) as client:
+    with openai.OpenAI(
+        base_url=f"{base_url}/v1", api_key=os.environ["VQUEUE_API_KEY"], max_retries=0
+    ) as client:
         yield client
 
 
@@ -96,7 +99,7 @@ def test_streamed_chat_arrives_as_it_is_generated(
 
 def test_streamed_completion_ends_with_done(base_url: str, settings: Any) -> None:
     body = {"model": settings.model_name, "prompt": "Hello", "max_tokens": 5, "stream": True}
-    with httpx.stream("POST", f"{base_url}/v1/completions", json=body, timeout=60) as response:
+    with http.stream("POST", f"{base_url}/v1/completions", json=body, timeout=60) as response:
         assert response.status_code == 200
         assert response.headers["x-job-id"]
         lines = [line for line in response.iter_lines() if line]
@@ -139,14 +142,14 @@ def test_bad_requests_get_openai_errors(
 
 
 def test_malformed_bodies_and_unknown_routes_use_the_openai_shape(base_url: str) -> None:
-    bad_json = httpx.post(
+    bad_json = http.post(
         f"{base_url}/v1/chat/completions",
         content=b"{not json",
         headers={"Content-Type": "application/json"},
     )
     assert bad_json.status_code == 400
     assert bad_json.json()["error"]["type"] == "invalid_request_error"
-    missing = httpx.get(f"{base_url}/v1/nothing-here")
+    missing = http.get(f"{base_url}/v1/nothing-here")
     assert missing.status_code == 404
     assert set(missing.json()["error"]) == {"message", "type", "param", "code"}
 
@@ -236,4 +239,4 @@ def test_batch_api_refusals(oai: openai.OpenAI, base_url: str) -> None:
             input_file_id=mixed.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
     assert "line 1" in str(raised.value.body)
-    assert httpx.get(f"{base_url}/v1/batches/batch_nope").status_code == 404
+    assert http.get(f"{base_url}/v1/batches/batch_nope").status_code == 404

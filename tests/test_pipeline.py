@@ -5,11 +5,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-import httpx
 from redis import Redis
 from sqlalchemy import Engine
 
-from tests.helpers import insert_unqueued_job
+from tests.helpers import http, insert_unqueued_job
 from vqueue.client import ServerEvent, VQueueClient
 from vqueue.contract import token_log_key
 
@@ -180,7 +179,7 @@ def test_an_idle_stream_sends_keep_alive_comments(base_url: str, db: Engine) -> 
     # while (until the reconciler sends it), so only keep-alives flow (every 1 s in tests).
     job_id = insert_unqueued_job(db)
     lines = []
-    with httpx.stream("GET", f"{base_url}/jobs/{job_id}/stream", timeout=10) as response:
+    with http.stream("GET", f"{base_url}/jobs/{job_id}/stream", timeout=10) as response:
         started = time.monotonic()
         for line in response.iter_lines():
             lines.append(line)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
+from tests.helpers import ADMIN_KEY
 from vqueue.client import VQueueClient
 
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "web.png"
@@ -24,12 +25,21 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, base_url: str) -> Iterator[Page]:
+def bare_page(browser: Browser, base_url: str) -> Iterator[Page]:
+    """The page as a first visit finds it: no API key stored."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     opened = context.new_page()
     opened.goto(base_url + "/")
     yield opened
     context.close()
+
+
+@pytest.fixture
+def page(bare_page: Page) -> Page:
+    """The page with the test suite's key stored, as after a user entered it."""
+    bare_page.evaluate("key => localStorage.setItem('vqueue.apiKey', key)", ADMIN_KEY)
+    bare_page.reload()
+    return bare_page
 
 
 def ask(page: Page, prompt: str, max_tokens: int) -> None:
@@ -57,7 +67,10 @@ def test_an_answer_streams_in_before_the_job_ends(page: Page, client: VQueueClie
 
 
 def test_cancel_stops_a_running_job(page: Page, client: VQueueClient) -> None:
-    ask(page, "Count from one to one thousand, in words.", 2000)
+    # Greedy, this prompt counts on for thousands of tokens: the job is still running when
+    # the cancel lands (a sampled answer may end on its own first).
+    page.fill("#temperature", "0")
+    ask(page, "1, 2, 3, 4, 5, 6, 7,", 2000)
     page.wait_for_function(
         "document.getElementById('answer').textContent.length > 0", polling=50, timeout=120_000
     )
@@ -84,14 +97,18 @@ def test_a_batch_upload_reaches_100_percent_with_results(page: Page, tmp_path: P
     assert [json.loads(line)["custom_id"] for line in results] == [f"c{i}" for i in range(5)]
 
 
-def test_the_api_key_is_kept_and_sent(page: Page, base_url: str) -> None:
-    page.click("#key-box summary")
-    page.fill("#api-key", "vq-test-key")
+def test_without_a_key_the_page_asks_for_one_then_keeps_and_sends_it(bare_page: Page) -> None:
+    page = bare_page
+    expect(page.locator("#stat-workers")).to_contain_text("API key is needed")
+    expect(page.locator("#key-box")).to_have_attribute("open", "")
+    page.fill("#api-key", ADMIN_KEY)
     with page.expect_request(lambda request: request.url.endswith("/stats")) as sent:
         page.dispatch_event("#api-key", "change")
-    assert sent.value.headers.get("authorization") == "Bearer vq-test-key"
+    assert sent.value.headers.get("authorization") == f"Bearer {ADMIN_KEY}"
+    # With the key the queue figures load: one worker, the default model.
+    expect(page.locator("#stat-workers")).to_contain_text("SmolLM2")
     page.reload()
-    assert page.input_value("#api-key") == "vq-test-key"
+    assert page.input_value("#api-key") == ADMIN_KEY
 
 
 def test_the_page_and_its_assets_are_served_by_the_api(client: VQueueClient) -> None:

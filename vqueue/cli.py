@@ -1,6 +1,7 @@
-"""`vqueue`: the command line, over the HTTP API only (a remote server works the same).
+"""`vqueue`: the command line, over the HTTP API (a remote server works the same).
 
-The URL and API key come from --url/--key or VQUEUE_URL/VQUEUE_API_KEY.
+The URL and API key come from --url/--key or VQUEUE_URL/VQUEUE_API_KEY. `vqueue keys` is the
+exception: it manages keys in the database (see vqueue/key_admin.py).
 """
 
 import argparse
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 
 from vqueue.client import VQueueClient
+from vqueue.key_admin import add_keys_parser
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 FINAL = {"succeeded", "failed", "cancelled"}
@@ -199,6 +201,8 @@ def parser() -> argparse.ArgumentParser:
     stats = commands.add_parser("stats", help="backlog, running jobs, workers")
     stats.add_argument("--json", action="store_true")
     stats.set_defaults(run=cmd_stats)
+
+    add_keys_parser(commands)
 
     for name in ("api", "worker"):
         commands.add_parser(name, help=f"run the {name} process").set_defaults(run=cmd_process)

@@ -1,5 +1,6 @@
 """A small HTTP client of the vqueue API (submit, poll, stream), used by the demo and the tests."""
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -40,6 +41,8 @@ def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
 
 class VQueueClient:
     def __init__(self, base_url: str, timeout: float = 30.0, api_key: str | None = None) -> None:
+        # Like OpenAI's client: the key from the environment unless given.
+        api_key = api_key or os.environ.get("VQUEUE_API_KEY")
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self.http = httpx.Client(base_url=base_url, timeout=timeout, headers=headers)
 

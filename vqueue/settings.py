@@ -27,6 +27,16 @@ class Settings(BaseSettings):
     # How long `make up` / `make run` wait for the API and a loaded engine.
     start_timeout_s: float = Field(900.0, gt=0)
 
+    # Access: every request but the web page, /health and /ready needs an API key (`vqueue keys
+    # create`). Off only for a single user on a trusted machine.
+    auth: bool = True
+    # How long an API process trusts a key it has looked up; a revoked key stops working
+    # within this.
+    key_cache_s: float = Field(5.0, ge=0)
+    # Jobs waiting in the queue, all callers together; past it submits are refused (503)
+    # rather than letting the backlog grow without end.
+    max_queued_jobs: int = Field(200_000, gt=0)
+
     # The API process.
     api_host: str = "127.0.0.1"
     api_port: int = 8000

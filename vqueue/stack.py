@@ -16,6 +16,8 @@ from pathlib import Path
 
 import httpx
 
+from db.engine import make_sync_engine
+from db.keys import active_key_by_hash, create_key, hash_key
 from vqueue.client import VQueueClient
 from vqueue.demo import run_demo
 from vqueue.settings import Settings, get_settings
@@ -211,8 +213,34 @@ def run(settings: Settings) -> None:
             _pid_file(settings, name).unlink(missing_ok=True)
 
 
+def local_key(settings: Settings) -> str | None:
+    """The admin key `make run` uses and prints: kept in the run directory while it stays
+    valid, made anew otherwise. None when keys are off."""
+    if not settings.auth:
+        return None
+    path = settings.run_dir / "api-key"
+    engine = make_sync_engine(settings.database_url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            if path.exists():
+                secret = path.read_text().strip()
+                if conn.execute(active_key_by_hash(hash_key(secret))).first() is not None:
+                    return secret
+            _, secret = create_key(conn, "local (make run)", admin=True)
+    finally:
+        engine.dispose()
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(secret + "\n")
+    return secret
+
+
 def _demo(settings: Settings) -> None:
-    with VQueueClient(base_url(settings)) as client:
+    key = local_key(settings)
+    if key is not None:
+        print(f"API key (admin, also in {settings.run_dir / 'api-key'}): {key}")
+        print(f"  export VQUEUE_API_KEY={key}")
+    with VQueueClient(base_url(settings), api_key=key) as client:
         run_demo(client, sys.stdout)
 
 

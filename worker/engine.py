@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vqueue.settings import Settings
+from worker.engine_stats import SchedulerSnapshot
 
 T = TypeVar("T")
 
@@ -78,6 +79,7 @@ class EngineHost:
         self._thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
         self.engine: Any = None
         self.max_model_len = 0
+        self.scheduler = SchedulerSnapshot()
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -89,9 +91,11 @@ class EngineHost:
         self._thread.start()
         args = engine_args(self.settings, self.model_path)
 
+        recorders = [self.scheduler.factory] if self.settings.engine_stats else None
+
         async def build() -> Any:
             # AsyncLLM binds its output handler to the running loop, so build it there.
-            return AsyncLLM.from_engine_args(args)
+            return AsyncLLM.from_engine_args(args, stat_loggers=recorders)
 
         self.engine = self.submit(build()).result()
         self.max_model_len = self.engine.vllm_config.model_config.max_model_len

@@ -105,6 +105,9 @@ class WorkerRuntime:
             "tensor_parallel_size": settings.tensor_parallel_size,
             "concurrency": settings.effective_worker_concurrency,
             "running": len(self.runner.active_ids()),
+            "waiting": self.runner.waiting_count(),
+            # vLLM's own figures (None unless VQUEUE_ENGINE_STATS): running, waiting, KV use.
+            "engine": self.host.scheduler.latest,
             "output_tokens": tokens,
             # Over the last heartbeat interval.
             "tokens_per_s": round((tokens - last_tokens) / max(now - last_at, 1e-6), 1),

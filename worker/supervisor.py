@@ -14,6 +14,8 @@ from worker.runner import JobRunner, StopReason
 
 log = logging.getLogger(__name__)
 
+SLOW_ROUND_S = 1.0
+
 
 class Supervisor:
     def __init__(self, settings: Settings, db: Engine, runner: JobRunner, worker_name: str) -> None:
@@ -28,6 +30,7 @@ class Supervisor:
         self.start, self.close = self._thread.start, self._thread.close
 
     def run_once(self) -> None:
+        started = time.monotonic()
         active = [uuid.UUID(job_id) for job_id in self.runner.active_ids()]
         if not active:
             return
@@ -41,3 +44,7 @@ class Supervisor:
         for job_id in cancelled:
             log.info("job %s: cancel requested, aborting", job_id)
             self.runner.stop(str(job_id), StopReason.CANCELLED)
+        took = time.monotonic() - started
+        if took > SLOW_ROUND_S:
+            # Cancels and lease renewals wait on this round: say when it is slow.
+            log.warning("supervisor round took %.1fs for %d jobs", took, len(active))

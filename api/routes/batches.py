@@ -11,6 +11,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from redis.exceptions import RedisError
 
+from api.auth import Caller, CallerDep
 from api.batch_schemas import BatchesPublic, BatchOptions, BatchPublic
 from api.batch_store import fingerprint, store_batch
 from api.batch_upload import receive_upload
@@ -77,9 +78,16 @@ async def _public(resources: Resources, row: Mapping[Any, Any]) -> BatchPublic:
     return batch_public(row, tallies[row["id"]])
 
 
-async def _existing(resources: Resources, batch_id: str) -> Mapping[Any, Any]:
+async def load_batch(
+    resources: Resources, batch_uuid: uuid.UUID, caller: Caller
+) -> Mapping[Any, Any] | None:
+    """The batch, if this caller may see it."""
     async with resources.db.connect() as conn:
-        row = (await conn.execute(get_batch(parse_batch_id(batch_id)))).mappings().first()
+        return (await conn.execute(get_batch(batch_uuid, caller.scope))).mappings().first()
+
+
+async def _existing(resources: Resources, batch_id: str, caller: Caller) -> Mapping[Any, Any]:
+    row = await load_batch(resources, parse_batch_id(batch_id), caller)
     if row is None:
         raise NotFoundError(f"no batch {batch_id!r}")
     return row
@@ -96,28 +104,33 @@ async def _existing(resources: Resources, batch_id: str) -> Mapping[Any, Any]:
         413: {"model": ErrorResponse, "description": "Over the size or prompt-count limit"},
         415: {"model": ErrorResponse, "description": "The format cannot be told"},
         422: {"model": ErrorResponse, "description": "Bad lines, named by line number"},
+        429: {"model": ErrorResponse, "description": "Over one of this key's limits"},
+        503: {"model": ErrorResponse, "description": "Queue full, or database unavailable"},
     },
 )
 async def create_batch(
     request: Request,
     resources: ResourcesDep,
+    caller: CallerDep,
     options: Annotated[BatchOptions, Query()],
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
     """Store every prompt of the file as a job of one batch; its jobs go to the workers a
     window at a time (see the README's batch policy)."""
+    options.sampling_defaults()  # a bad default is a 422 before the upload is read
     upload = await receive_upload(request, resources.settings.max_batch_bytes)
     try:
         request_hash = fingerprint(upload, options) if idempotency_key else None
         if idempotency_key:
             async with resources.db.connect() as conn:
-                query = get_batch_by_idempotency_key(idempotency_key)
+                query = get_batch_by_idempotency_key(caller.owner_id, idempotency_key)
                 existing = (await conn.execute(query)).mappings().first()
             if existing is not None:
                 return await _replay(resources, existing, request_hash, response)
         row = await store_batch(
             resources,
+            caller,
             upload,
             options,
             idempotency_key=idempotency_key,
@@ -128,7 +141,7 @@ async def create_batch(
     if row is None:
         assert idempotency_key is not None
         async with resources.db.connect() as conn:
-            query = get_batch_by_idempotency_key(idempotency_key)
+            query = get_batch_by_idempotency_key(caller.owner_id, idempotency_key)
             existing = (await conn.execute(query)).mappings().one()
         return await _replay(resources, existing, request_hash, response)
     resources.feeder.wake()
@@ -147,23 +160,25 @@ async def _replay(
 
 
 @router.get("/batches/{batch_id}", response_model=BatchPublic, responses=NOT_FOUND)
-async def read_batch(batch_id: str, resources: ResourcesDep) -> BatchPublic:
-    return await _public(resources, await _existing(resources, batch_id))
+async def read_batch(batch_id: str, resources: ResourcesDep, caller: CallerDep) -> BatchPublic:
+    return await _public(resources, await _existing(resources, batch_id, caller))
 
 
 @router.get("/batches", response_model=BatchesPublic)
 async def read_batches(
     resources: ResourcesDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: BatchStatus | None = None,
 ) -> BatchesPublic:
     """Newest first."""
     async with resources.db.connect() as conn:
-        query = list_batches(limit=limit, offset=offset, status=status)
+        query = list_batches(limit=limit, offset=offset, status=status, scope=caller.scope)
         rows = (await conn.execute(query)).mappings().all()
         tallies = await tally_jobs(conn, [row["id"] for row in rows])
-        count = (await conn.execute(count_batches(status=status))).scalar_one()
+        count_query = count_batches(status=status, scope=caller.scope)
+        count = (await conn.execute(count_query)).scalar_one()
     return BatchesPublic(data=[batch_public(row, tallies[row["id"]]) for row in rows], count=count)
 
 
@@ -195,11 +210,12 @@ def _result_line(row: Mapping[Any, Any]) -> bytes:
 async def read_batch_results(
     batch_id: str,
     resources: ResourcesDep,
+    caller: CallerDep,
     order: Annotated[str, Query(pattern="^(input|completion)$")] = "input",
 ) -> StreamingResponse:
     """JSONL, one line per finished job (succeeded, failed or cancelled), in input order or
     in the order they finished. While the batch runs, only the finished lines are there."""
-    row = await _existing(resources, batch_id)
+    row = await _existing(resources, batch_id, caller)
     query = batch_results(row["id"], by_completion=order == "completion")
 
     async def lines() -> AsyncIterator[bytes]:
@@ -227,12 +243,13 @@ async def read_batch_results(
 async def read_batch_jobs(
     batch_id: str,
     resources: ResourcesDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: JobStatus | None = None,
 ) -> JobsPublic:
     """The batch's jobs in input order."""
-    row = await _existing(resources, batch_id)
+    row = await _existing(resources, batch_id, caller)
     async with resources.db.connect() as conn:
         query = batch_jobs(row["id"], limit=limit, offset=offset, status=status)
         data = [job_public(job) for job in (await conn.execute(query)).mappings()]
@@ -251,26 +268,25 @@ async def read_batch_jobs(
         409: {"model": ErrorResponse, "description": "The batch already ended"},
     },
 )
-async def cancel_batch(batch_id: str, resources: ResourcesDep, response: Response) -> BatchPublic:
+async def cancel_batch(
+    batch_id: str, resources: ResourcesDep, caller: CallerDep, response: Response
+) -> BatchPublic:
     """Queued jobs are cancelled at once, running ones aborted by their workers (keeping their
     partial text); the results so far stay downloadable. 200 once nothing runs, else 202."""
-    row = await cancel_batch_now(resources, parse_batch_id(batch_id), batch_id)
+    row = await cancel_batch_now(resources, await _existing(resources, batch_id, caller))
     public = await _public(resources, row)
     if public.status == BatchStatus.CANCELLING:
         response.status_code = 202
     return public
 
 
-async def cancel_batch_now(
-    resources: Resources, batch_uuid: uuid.UUID, batch_id: str
-) -> Mapping[Any, Any]:
-    """Cancel a batch (see cancel_batch); returns its row afterwards."""
+async def cancel_batch_now(resources: Resources, batch: Mapping[Any, Any]) -> Mapping[Any, Any]:
+    """Cancel a batch the caller may see (see cancel_batch); returns its row afterwards."""
+    batch_uuid = batch["id"]
     async with resources.db.begin() as conn:
         row = (await conn.execute(request_cancel_batch(batch_uuid))).mappings().first()
         if row is None:
-            row = (await conn.execute(get_batch(batch_uuid))).mappings().first()
-            if row is None:
-                raise NotFoundError(f"no batch {batch_id!r}")
+            row = (await conn.execute(get_batch(batch_uuid, None))).mappings().one()
             if row["status"] in (BatchStatus.COMPLETED, BatchStatus.FAILED):
                 raise ConflictError(f"the batch already {row['status']}; it cannot be cancelled")
             if row["status"] == BatchStatus.VALIDATING:
@@ -290,6 +306,6 @@ async def cancel_batch_now(
         count_finished = resources.queue.count_finished
         await anyio.to_thread.run_sync(count_finished, JobStatus.CANCELLED, len(cancelled))
     except (RedisError, OSError) as exc:
-        log.warning("batch %s: cancel not announced to streams: %s", batch_id, exc)
+        log.warning("batch %s: cancel not announced to streams: %s", batch_uuid, exc)
     async with resources.db.connect() as conn:
-        return (await conn.execute(get_batch(batch_uuid))).mappings().one()
+        return (await conn.execute(get_batch(batch_uuid, None))).mappings().one()

@@ -23,7 +23,9 @@ async def health() -> dict[str, str]:
 
 async def worker_descriptions(resources: Resources) -> list[dict[str, Any]]:
     """What each live worker announces in its heartbeat (model, engine settings, load)."""
-    keys = [key async for key in resources.redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*")]
+    keys = [
+        key async for key in resources.redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=1000)
+    ]
     values = await resources.redis.mget(keys) if keys else []
     return [orjson.loads(value) for value in values if value]
 

@@ -12,9 +12,12 @@ import orjson
 from fastapi import APIRouter, Header, Query, Response
 from redis.exceptions import RedisError
 
+from api.auth import Caller, CallerDep
 from api.deps import ResourcesDep
 from api.errors import ConflictError, NotFoundError
+from api.job_follower import load_job
 from api.job_views import job_public
+from api.limits import admit
 from api.schemas import ErrorResponse, JobCreate, JobPublic, JobsPublic
 from api.token_log import text_so_far
 from db.jobs import (
@@ -28,6 +31,7 @@ from db.jobs import (
 )
 from db.states import JobStatus
 from vqueue.contract import EntryKind, LogEntry
+from vqueue.settings import Settings
 
 router = APIRouter(tags=["jobs"])
 log = logging.getLogger(__name__)
@@ -60,6 +64,33 @@ def request_fingerprint(body: JobCreate) -> str:
     return hashlib.sha256(canonical).hexdigest()
 
 
+def new_job_row(
+    body: JobCreate,
+    settings: Settings,
+    caller: Caller,
+    *,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A validated request as the values of a new queued job (POST /jobs and /v1)."""
+    queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
+    return job_row(
+        uuid.uuid4(),
+        prompt=body.prompt,
+        messages=body.messages_json(),
+        params=body.sampling(),
+        model=settings.model_name,
+        priority=body.priority,
+        timeout_s=body.timeout_s or settings.max_job_timeout_s,
+        expires_at=datetime.now(UTC) + timedelta(seconds=queue_timeout_s),
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        metadata=metadata,
+        owner_id=caller.owner_id,
+    )
+
+
 def _replay(row: Mapping[str, Any], fingerprint: str, response: Response) -> JobPublic:
     if row["request_hash"] != fingerprint:
         raise ConflictError("this Idempotency-Key was already used with a different request body")
@@ -74,46 +105,50 @@ def _replay(row: Mapping[str, Any], fingerprint: str, response: Response) -> Job
     response_model=JobPublic,
     responses={
         409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
-        503: {"model": ErrorResponse, "description": "Queue or database unavailable"},
+        429: {"model": ErrorResponse, "description": "Over one of this key's limits"},
+        503: {"model": ErrorResponse, "description": "Queue full, or database unavailable"},
     },
 )
 async def submit_job(
     body: JobCreate,
     resources: ResourcesDep,
+    caller: CallerDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
-    settings = resources.settings
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
-    values = job_row(
-        uuid.uuid4(),
-        prompt=body.prompt,
-        messages=body.messages_json(),
-        params=body.sampling(),
-        model=settings.model_name,
-        priority=body.priority,
-        timeout_s=body.timeout_s or settings.max_job_timeout_s,
-        expires_at=datetime.now(UTC) + timedelta(seconds=queue_timeout_s),
+    if idempotency_key and fingerprint:
+        # A retry of a request that got through is answered whatever the limits say now.
+        async with resources.db.connect() as conn:
+            lookup = get_job_by_idempotency_key(caller.owner_id, idempotency_key)
+            existing = (await conn.execute(lookup)).mappings().first()
+        if existing is not None:
+            return _replay(existing, fingerprint, response)
+    await admit(resources, caller, 1)
+    values = new_job_row(
+        body,
+        resources.settings,
+        caller,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
     )
     # Committed, then enqueued, together with whatever other submits arrived meanwhile.
     row = await resources.submitter.submit(values)
     if row is None:
+        # Another request with this key was committed meanwhile.
         assert idempotency_key is not None
         assert fingerprint is not None
         async with resources.db.connect() as conn:
-            existing = await conn.execute(get_job_by_idempotency_key(idempotency_key))
-        return _replay(existing.mappings().one(), fingerprint, response)
+            lookup = get_job_by_idempotency_key(caller.owner_id, idempotency_key)
+            existing = (await conn.execute(lookup)).mappings().one()
+        return _replay(existing, fingerprint, response)
     response.headers["Location"] = f"/jobs/{row['id']}"
     return job_public(row)
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
-async def read_job(job_id: str, resources: ResourcesDep) -> JobPublic:
-    async with resources.db.connect() as conn:
-        row = (await conn.execute(get_job(parse_job_id(job_id)))).mappings().first()
+async def read_job(job_id: str, resources: ResourcesDep, caller: CallerDep) -> JobPublic:
+    row = await load_job(resources, parse_job_id(job_id), caller.scope)
     if row is None:
         raise NotFoundError(f"no job {job_id!r}")
     text = None
@@ -128,14 +163,15 @@ async def read_job(job_id: str, resources: ResourcesDep) -> JobPublic:
 @router.get("/jobs", response_model=JobsPublic)
 async def read_jobs(
     resources: ResourcesDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
     status: JobStatus | None = None,
 ) -> JobsPublic:
     async with resources.db.connect() as conn:
-        rows = (await conn.execute(list_jobs(limit=limit, offset=offset, status=status))).mappings()
-        data = [job_public(row) for row in rows]
-        count = (await conn.execute(count_jobs(status=status))).scalar_one()
+        page = list_jobs(limit=limit, offset=offset, status=status, scope=caller.scope)
+        data = [job_public(row) for row in (await conn.execute(page)).mappings()]
+        count = (await conn.execute(count_jobs(status=status, scope=caller.scope))).scalar_one()
     return JobsPublic(data=data, count=count)
 
 
@@ -148,18 +184,20 @@ async def read_jobs(
         409: {"model": ErrorResponse, "description": "The job already succeeded or failed"},
     },
 )
-async def cancel_job(job_id: str, resources: ResourcesDep, response: Response) -> JobPublic:
+async def cancel_job(
+    job_id: str, resources: ResourcesDep, caller: CallerDep, response: Response
+) -> JobPublic:
     """A queued job is cancelled at once (200); a running one is aborted by its worker within
     VQUEUE_CANCEL_POLL_S, keeping its partial text (202). Cancelling again changes nothing."""
     job_uuid = parse_job_id(job_id)
     async with resources.db.begin() as conn:
-        row = (await conn.execute(cancel_queued_job(job_uuid))).mappings().first()
+        row = (await conn.execute(cancel_queued_job(job_uuid, caller.scope))).mappings().first()
         if row is None:
-            running = await conn.execute(request_cancel_running_job(job_uuid))
+            running = await conn.execute(request_cancel_running_job(job_uuid, caller.scope))
             if (row := running.mappings().first()) is not None:
                 response.status_code = 202
                 return job_public(row)
-            row = (await conn.execute(get_job(job_uuid))).mappings().first()
+            row = (await conn.execute(get_job(job_uuid, caller.scope))).mappings().first()
             if row is None:
                 raise NotFoundError(f"no job {job_id!r}")
             if row["status"] != JobStatus.CANCELLED:

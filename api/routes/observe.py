@@ -124,9 +124,18 @@ async def metrics(resources: ResourcesDep) -> PlainTextResponse:
     per_worker = [({"worker": w["name"], "model": w.get("model")}, w) for w in stats.workers]
     for key, name, kind, help_text in (
         ("running", "vqueue_worker_running_jobs", "gauge", "Jobs in the worker's engine"),
+        ("waiting", "vqueue_worker_waiting_jobs", "gauge", "Jobs in the engine with no token yet"),
         ("concurrency", "vqueue_worker_slots", "gauge", "Jobs the worker takes at once"),
         ("tokens_per_s", "vqueue_worker_tokens_per_second", "gauge", "Recent output rate"),
         ("output_tokens", "vqueue_worker_output_tokens_total", "counter", "Tokens generated"),
     ):
         out.metric(name, kind, help_text, [(labels, w.get(key, 0)) for labels, w in per_worker])
+    # The engine's own scheduler figures, from workers that report them (VQUEUE_ENGINE_STATS).
+    engines = [(labels, w["engine"]) for labels, w in per_worker if w.get("engine")]
+    for key, name, help_text in (
+        ("running", "vqueue_engine_running_requests", "Requests the engine is scheduling"),
+        ("waiting", "vqueue_engine_waiting_requests", "Requests waiting in the engine"),
+        ("kv_cache_usage", "vqueue_engine_kv_cache_usage_ratio", "Share of KV-cache blocks used"),
+    ):
+        out.metric(name, "gauge", help_text, [(labels, e[key]) for labels, e in engines])
     return PlainTextResponse(out.text(), media_type="text/plain; version=0.0.4")

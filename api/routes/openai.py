@@ -7,9 +7,7 @@ not the job itself. Errors use OpenAI's error object (see api/openai_errors.py).
 """
 
 import time
-import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -17,18 +15,20 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
+from api.auth import Caller, CallerDep
 from api.deps import Resources, ResourcesDep
 from api.job_follower import Final, JobFollower
-from api.openai_errors import OpenAIError, from_validation, invalid_request
+from api.limits import admit
+from api.openai_errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
 from api.openai_requests import CHAT_COMPLETIONS, COMPLETIONS, OpenAIFieldError, job_fields
 from api.openai_views import Reply
 from api.routes.health import worker_descriptions
+from api.routes.jobs import new_job_row
 from api.routes.stream import SSE_HEADERS
 from api.schemas import JobCreate
 from api.stream_cursor import StreamCursor
-from db.jobs import job_row
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
 # A request body is a prompt plus a few parameters; the prompt limit bounds it.
 BODY_OVERHEAD = 64 * 1024
@@ -79,26 +79,19 @@ def _validated(fields: dict[str, Any]) -> JobCreate:
         raise from_validation(exc) from None
 
 
-async def _submit(resources: Resources, job: JobCreate, body: dict[str, Any]) -> Mapping[Any, Any]:
-    settings = resources.settings
+async def _submit(
+    resources: Resources, caller: Caller, job: JobCreate, body: dict[str, Any]
+) -> Mapping[Any, Any]:
+    await admit(resources, caller, 1)
     user = body.get("user")
-    row = job_row(
-        uuid.uuid4(),
-        prompt=job.prompt,
-        messages=job.messages_json(),
-        params=job.sampling(),
-        model=settings.model_name,
-        priority=job.priority,
-        timeout_s=settings.max_job_timeout_s,
-        expires_at=datetime.now(UTC) + timedelta(seconds=settings.queue_timeout_s),
-        metadata={"user": user} if isinstance(user, str) else None,
-    )
+    metadata = {"user": user} if isinstance(user, str) else None
+    row = new_job_row(job, resources.settings, caller, metadata=metadata)
     submitted = await resources.submitter.submit(row)
     assert submitted is not None  # no idempotency key: nothing can conflict
     return submitted
 
 
-async def _complete(request: Request, resources: Resources, endpoint: str) -> Any:
+async def _complete(request: Request, resources: Resources, caller: Caller, endpoint: str) -> Any:
     settings = resources.settings
     body = await _json_body(request, settings.max_prompt_chars * 6 + BODY_OVERHEAD)
     try:
@@ -112,7 +105,7 @@ async def _complete(request: Request, resources: Resources, endpoint: str) -> An
     if not isinstance(options, dict) or set(options) - {"include_usage"}:
         raise invalid_request("stream_options: only include_usage is supported", "stream_options")
     job = _validated(fields)
-    row = await _submit(resources, job, body)
+    row = await _submit(resources, caller, job, body)
     reply = Reply(endpoint, row, body.get("model") or settings.model_name)
     follower = JobFollower(resources, row["id"], StreamCursor(row["attempt"], 0))
     headers = {"X-Job-Id": str(row["id"])}
@@ -128,10 +121,10 @@ async def _complete(request: Request, resources: Resources, endpoint: str) -> An
 
 
 @router.post("/chat/completions")
-async def chat_completions(request: Request, resources: ResourcesDep) -> Any:
-    return await _complete(request, resources, CHAT_COMPLETIONS)
+async def chat_completions(request: Request, resources: ResourcesDep, caller: CallerDep) -> Any:
+    return await _complete(request, resources, caller, CHAT_COMPLETIONS)
 
 
 @router.post("/completions")
-async def completions(request: Request, resources: ResourcesDep) -> Any:
-    return await _complete(request, resources, COMPLETIONS)
+async def completions(request: Request, resources: ResourcesDep, caller: CallerDep) -> Any:
+    return await _complete(request, resources, caller, COMPLETIONS)

@@ -17,20 +17,21 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import insert, select
 
+from api.auth import Caller, CallerDep
 from api.batch_schemas import BatchOptions
 from api.batch_store import store_batch
 from api.batch_upload import Upload, limited_request
 from api.batch_views import tally_jobs
 from api.deps import Resources, ResourcesDep
-from api.openai_errors import OpenAIError, from_validation, invalid_request
+from api.openai_errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
 from api.openai_requests import ENDPOINTS
 from api.openai_views import batch_output_line
-from api.routes.batches import cancel_batch_now
-from db.batches import batch_results, get_batch, list_openai_batches
-from db.schema import files, jobs
+from api.routes.batches import cancel_batch_now, load_batch
+from db.batches import batch_results, list_openai_batches
+from db.schema import files, jobs, owned_by
 from db.states import BatchStatus, JobStatus
 
-router = APIRouter(prefix="/v1", tags=["openai"])
+router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
 OUTPUT, ERRORS = "output", "errors"
 
@@ -59,7 +60,9 @@ def parse_openai_batch_id(value: str) -> uuid.UUID:
 
 
 @router.post("/files")
-async def create_file(request: Request, resources: ResourcesDep) -> dict[str, Any]:
+async def create_file(
+    request: Request, resources: ResourcesDep, caller: CallerDep
+) -> dict[str, Any]:
     """A batch input file (multipart: `file` and `purpose=batch`)."""
     limit = resources.settings.max_batch_bytes
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
@@ -80,6 +83,7 @@ async def create_file(request: Request, resources: ResourcesDep) -> dict[str, An
             "filename": upload.filename or "upload.jsonl",
             "bytes": len(content),
             "content": content,
+            "owner_id": caller.owner_id,
         }
     finally:
         await form.close()
@@ -101,28 +105,32 @@ def _file_object(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-async def _stored_file(resources: Resources, file_uuid: uuid.UUID, name: str) -> Any:
+async def _stored_file(
+    resources: Resources, caller: Caller, file_uuid: uuid.UUID, name: str
+) -> Any:
+    query = select(files).where(files.c.id == file_uuid, owned_by(files.c.owner_id, caller.scope))
     async with resources.db.connect() as conn:
-        row = (await conn.execute(select(files).where(files.c.id == file_uuid))).mappings().first()
+        row = (await conn.execute(query)).mappings().first()
     if row is None:
         raise OpenAIError(404, f"no file {name!r}", param="file_id")
     return row
 
 
-async def _openai_batch_row(resources: Resources, batch_uuid: uuid.UUID, name: str) -> Any:
-    async with resources.db.connect() as conn:
-        row = (await conn.execute(get_batch(batch_uuid))).mappings().first()
+async def _openai_batch_row(
+    resources: Resources, caller: Caller, batch_uuid: uuid.UUID, name: str
+) -> Any:
+    row = await load_batch(resources, batch_uuid, caller)
     if row is None or not (row["metadata"] or {}).get("openai"):
         raise OpenAIError(404, f"no batch {name!r}", param="batch_id")
     return row
 
 
 @router.get("/files/{file_name}")
-async def read_file(file_name: str, resources: ResourcesDep) -> dict[str, Any]:
+async def read_file(file_name: str, resources: ResourcesDep, caller: CallerDep) -> dict[str, Any]:
     file_uuid, kind = parse_file_id(file_name)
     if kind is None:
-        return _file_object(await _stored_file(resources, file_uuid, file_name))
-    batch = await _openai_batch_row(resources, file_uuid, file_name)
+        return _file_object(await _stored_file(resources, caller, file_uuid, file_name))
+    batch = await _openai_batch_row(resources, caller, file_uuid, file_name)
     return {
         "id": file_name,
         "object": "file",
@@ -135,12 +143,12 @@ async def read_file(file_name: str, resources: ResourcesDep) -> dict[str, Any]:
 
 
 @router.get("/files/{file_name}/content", response_model=None)
-async def read_file_content(file_name: str, resources: ResourcesDep) -> Response:
+async def read_file_content(file_name: str, resources: ResourcesDep, caller: CallerDep) -> Response:
     file_uuid, kind = parse_file_id(file_name)
     if kind is None:
-        row = await _stored_file(resources, file_uuid, file_name)
+        row = await _stored_file(resources, caller, file_uuid, file_name)
         return Response(bytes(row["content"]), media_type="application/jsonl")
-    batch = await _openai_batch_row(resources, file_uuid, file_name)
+    batch = await _openai_batch_row(resources, caller, file_uuid, file_name)
     openai = batch["metadata"]["openai"]
     wanted = {JobStatus.SUCCEEDED} if kind == OUTPUT else {JobStatus.FAILED, JobStatus.CANCELLED}
     query = batch_results(batch["id"], by_completion=False).where(jobs.c.status.in_(wanted))
@@ -164,7 +172,9 @@ class BatchCreate(BaseModel):
 
 
 @router.post("/batches")
-async def create_openai_batch(request: Request, resources: ResourcesDep) -> dict[str, Any]:
+async def create_openai_batch(
+    request: Request, resources: ResourcesDep, caller: CallerDep
+) -> dict[str, Any]:
     try:
         body = BatchCreate.model_validate_json(await request.body())
     except ValidationError as exc:
@@ -176,7 +186,7 @@ async def create_openai_batch(request: Request, resources: ResourcesDep) -> dict
         raise invalid_request(
             "input_file_id: a batch's output cannot be its input", "input_file_id"
         )
-    stored = await _stored_file(resources, file_uuid, body.input_file_id)
+    stored = await _stored_file(resources, caller, file_uuid, body.input_file_id)
     content = bytes(stored["content"])
     upload = Upload(io.BytesIO(content), len(content), "", stored["filename"], None)
     metadata = {
@@ -190,6 +200,7 @@ async def create_openai_batch(request: Request, resources: ResourcesDep) -> dict
     }
     row = await store_batch(
         resources,
+        caller,
         upload,
         BatchOptions(format="openai"),
         idempotency_key=None,
@@ -242,22 +253,24 @@ async def _batch_object(resources: Resources, row: Mapping[str, Any]) -> dict[st
 
 
 @router.get("/batches/{batch_name}")
-async def read_openai_batch(batch_name: str, resources: ResourcesDep) -> dict[str, Any]:
+async def read_openai_batch(
+    batch_name: str, resources: ResourcesDep, caller: CallerDep
+) -> dict[str, Any]:
     batch_uuid = parse_openai_batch_id(batch_name)
-    return await _batch_object(
-        resources, await _openai_batch_row(resources, batch_uuid, batch_name)
-    )
+    row = await _openai_batch_row(resources, caller, batch_uuid, batch_name)
+    return await _batch_object(resources, row)
 
 
 @router.get("/batches")
 async def list_openai_batches_route(
     resources: ResourcesDep,
+    caller: CallerDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     after: str | None = None,
 ) -> dict[str, Any]:
     after_uuid = parse_openai_batch_id(after) if after else None
     async with resources.db.connect() as conn:
-        query = list_openai_batches(limit=limit + 1, after=after_uuid)
+        query = list_openai_batches(limit=limit + 1, after=after_uuid, scope=caller.scope)
         rows = (await conn.execute(query)).mappings().all()
     data = [await _batch_object(resources, row) for row in rows[:limit]]
     return {
@@ -270,8 +283,10 @@ async def list_openai_batches_route(
 
 
 @router.post("/batches/{batch_name}/cancel")
-async def cancel_openai_batch(batch_name: str, resources: ResourcesDep) -> dict[str, Any]:
+async def cancel_openai_batch(
+    batch_name: str, resources: ResourcesDep, caller: CallerDep
+) -> dict[str, Any]:
     batch_uuid = parse_openai_batch_id(batch_name)
-    await _openai_batch_row(resources, batch_uuid, batch_name)
-    row = await cancel_batch_now(resources, batch_uuid, batch_name)
+    batch = await _openai_batch_row(resources, caller, batch_uuid, batch_name)
+    row = await cancel_batch_now(resources, batch)
     return await _batch_object(resources, row)

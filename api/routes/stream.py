@@ -12,6 +12,7 @@ import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
+from api.auth import CallerDep
 from api.deps import ResourcesDep
 from api.errors import NotFoundError
 from api.job_follower import Final, Idle, JobFollower, load_job
@@ -60,13 +61,14 @@ def final_frames(row: Mapping[str, Any]) -> list[bytes]:
 async def stream_job(
     job_id: str,
     resources: ResourcesDep,
+    caller: CallerDep,
     last_event_id: Annotated[int | None, Header(ge=0)] = None,
     offset: Annotated[
         int | None, Query(ge=0, description="Resume after this many characters")
     ] = None,
 ) -> StreamingResponse:
     job_uuid = parse_job_id(job_id)
-    row = await load_job(resources, job_uuid)
+    row = await load_job(resources, job_uuid, caller.scope)
     if row is None:
         raise NotFoundError(f"no job {job_id!r}")
     position = last_event_id if last_event_id is not None else offset or 0

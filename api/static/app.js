@@ -17,7 +17,7 @@ async function api(path, options = {}) {
   const body = response.headers.get("content-type")?.includes("json") ? await response.json() : null;
   if (!response.ok) {
     const message = body?.error?.message || `${response.status} ${response.statusText}`;
-    throw new Error(message);
+    throw Object.assign(new Error(message), { status: response.status });
   }
   return body;
 }
@@ -177,7 +177,13 @@ async function refreshStats() {
     const models = [...new Set(stats.workers.map((w) => w.model))].join(", ");
     $("stat-workers").textContent = stats.runners ? `${stats.runners} · ${models}` : "none";
   } catch (error) {
-    $("stat-workers").textContent = `unavailable (${error.message})`;
+    if (error.status === 401) {
+      // No key, or a revoked one: say so where the key goes.
+      $("key-box").open = true;
+      $("stat-workers").textContent = "an API key is needed (top right)";
+    } else {
+      $("stat-workers").textContent = `unavailable (${error.message})`;
+    }
   }
 }
 

@@ -1,0 +1,43 @@
+"""The engine's own scheduler figures (running, waiting, KV-cache use), for the heartbeat.
+
+vLLM reports them with every step only when its statistics are on (VQUEUE_ENGINE_STATS), which
+costs a busy worker's event loop noticeably; off, the heartbeat carries the worker's own
+counts and no KV-cache figure.
+"""
+
+from typing import Any
+
+
+class SchedulerSnapshot:
+    """Holds the latest figures; `factory` is handed to AsyncLLM as a stat logger."""
+
+    def __init__(self) -> None:
+        self.latest: dict[str, Any] | None = None
+
+    def factory(self, vllm_config: Any, engine_index: int = 0) -> Any:
+        from vllm.v1.metrics.loggers import StatLoggerBase
+
+        snapshot = self
+
+        class Recorder(StatLoggerBase):
+            def __init__(self, vllm_config: Any, engine_index: int = 0) -> None:
+                pass
+
+            def record(
+                self,
+                scheduler_stats: Any,
+                iteration_stats: Any,
+                mm_cache_stats: Any = None,
+                engine_idx: int = 0,
+            ) -> None:
+                if scheduler_stats is not None:
+                    snapshot.latest = {
+                        "running": scheduler_stats.num_running_reqs,
+                        "waiting": scheduler_stats.num_waiting_reqs,
+                        "kv_cache_usage": round(scheduler_stats.kv_cache_usage, 4),
+                    }
+
+            def log_engine_initialized(self) -> None:
+                pass
+
+        return Recorder(vllm_config, engine_index)
