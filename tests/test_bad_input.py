@@ -139,3 +139,32 @@ def test_deeply_nested_json_is_a_4xx(base_url: str) -> None:
             base_url + path, content=nested, headers={"content-type": "application/json"}
         )
         assert 400 <= response.status_code < 500, response.text
+
+
+HOSTILE = "'); DROP TABLE jobs; -- ../../../etc/passwd {{ config }} %s $(rm -rf /) \u202e\U0001f600"
+
+
+def test_prompts_are_data_stored_and_returned_exactly(base_url: str, db: Engine) -> None:
+    before = count_jobs(db)
+    body = {
+        "prompt": HOSTILE,
+        "max_tokens": 1,
+        "stop": [HOSTILE[:40]],
+    }
+    submitted = http.post(f"{base_url}/jobs", json=body, headers={"Idempotency-Key": "';--"})
+    assert submitted.status_code == 202, submitted.text
+    job = http.get(f"{base_url}/jobs/{submitted.json()['id']}").json()
+    assert job["prompt"] == HOSTILE
+    assert job["params"]["stop"] == [HOSTILE[:40]]
+    # The table is still there and holds exactly one more row.
+    assert count_jobs(db) == before + 1
+    upload = http.post(
+        f"{base_url}/batches",
+        content=f'prompt,note\n"{HOSTILE}","{HOSTILE}"\n'.encode(),
+        headers={"Content-Type": "text/csv"},
+        params={"max_tokens": 1},
+    )
+    assert upload.status_code == 202, upload.text
+    (line,) = http.get(f"{base_url}/batches/{upload.json()['id']}/jobs").json()["data"]
+    assert line["prompt"] == HOSTILE
+    assert line["metadata"] == {"note": HOSTILE}

@@ -14,11 +14,10 @@ from typing import Any
 
 import httpx
 
-from vqueue.client import VQueueClient
+from vqueue.client import BATCH_FINAL, VQueueClient
 from vqueue.key_admin import add_keys_parser
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-FINAL = {"succeeded", "failed", "cancelled"}
 RECONNECTS = 20
 
 
@@ -113,7 +112,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
         print(batch["id"])
         if not args.wait:
             return 0
-        while batch["status"] not in {"completed", "failed", "cancelled"}:
+        while batch["status"] not in BATCH_FINAL:
             sys.stderr.write(_progress(batch))
             sys.stderr.flush()
             time.sleep(1.0)

@@ -2,7 +2,7 @@
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,27 @@ def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
             event_id = value
 
 
+JOB_FINAL = frozenset({"succeeded", "failed", "cancelled"})
+BATCH_FINAL = frozenset({"completed", "failed", "cancelled"})
+
+
+def _poll(
+    fetch: Callable[[], dict[str, Any]],
+    final: frozenset[str],
+    what: str,
+    timeout: float,
+    interval: float,
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = fetch()
+        if found["status"] in final:
+            return found
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} still {found['status']} after {timeout}s")
+        time.sleep(interval)
+
+
 class VQueueClient:
     def __init__(self, base_url: str, timeout: float = 30.0, api_key: str | None = None) -> None:
         # Like OpenAI's client: the key from the environment unless given.
@@ -60,14 +81,7 @@ class VQueueClient:
 
     def wait(self, job_id: str, timeout: float = 300.0, interval: float = 0.2) -> dict[str, Any]:
         """Poll until the job reaches a final state."""
-        deadline = time.monotonic() + timeout
-        while True:
-            job = self.get(job_id)
-            if job["status"] in {"succeeded", "failed", "cancelled"}:
-                return job
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"job {job_id} still {job['status']} after {timeout}s")
-            time.sleep(interval)
+        return _poll(lambda: self.get(job_id), JOB_FINAL, f"job {job_id}", timeout, interval)
 
     def stream(self, job_id: str, last_event_id: int | None = None) -> Iterator[ServerEvent]:
         """The job's events until `done`; stop iterating to disconnect."""
@@ -111,14 +125,9 @@ class VQueueClient:
         self, batch_id: str, timeout: float = 600.0, interval: float = 0.5
     ) -> dict[str, Any]:
         """Poll until the batch ends (completed, failed or cancelled)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            batch = self.batch(batch_id)
-            if batch["status"] in {"completed", "failed", "cancelled"}:
-                return batch
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"batch {batch_id} still {batch['status']} after {timeout}s")
-            time.sleep(interval)
+        return _poll(
+            lambda: self.batch(batch_id), BATCH_FINAL, f"batch {batch_id}", timeout, interval
+        )
 
     def batch_results(self, batch_id: str, order: str = "input") -> list[dict[str, Any]]:
         response = self.http.get(f"/batches/{batch_id}/results", params={"order": order})

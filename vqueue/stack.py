@@ -64,7 +64,15 @@ def running_pid(settings: Settings, name: str) -> int | None:
     return pid if _alive(pid) else None
 
 
+def _reap() -> None:
+    """Forget children that exited (killed, say) without being waited for."""
+    for pid, child in list(_children.items()):
+        if child.poll() is not None:
+            del _children[pid]
+
+
 def _spawn(settings: Settings, name: str) -> int:
+    _reap()
     settings.run_dir.mkdir(parents=True, exist_ok=True)
     with open(settings.run_dir / f"{name}.log", "ab") as log:
         process = subprocess.Popen(
@@ -182,6 +190,7 @@ def wait_exit(pid: int, timeout: float) -> bool:
 
 
 def down(settings: Settings) -> None:
+    _reap()
     for name in reversed(COMMANDS):
         pid = running_pid(settings, name)
         if pid is not None:
