@@ -88,17 +88,26 @@ def count_jobs(*, status: JobStatus | None, scope: uuid.UUID | None) -> Select[A
     return query
 
 
-def claim_job(job_id: uuid.UUID, worker: str, lease_s: float) -> Update:
-    """Queued -> running with a new attempt and a lease; returns the row only to the claimant.
+def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
+    """Queued -> running with a new attempt and a lease, for every job of the list that is
+    still queued; returns the rows only to the claimant.
 
-    An expired job is not claimed: the reconciler fails it."""
-    return (
-        update(jobs)
+    An expired job is not claimed: the reconciler fails it. The rows are locked in id order,
+    so two workers claiming overlapping lists (a message delivered twice) wait for each
+    other instead of deadlocking; the second then finds the job running and skips it."""
+    claimable = (
+        select(jobs.c.id)
         .where(
-            jobs.c.id == job_id,
+            jobs.c.id.in_(job_ids),
             jobs.c.status.in_(sources_of(JobStatus.RUNNING)),
             jobs.c.expires_at > func.now(),
         )
+        .order_by(jobs.c.id)
+        .with_for_update()
+    )
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(claimable.scalar_subquery()))
         .values(
             status=JobStatus.RUNNING,
             attempt=jobs.c.attempt + 1,

@@ -53,10 +53,6 @@ class JobQueue:
         queue_enqueue_writes(pipe, jobs, self.queue)
         pipe.execute()
 
-    def forget(self, job_id: str) -> None:
-        """The job was taken off the queue by a worker."""
-        self.broker.srem(ENQUEUED_SET, job_id)
-
     def unknown(self, job_ids: list[str]) -> list[str]:
         """The ids among `job_ids` that were never sent or whose message Redis lost."""
         if not job_ids:

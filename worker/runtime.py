@@ -151,6 +151,7 @@ class WorkerRuntime:
 
     def close(self) -> None:
         self._stop.set()
+        self.runner.claimer.close()
         self.supervisor.close()
         self.reconciler.close()
         self.feeder.close()

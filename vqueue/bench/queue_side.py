@@ -5,6 +5,7 @@ the load generator, not the API, the bottleneck (130 jobs/s with httpx, 1,600 wi
 """
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,11 +19,19 @@ from vqueue.bench.workload import RunResult, Workload
 JSON = {"content-type": "application/json"}
 
 
+def auth_headers() -> dict[str, str]:
+    """The key the benchmark made (VQUEUE_API_KEY), sent like any client's."""
+    key = os.environ.get("VQUEUE_API_KEY")
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 @asynccontextmanager
 async def _session(base_url: str, connections: int) -> AsyncIterator[aiohttp.ClientSession]:
     connector = aiohttp.TCPConnector(limit=connections)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
-    async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(
+        base_url, connector=connector, timeout=timeout, headers=auth_headers()
+    ) as session:
         yield session
 
 

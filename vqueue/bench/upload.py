@@ -8,6 +8,7 @@ increasing size while another client asks GET /health every 20 ms, then cancels 
 
 import argparse
 import asyncio
+import os
 import platform
 import statistics
 import time
@@ -20,6 +21,7 @@ import orjson
 
 from db.migrate import reset_database
 from vqueue import stack
+from vqueue.bench.queue_side import auth_headers
 from vqueue.bench.report import machine
 from vqueue.settings import get_settings
 
@@ -58,7 +60,7 @@ async def probe_health(
 
 async def measure(url: str, count: int, prompt_chars: int) -> dict[str, Any]:
     content = prompts_file(count, prompt_chars)
-    async with aiohttp.ClientSession() as session:
+    async with aiohttp.ClientSession(headers=auth_headers()) as session:
         stop = asyncio.Event()
         probe = asyncio.create_task(probe_health(session, url, stop))
         await asyncio.sleep(0.2)
@@ -117,6 +119,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = get_settings()
     reset_database(settings.database_url)
+    os.environ["VQUEUE_API_KEY"] = stack.local_key(settings) or ""
     pid = stack.start_api(settings)
     try:
         url = stack.base_url(settings)
