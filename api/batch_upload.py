@@ -1,14 +1,13 @@
 """Receiving an upload, multipart or raw, into a temporary file without holding it in memory.
 
-The size limit is enforced while the body streams in: a declared Content-Length over it is
-refused before anything is read, and an undeclared (chunked) body is cut off at the limit.
+api/body_limit.py already refuses a declared Content-Length over the limit (plus multipart's
+overhead) and cuts a chunked body off there; here the file itself is held to the limit.
 """
 
 import hashlib
 import tempfile
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
 from starlette.datastructures import UploadFile
 from starlette.requests import ClientDisconnect, Request
@@ -37,23 +36,6 @@ def _too_large(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"the upload is over the limit of {limit} bytes")
 
 
-def _limited_receive(
-    receive: Callable[[], Awaitable[Any]], limit: int
-) -> Callable[[], Awaitable[Any]]:
-    seen = 0
-
-    async def counted() -> Any:
-        nonlocal seen
-        message = await receive()
-        if message["type"] == "http.request":
-            seen += len(message.get("body", b""))
-            if seen > limit:
-                raise _too_large(limit)
-        return message
-
-    return counted
-
-
 def _digest(file: IO[bytes]) -> tuple[int, str]:
     file.seek(0)
     digest = hashlib.sha256()
@@ -65,18 +47,8 @@ def _digest(file: IO[bytes]) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
-def limited_request(request: Request, limit: int) -> Request:
-    """The same request, whose body reading fails with 413 past `limit` (plus multipart's own
-    overhead)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise _too_large(limit)
-    return Request(request.scope, _limited_receive(request.receive, limit + MULTIPART_OVERHEAD))
-
-
 async def _multipart(request: Request, limit: int) -> Upload:
-    limited = limited_request(request, limit)
-    form = await limited.form(max_files=1, max_fields=8)
+    form = await request.form(max_files=1, max_fields=8)
     upload = form.get("file")
     others = [name for name in form if name != "file"]
     if not isinstance(upload, UploadFile) or others:
@@ -113,9 +85,6 @@ async def _raw(request: Request, limit: int) -> Upload:
 
 async def receive_upload(request: Request, limit: int) -> Upload:
     """The request's file: the `file` part of a multipart form, or else the whole body."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD:
-        raise _too_large(limit)
     content_type = request.headers.get("content-type", "")
     try:
         if content_type.lower().startswith("multipart/form-data"):

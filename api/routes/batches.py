@@ -123,9 +123,7 @@ async def create_batch(
     try:
         request_hash = fingerprint(upload, options) if idempotency_key else None
         if idempotency_key:
-            async with resources.db.connect() as conn:
-                query = get_batch_by_idempotency_key(caller.owner_id, idempotency_key)
-                existing = (await conn.execute(query)).mappings().first()
+            existing = await _by_idempotency_key(resources, caller, idempotency_key)
             if existing is not None:
                 return await _replay(resources, existing, request_hash, response)
         row = await store_batch(
@@ -140,13 +138,20 @@ async def create_batch(
         upload.close()
     if row is None:
         assert idempotency_key is not None
-        async with resources.db.connect() as conn:
-            query = get_batch_by_idempotency_key(caller.owner_id, idempotency_key)
-            existing = (await conn.execute(query)).mappings().one()
+        existing = await _by_idempotency_key(resources, caller, idempotency_key)
+        assert existing is not None
         return await _replay(resources, existing, request_hash, response)
     resources.feeder.wake()
     response.headers["Location"] = f"/batches/{row['id']}"
     return batch_public(row, {JobStatus.QUEUED: row["total"]})
+
+
+async def _by_idempotency_key(
+    resources: Resources, caller: Caller, key: str
+) -> Mapping[Any, Any] | None:
+    async with resources.db.connect() as conn:
+        query = get_batch_by_idempotency_key(caller.owner_id, key)
+        return (await conn.execute(query)).mappings().first()
 
 
 async def _replay(

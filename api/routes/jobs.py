@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Response
 from redis.exceptions import RedisError
 
 from api.auth import Caller, CallerDep
-from api.deps import ResourcesDep
+from api.deps import Resources, ResourcesDep
 from api.errors import ConflictError, NotFoundError
 from api.job_follower import load_job
 from api.job_views import job_public
@@ -91,7 +91,15 @@ def new_job_row(
     )
 
 
-def _replay(row: Mapping[str, Any], fingerprint: str, response: Response) -> JobPublic:
+async def _by_idempotency_key(
+    resources: Resources, caller: Caller, key: str
+) -> Mapping[str, Any] | None:
+    async with resources.db.connect() as conn:
+        lookup = get_job_by_idempotency_key(caller.owner_id, key)
+        return (await conn.execute(lookup)).mappings().first()
+
+
+def _replay(row: Mapping[str, Any], fingerprint: str | None, response: Response) -> JobPublic:
     if row["request_hash"] != fingerprint:
         raise ConflictError("this Idempotency-Key was already used with a different request body")
     response.headers["Idempotent-Replayed"] = "true"
@@ -117,11 +125,9 @@ async def submit_job(
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     fingerprint = request_fingerprint(body) if idempotency_key else None
-    if idempotency_key and fingerprint:
+    if idempotency_key:
         # A retry of a request that got through is answered whatever the limits say now.
-        async with resources.db.connect() as conn:
-            lookup = get_job_by_idempotency_key(caller.owner_id, idempotency_key)
-            existing = (await conn.execute(lookup)).mappings().first()
+        existing = await _by_idempotency_key(resources, caller, idempotency_key)
         if existing is not None:
             return _replay(existing, fingerprint, response)
     await admit(resources, caller, 1)
@@ -137,10 +143,8 @@ async def submit_job(
     if row is None:
         # Another request with this key was committed meanwhile.
         assert idempotency_key is not None
-        assert fingerprint is not None
-        async with resources.db.connect() as conn:
-            lookup = get_job_by_idempotency_key(caller.owner_id, idempotency_key)
-            existing = (await conn.execute(lookup)).mappings().one()
+        existing = await _by_idempotency_key(resources, caller, idempotency_key)
+        assert existing is not None
         return _replay(existing, fingerprint, response)
     response.headers["Location"] = f"/jobs/{row['id']}"
     return job_public(row)

@@ -20,7 +20,7 @@ from sqlalchemy import insert, select
 from api.auth import Caller, CallerDep
 from api.batch_schemas import BatchOptions
 from api.batch_store import store_batch
-from api.batch_upload import Upload, limited_request
+from api.batch_upload import Upload
 from api.batch_views import tally_jobs
 from api.deps import Resources, ResourcesDep
 from api.openai_errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
@@ -64,10 +64,10 @@ async def create_file(
     request: Request, resources: ResourcesDep, caller: CallerDep
 ) -> dict[str, Any]:
     """A batch input file (multipart: `file` and `purpose=batch`)."""
-    limit = resources.settings.max_batch_bytes
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise invalid_request("upload the file as multipart/form-data", "file")
-    form = await limited_request(request, limit).form(max_files=1, max_fields=4)
+    # api/body_limit.py bounds the body at the batch limit.
+    form = await request.form(max_files=1, max_fields=4)
     try:
         upload, purpose = form.get("file"), form.get("purpose")
         if purpose != "batch":
