@@ -1,67 +1,62 @@
 """Fault injection for the durability tests: a TCP proxy whose link can be cut."""
 
 import socket
+import struct
 import threading
 from contextlib import suppress
 
+# SO_LINGER on with a zero timeout: close() sends a RST, the peer sees the link drop at once.
+_RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+
 
 class CuttableProxy:
-    """Forwards 127.0.0.1:<port> to a server; `cut()` drops every connection and refuses new
-    ones (the server looks down), `restore()` serves again on the same port."""
+    """Forwards 127.0.0.1:<port> to a server; `cut()` drops every connection and resets new
+    ones (the server looks down), `restore()` serves again.
+
+    The listening socket stays open while cut: were it closed, the kernel could hand its
+    port to some other outgoing connection as an ephemeral port, and `restore()` could not
+    bind it again."""
 
     def __init__(self, target_port: int) -> None:
         self.target = ("127.0.0.1", target_port)
-        self._listener = self._listen(0)
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(128)
         self.port: int = self._listener.getsockname()[1]
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._up = True
-        self._thread = threading.Thread(target=self._accept, args=(self._listener,), daemon=True)
-        self._thread.start()
-
-    @staticmethod
-    def _listen(port: int) -> socket.socket:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", port))
-        listener.listen(128)
-        return listener
+        threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
         with self._lock:
             self._up = False
-            self._listener.close()
             for sock in self._sockets:
-                with suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
+                _reset(sock)
             self._sockets.clear()
 
     def restore(self) -> None:
         with self._lock:
-            self._listener = self._listen(self.port)
             self._up = True
-            self._thread = threading.Thread(
-                target=self._accept, args=(self._listener,), daemon=True
-            )
-            self._thread.start()
 
-    def _accept(self, listener: socket.socket) -> None:
+    def _accept(self) -> None:
         while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return  # cut
+            client, _ = self._listener.accept()
+            with self._lock:
+                up = self._up
+            if not up:
+                _reset(client)
+                continue
             try:
                 server = socket.create_connection(self.target)
             except OSError:
-                client.close()
+                _reset(client)
                 continue
             with self._lock:
                 if not self._up:
-                    client.close()
+                    _reset(client)
                     server.close()
-                    return
+                    continue
                 self._sockets.update((client, server))
             for source, sink in ((client, server), (server, client)):
                 threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
@@ -75,3 +70,9 @@ class CuttableProxy:
         finally:
             with suppress(OSError):
                 sink.shutdown(socket.SHUT_WR)
+
+
+def _reset(sock: socket.socket) -> None:
+    with suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    sock.close()
