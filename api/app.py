@@ -53,11 +53,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
     hub = EventHub(redis)
     hub.start()
-    queue = JobQueue(settings.effective_broker_url, settings.redis_url, settings.queue_name)
+    queue = JobQueue.from_settings(settings)
     broker = Redis.from_url(
         settings.effective_broker_url, socket_timeout=5, socket_connect_timeout=2
     )
-    submitter = Submitter(db, broker, settings.queue_name)
+    submitter = Submitter(db, broker, settings.queue_name, settings.jobs_per_message)
     submitter.start()
     # The reconciler's and the batch feeder's threads, one connection each.
     background_db = make_sync_engine(settings.database_url, pool_size=2)

@@ -30,10 +30,11 @@ Pending = tuple[dict[str, Any], "asyncio.Future[Mapping[Any, Any] | None]"]
 
 
 class Submitter:
-    def __init__(self, db: AsyncEngine, broker: Redis, queue: str) -> None:
+    def __init__(self, db: AsyncEngine, broker: Redis, queue: str, per_message: int) -> None:
         self._db = db
         self._broker = broker
         self._queue = queue
+        self._per_message = per_message
         self._pending: list[Pending] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -90,7 +91,7 @@ class Submitter:
     async def _enqueue(self, queued: list[tuple[str, int]]) -> None:
         for attempt in range(ENQUEUE_ATTEMPTS):
             pipe = self._broker.pipeline(transaction=False)
-            queue_enqueue_writes(pipe, queued, self._queue)
+            queue_enqueue_writes(pipe, queued, self._queue, self._per_message)
             try:
                 await pipe.execute()
                 return

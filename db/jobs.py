@@ -5,15 +5,30 @@ so that two workers racing on one job, or a job delivered twice, change it at mo
 """
 
 import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Update, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import (
+    DateTime,
+    Integer,
+    Select,
+    String,
+    Text,
+    Update,
+    cast,
+    column,
+    func,
+    or_,
+    select,
+    update,
+    values,
+)
+from sqlalchemy.dialects.postgresql import UUID, insert
 from sqlalchemy.sql.dml import ReturningInsert
 
 from db.schema import ANONYMOUS_OWNER, jobs, owned_by
-from db.states import JobStatus, sources_of
+from db.states import TERMINAL_STATES, JobStatus, sources_of
 
 
 def _seconds(value: float) -> Any:
@@ -122,39 +137,82 @@ def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
     )
 
 
-def finish_job(
-    job_id: uuid.UUID,
-    attempt: int,
-    status: JobStatus,
-    *,
-    text: str | None,
-    finish_reason: str | None,
-    prompt_tokens: int | None,
-    completion_tokens: int | None,
-    first_token_at: datetime | None,
-    error: str | None,
-) -> Update:
-    """Record this attempt's outcome, unless a newer attempt has started (nothing changes).
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one attempt of a job produced, to be recorded by `finish_jobs`."""
+
+    job_id: uuid.UUID
+    attempt: int
+    status: JobStatus
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_at: datetime | None = None
+    error: str | None = None
+
+
+# Every terminal state is reached from exactly these, so one filter serves a mixed list.
+_FINISHABLE = sorted(set.intersection(*(set(sources_of(s)) for s in TERMINAL_STATES)))
+assert all(set(sources_of(s)) == set(_FINISHABLE) for s in TERMINAL_STATES)
+
+
+def finish_jobs(results: list[AttemptResult]) -> Update:
+    """Record each attempt's outcome in one statement, except where a newer attempt has started
+    (that row does not change); returns the ids of the rows recorded.
 
     Still `queued` with the same attempt means the reconciler requeued the job while this
     worker could not reach Postgres, and nobody claimed it since: the result is kept."""
-    assert status.is_terminal
+    assert results
+    assert all(result.status.is_terminal for result in results)
+    finished = values(
+        column("id", UUID(as_uuid=True)),
+        column("attempt", Integer),
+        column("status", String(16)),
+        column("text", Text),
+        column("finish_reason", Text),
+        column("prompt_tokens", Integer),
+        column("completion_tokens", Integer),
+        column("first_token_at", DateTime(timezone=True)),
+        column("error", Text),
+        name="finished",
+    ).data(
+        [
+            (
+                r.job_id,
+                r.attempt,
+                str(r.status),
+                r.text,
+                r.finish_reason,
+                r.prompt_tokens,
+                r.completion_tokens,
+                r.first_token_at,
+                r.error,
+            )
+            for r in results
+        ]
+    )
     return (
         update(jobs)
         .where(
-            jobs.c.id == job_id,
-            jobs.c.attempt == attempt,
-            jobs.c.status.in_(sources_of(status)),
-            jobs.c.status.in_([JobStatus.RUNNING, JobStatus.QUEUED]),
+            jobs.c.id == finished.c.id,
+            jobs.c.attempt == finished.c.attempt,
+            jobs.c.status.in_(_FINISHABLE),
         )
         .values(
-            status=status,
-            text=text,
-            finish_reason=finish_reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=completion_tokens,
-            first_token_at=first_token_at,
-            error=error,
+            # Cast: a column of the list that is NULL in every row would be typed text.
+            **{
+                name: cast(finished.c[name], jobs.c[name].type)
+                for name in (
+                    "status",
+                    "text",
+                    "finish_reason",
+                    "prompt_tokens",
+                    "completion_tokens",
+                    "first_token_at",
+                    "error",
+                )
+            },
             finished_at=func.now(),
             lease_expires_at=None,
         )

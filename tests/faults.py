@@ -75,4 +75,8 @@ class CuttableProxy:
 def _reset(sock: socket.socket) -> None:
     with suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET_ON_CLOSE)
+    # close() alone would not wake a pipe thread blocked in recv() on this socket (the
+    # connection would live on through it); shutdown() does.
+    with suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
     sock.close()

@@ -1,16 +1,18 @@
 """The worker's bulk claims against real Postgres and Redis (no engine): every delivery gets
-its job at most once, and deliveries that arrive together share one round trip."""
+its jobs at most once, and deliveries that arrive together share one round trip."""
 
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
+from db.jobs import AttemptResult, finish_jobs
+from db.states import JobStatus
 from tests.helpers import insert_unqueued_job
 from vqueue.queueing import ENQUEUED_SET, JobQueue
 from vqueue.settings import Settings
@@ -21,7 +23,7 @@ WORKER = "test-claimer:1"
 
 @pytest.fixture
 def queue(settings: Settings) -> Iterator[JobQueue]:
-    opened = JobQueue(settings.effective_broker_url, settings.redis_url, settings.queue_name)
+    opened = JobQueue.from_settings(settings)
     yield opened
     opened.close()
 
@@ -45,14 +47,16 @@ def test_each_job_is_claimed_once_however_often_it_is_delivered(
     queue.broker.sadd(ENQUEUED_SET, first, second)
     unknown = str(uuid.uuid4())
     try:
-        deliveries = [first, first, second, unknown, first]
+        # Messages of one job and of several, the first job in three of them.
+        deliveries = [[first], [first, second], [unknown], [first, unknown]]
         with ThreadPoolExecutor(len(deliveries)) as pool:
-            rows = list(pool.map(claimer.claim, deliveries))
-        got = [row is not None for row in rows]
-        assert sum(got[i] for i in (0, 1, 4)) == 1  # the job delivered three times runs once
-        assert got[2] is True
-        assert got[3] is False
-        claimed = next(row for row in rows if row is not None and str(row["id"]) == first)
+            claims = list(pool.map(claimer.claim, deliveries))
+        assert sum(first in claim for claim in claims) == 1  # delivered three times, runs once
+        assert second in claims[1]
+        assert all(unknown not in claim for claim in claims)
+        for claim, asked in zip(claims, deliveries, strict=True):
+            assert set(claim) <= set(asked)
+        claimed = next(claim[first] for claim in claims if first in claim)
         assert (claimed["status"], claimed["worker"], claimed["attempt"]) == (
             "running",
             WORKER,
@@ -62,7 +66,7 @@ def test_each_job_is_claimed_once_however_often_it_is_delivered(
         # Taken off the queue: the reconciler will not send them again.
         assert queue.broker.smismember(ENQUEUED_SET, [first, second]) == [0, 0]
         # A later delivery of a job that already runs gets nothing.
-        assert claimer.claim(second) is None
+        assert claimer.claim([second]) == {}
     finally:
         forget_jobs(db, [first, second])
 
@@ -84,15 +88,66 @@ def test_deliveries_that_arrive_together_share_one_round_trip(
     monkeypatch.setattr(claimer, "_claim", counted)
     try:
         with ThreadPoolExecutor(len(job_ids)) as pool:
-            first = pool.submit(claimer.claim, job_ids[0])
+            first = pool.submit(claimer.claim, job_ids[:1])
             while not rounds:
                 time.sleep(0.01)
-            rest = [pool.submit(claimer.claim, job_id) for job_id in job_ids[1:]]
+            # Messages of one job and messages of several pile up behind the first round.
+            messages = [job_ids[i : i + 1] for i in range(1, 20)] + [job_ids[20:30], job_ids[30:]]
+            rest = [pool.submit(claimer.claim, message) for message in messages]
             while len(claimer._pending) < len(rest):
                 time.sleep(0.01)
             release.set()
             results = [first.result(), *(future.result() for future in rest)]
-        assert all(row is not None for row in results)
+        assert [sorted(claim) for claim in results] == [
+            sorted(message) for message in [job_ids[:1], *messages]
+        ]
         assert rounds == [1, 39]
+    finally:
+        forget_jobs(db, job_ids)
+
+
+def test_a_round_takes_whole_messages_up_to_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("worker.claims.MAX_CLAIM", 10)
+    claimer = Claimer.__new__(Claimer)  # no thread, no connections: only the split
+    sizes = [4, 5, 3, 12, 1]
+    claimer._pending = [([f"job-{size}-{i}" for i in range(size)], Future()) for size in sizes]
+    rounds = []
+    while claimer._pending:
+        rounds.append([len(job_ids) for job_ids, _ in claimer._take()])
+    # Whole messages only; one bigger than the bound goes alone rather than waiting forever.
+    assert rounds == [[4, 5], [3], [12], [1]]
+
+
+def test_results_of_runs_that_ended_together_are_recorded_in_one_statement(
+    claimer: Claimer, db: Engine
+) -> None:
+    job_ids = [insert_unqueued_job(db) for _ in range(3)]
+    try:
+        rows = claimer.claim(job_ids)
+        done, failed, superseded = (rows[job_id] for job_id in job_ids)
+        # The third job was requeued and claimed again meanwhile: its old attempt is stale.
+        with db.begin() as conn:
+            conn.execute(text("UPDATE jobs SET attempt = 2 WHERE id = :id"), {"id": job_ids[2]})
+        results = [
+            AttemptResult(done["id"], 1, JobStatus.SUCCEEDED, text="Hi.", completion_tokens=2),
+            # Every optional column NULL in some row, and first_token_at NULL in all of them.
+            AttemptResult(failed["id"], 1, JobStatus.FAILED, error="boom"),
+            AttemptResult(superseded["id"], 1, JobStatus.SUCCEEDED, text="old"),
+        ]
+        with db.begin() as conn:
+            recorded = set(conn.execute(finish_jobs(results)).scalars())
+            stored = {
+                str(row.id): row
+                for row in conn.execute(
+                    text("SELECT * FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids}
+                )
+            }
+        assert recorded == {done["id"], failed["id"]}
+        first, second, third = (stored[job_id] for job_id in job_ids)
+        assert (first.status, first.text, first.completion_tokens) == ("succeeded", "Hi.", 2)
+        assert (second.status, second.text, second.error) == ("failed", None, "boom")
+        assert first.finished_at is not None
+        assert first.lease_expires_at is None
+        assert (third.status, third.text, third.finished_at) == ("running", None, None)
     finally:
         forget_jobs(db, job_ids)

@@ -267,7 +267,7 @@ def test_reconciler_rounds_exclude_each_other(settings: Settings, db: Engine) ->
     """Two processes reconciling at once: only one does the round (advisory lock)."""
     from vqueue.queueing import JobQueue
 
-    queue = JobQueue(settings.effective_broker_url, settings.redis_url, settings.queue_name)
+    queue = JobQueue.from_settings(settings)
     with db.begin() as conn:
         conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
         assert Reconciler(settings, db, queue).run_once() == {}

@@ -58,7 +58,7 @@ def test_a_cancelled_queued_job_never_starts(
     events = list(client.stream(job_id))
     assert [event.event for event in events] == ["cancelled", "done"]
     # Even a delivery of it now is skipped by the worker.
-    queue = JobQueue(settings.effective_broker_url, settings.redis_url, settings.queue_name)
+    queue = JobQueue.from_settings(settings)
     queue.send(job_id, priority=0)
     queue.close()
     time.sleep(2)
@@ -89,7 +89,7 @@ def test_a_job_that_waited_too_long_expires_instead_of_running(
     db: Engine, settings: Settings, client: VQueueClient
 ) -> None:
     job_id = insert_unqueued_job(db, expired=True)
-    queue = JobQueue(settings.effective_broker_url, settings.redis_url, settings.queue_name)
+    queue = JobQueue.from_settings(settings)
     queue.send(job_id, priority=0)  # a worker gets it, and must not run it
     queue.close()
     events = list(client.stream(job_id))

@@ -6,10 +6,10 @@ import json
 from celery import Celery
 from redis import Redis
 
-from vqueue.contract import TASK_RUN_JOB
+from vqueue.contract import ENQUEUED_SET, TASK_RUN_JOBS
 from vqueue.queueing import configure_broker
 from vqueue.settings import Settings
-from vqueue.task_messages import queue_key, task_message
+from vqueue.task_messages import queue_enqueue_writes, queue_key, task_message
 
 QUEUE = "vqueue.format-check"
 VARYING = {"id", "root_id", "correlation_id", "delivery_tag", "origin", "reply_to"}
@@ -25,16 +25,17 @@ def _strip(message: dict) -> dict:  # type: ignore[type-arg]
 def test_the_message_is_celerys_own(settings: Settings, redis: Redis) -> None:
     app = Celery("format-check", broker=settings.effective_broker_url, set_as_current=False)
     configure_broker(app)
-    for priority in (0, 4, 9):
+    for priority, job_ids in ((0, ["job-1"]), (4, ["job-1", "job-2"]), (9, ["job-3"])):
         redis.delete(queue_key(QUEUE, priority))
         app.send_task(
-            TASK_RUN_JOB, args=["job-1"], queue=QUEUE, priority=priority, ignore_result=True
+            TASK_RUN_JOBS, args=[job_ids], queue=QUEUE, priority=priority, ignore_result=True
         )
         (celerys,) = redis.lrange(queue_key(QUEUE, priority), 0, -1)  # type: ignore[misc]
-        ours = task_message("job-1", priority, QUEUE)
+        ours = task_message(job_ids, priority, QUEUE)
         celery_message, our_message = json.loads(celerys), json.loads(ours)
         assert _strip(our_message) == _strip(celery_message)
-        assert our_message["headers"]["id"] == "job-1"
+        if len(job_ids) == 1:  # Celery's logs of a one-job message name the job
+            assert our_message["headers"]["id"] == job_ids[0]
         redis.delete(queue_key(QUEUE, priority))
     app.close()
 
@@ -42,3 +43,26 @@ def test_the_message_is_celerys_own(settings: Settings, redis: Redis) -> None:
 def test_priorities_map_to_kombus_lists() -> None:
     assert queue_key("q", 0) == "q"
     assert queue_key("q", 7) == "q:7"
+
+
+def test_jobs_sent_together_share_messages_per_priority(redis: Redis) -> None:
+    jobs = [(f"job-{i}", 5) for i in range(7)] + [("urgent-1", 0), ("urgent-2", 0)]
+    for priority in (0, 5):
+        redis.delete(queue_key(QUEUE, priority))
+    pipe = redis.pipeline(transaction=False)
+    queue_enqueue_writes(pipe, jobs, QUEUE, per_message=3)
+    pipe.execute()
+
+    def delivered(priority: int) -> list[list[str]]:
+        # The consumer pops from the right: the order in which a worker receives them.
+        raw = reversed(redis.lrange(queue_key(QUEUE, priority), 0, -1))  # type: ignore[arg-type]
+        bodies = (json.loads(base64.b64decode(json.loads(m)["body"])) for m in raw)
+        return [args[0] for args, _, _ in bodies]
+
+    assert delivered(5) == [["job-0", "job-1", "job-2"], ["job-3", "job-4", "job-5"], ["job-6"]]
+    assert delivered(0) == [["urgent-1", "urgent-2"]]
+    job_ids = [job_id for job_id, _ in jobs]
+    assert redis.smismember(ENQUEUED_SET, job_ids) == [1] * len(jobs)
+    for priority in (0, 5):
+        redis.delete(queue_key(QUEUE, priority))
+    redis.srem(ENQUEUED_SET, *job_ids)

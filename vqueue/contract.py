@@ -14,6 +14,9 @@ from typing import Any
 
 import orjson
 
+# One task message carries the ids of several jobs (those one submit or release sent together).
+TASK_RUN_JOBS = "vqueue.run_jobs"
+# The one-job task of earlier releases: workers still run such messages left in a queue.
 TASK_RUN_JOB = "vqueue.run_job"
 EVENTS_CHANNEL = "vqueue:events"
 WORKER_KEY_PREFIX = "vqueue:worker:"

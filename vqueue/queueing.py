@@ -21,6 +21,7 @@ from vqueue.contract import (
     log_script_args,
 )
 from vqueue.metrics import METRICS_KEY
+from vqueue.settings import Settings
 from vqueue.task_messages import queue_enqueue_writes
 
 
@@ -35,13 +36,23 @@ def configure_broker(app: Celery) -> None:
 class JobQueue:
     """The synchronous side (workers, reconcilers); the API batches with an async pipeline."""
 
-    def __init__(self, broker_url: str, redis_url: str, queue: str) -> None:
+    def __init__(self, broker_url: str, redis_url: str, queue: str, per_message: int) -> None:
         self.queue = queue
+        self.per_message = per_message
         # The enqueued set lives beside the queue lists: a broker that loses its data loses
         # both, and everything queued is sent again.
         self.broker = Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=2)
         self.redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
         self._write_log = self.redis.register_script(LOG_SCRIPT)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "JobQueue":
+        return cls(
+            settings.effective_broker_url,
+            settings.redis_url,
+            settings.queue_name,
+            settings.jobs_per_message,
+        )
 
     def send(self, job_id: str, priority: int) -> None:
         self.send_many([(job_id, priority)])
@@ -50,7 +61,7 @@ class JobQueue:
         if not jobs:
             return
         pipe = self.broker.pipeline(transaction=False)
-        queue_enqueue_writes(pipe, jobs, self.queue)
+        queue_enqueue_writes(pipe, jobs, self.queue, self.per_message)
         pipe.execute()
 
     def unknown(self, job_ids: list[str]) -> list[str]:

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     batch_window: int = Field(0, ge=0)
     # How often the batch feeder tops the window up (it is also woken by each upload).
     batch_feed_interval_s: float = Field(0.5, gt=0)
+    # Jobs sent together (one submit round, one batch release) share task messages of up to
+    # this many: a worker's Celery consumer takes messages one at a time, too slowly for bursts.
+    jobs_per_message: int = Field(16, ge=1, le=1000)
 
     # Job control and durability.
     # The longest a job may run, and the run time of a job that names none.

@@ -5,7 +5,7 @@ import os
 
 from celery import Celery, signals
 
-from vqueue.contract import TASK_RUN_JOB
+from vqueue.contract import TASK_RUN_JOB, TASK_RUN_JOBS
 from vqueue.queueing import configure_broker
 from vqueue.settings import get_settings
 from worker.runtime import WorkerRuntime
@@ -23,7 +23,7 @@ app.conf.update(
     # A task is acknowledged after it ran, and handed back if its worker is lost mid-run.
     task_acks_late=True,
     task_reject_on_worker_lost=True,
-    # Each thread holds one job in the engine; reserve no more than that.
+    # Each thread holds one message (its jobs in the engine); reserve no more than that.
     worker_prefetch_multiplier=1,
     worker_pool="threads",
     worker_concurrency=settings.effective_worker_concurrency,
@@ -60,8 +60,15 @@ def _stop_engine(**_: object) -> None:
         _runtime.close()
 
 
-@app.task(name=TASK_RUN_JOB)
-def run_job(job_id: str) -> str | None:
+@app.task(name=TASK_RUN_JOBS)
+def run_jobs(job_ids: list[str]) -> int:
+    """Runs the jobs of one message together; acknowledged once they have all ended."""
     if _runtime is None:
         raise RuntimeError("the worker's engine is not running")
-    return _runtime.run_job(job_id)
+    return _runtime.run_jobs(job_ids)
+
+
+@app.task(name=TASK_RUN_JOB)
+def run_job(job_id: str) -> int:
+    """A message from a release that sent one job per message, still in a queue."""
+    return run_jobs([job_id])

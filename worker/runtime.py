@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from db.engine import make_sync_engine
-from db.states import JobStatus
 from vqueue.batch_feeder import BatchFeeder
 from vqueue.contract import worker_key
 from vqueue.queueing import JobQueue
@@ -55,9 +54,7 @@ class WorkerRuntime:
         self.db = make_sync_engine(
             settings.database_url, pool_size=min(settings.effective_worker_concurrency, 20)
         )
-        self.queue = JobQueue(
-            settings.effective_broker_url, settings.redis_url, settings.queue_name
-        )
+        self.queue = JobQueue.from_settings(settings)
         self.publisher: TokenLogPublisher = self.host.submit(self._start_publisher()).result()
         self.runner = JobRunner(
             settings,
@@ -87,8 +84,8 @@ class WorkerRuntime:
         publisher.start()
         return publisher
 
-    def run_job(self, job_id: str) -> JobStatus | None:
-        return self.runner.run(job_id)
+    def run_jobs(self, job_ids: list[str]) -> int:
+        return self.runner.run(job_ids)
 
     def describe(self) -> dict[str, Any]:
         settings = self.settings

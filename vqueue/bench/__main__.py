@@ -6,16 +6,20 @@ separate database, Redis database, queue and port, so a running `make up` stack 
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shlex
 import signal
+import socket
 import statistics
 import sys
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from redis import Redis
 
 from db.migrate import reset_database
@@ -23,6 +27,7 @@ from vqueue import stack
 from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
 from vqueue.bench.report import machine, verdicts, write_json, write_markdown, write_plot
+from vqueue.bench.timeline import timeline
 from vqueue.bench.workload import RunResult, Workload, make_prompts, ms
 from vqueue.settings import Settings, get_settings
 from worker.model_source import resolve_model
@@ -46,6 +51,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--fan-out-clients", type=int, default=1000)
     parser.add_argument("--ttft-target-ms", type=float, default=50.0)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="workers serving the queue, each its own GPU; those beyond the stack's own are "
+        "started by the caller on this host (scripts/gpu-bench does, with BENCH_WORKERS)",
+    )
     return parser.parse_args()
 
 
@@ -58,13 +70,20 @@ def median_single(results: list[RunResult]) -> float:
 
 
 async def queue_phase(
-    base_url: str, prompts: list[str], workload: Workload, levels: list[int], args: Any
+    settings: Settings,
+    prompts: list[str],
+    workload: Workload,
+    levels: list[int],
+    args: Any,
 ) -> dict[str, Any]:
+    base_url = stack.base_url(settings)
     n = workload.jobs
     log(f"queue: warm-up with {n} jobs")
     await queue_side.run_streamed(base_url, prompts[:n], workload)
     log("queue: measured run, SSE")
+    started = datetime.now(UTC)
     streamed = await queue_side.run_streamed(base_url, prompts[:n], workload)
+    stages = await asyncio.to_thread(timeline, settings.database_url, started)
     log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
     polled = await queue_side.run_polled(base_url, prompts[:n], workload)
     by_level = {n: streamed.tok_s}
@@ -81,6 +100,7 @@ async def queue_phase(
     )
     return {
         "streamed": streamed.summary(),
+        "timeline": stages,
         "polled": polled.summary(),
         "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
         "single_tok_s": round(median_single(singles), 1),
@@ -136,7 +156,10 @@ def main() -> None:
     args = parse_args()
     settings = get_settings()
     workload = Workload(args.jobs, args.prompt_tokens, args.output_tokens)
-    levels = sorted({int(x) for x in args.levels.split(",") if x} - {workload.jobs})
+    asked = {int(x) for x in args.levels.split(",") if x}
+    if args.workers > 1:  # one GPU's share: the bare engine's figure for linear scaling
+        asked.add(workload.jobs // args.workers)
+    levels = sorted(asked - {workload.jobs})
     model_path = resolve_model(
         settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
     )
@@ -153,10 +176,12 @@ def main() -> None:
 
     stack.up(settings)
     try:
-        phase = queue_phase(stack.base_url(settings), prompts, workload, levels, args)
+        wait_for_workers(settings, args.workers)
+        phase = queue_phase(settings, prompts, workload, levels, args)
         # A stuck job must fail the benchmark, not hang it.
         queue = asyncio.run(asyncio.wait_for(phase, RUN_TIMEOUT_S))
         # The submit rate is the API's alone: no worker competes for the CPU meanwhile.
+        stop_other_workers(settings)
         pid = stack.kill(settings, "worker", signal.SIGTERM)
         stack.wait_exit(pid, timeout=settings.shutdown_grace_s + 60)
         log(f"submit rate: {args.submit_jobs} jobs from {args.submit_concurrency} clients")
@@ -196,7 +221,17 @@ def main() -> None:
         "sse_lag_p50_ms": queue["streamed"]["lag_p50_ms"],
         "sse_lag_p99_ms": queue["streamed"]["lag_p99_ms"],
         "fan_out": queue.pop("fan_out"),
+        "workers": args.workers,
     }
+    if args.workers > 1:
+        share = bare["levels"][str(workload.jobs // args.workers)]
+        result["scaling"] = round(q_run.tok_s / (args.workers * share), 4)
+        result["notes"] = [
+            f"{args.workers} workers, one GPU each: {q_run.tok_s:.1f} tok/s for {workload.jobs} "
+            f"jobs, {result['scaling']} of linear ({args.workers} x bare AsyncLLM on one GPU "
+            f"at {workload.jobs // args.workers} jobs: {share} tok/s). The bare rows above are "
+            "one GPU running all the jobs."
+        ]
     result["verdicts"] = verdicts(result, args.ttft_target_ms)
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / args.label
@@ -208,6 +243,30 @@ def main() -> None:
     log(f"wrote {base}.json/.md")
     for key, verdict in result["verdicts"].items():
         log(f"  {key}: {verdict['value']} (target {verdict['target']}, met {verdict['met']})")
+
+
+def wait_for_workers(settings: Settings, count: int) -> None:
+    """Until /ready lists `count` workers (the extra ones load their engines meanwhile)."""
+    deadline = time.monotonic() + settings.start_timeout_s
+    while len(_live_workers(settings)) < count:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"fewer than {count} workers after {settings.start_timeout_s}s")
+        time.sleep(2)
+
+
+def stop_other_workers(settings: Settings) -> None:
+    """SIGTERM the workers of this host that the stack did not start (named host:pid)."""
+    own = stack.running_pid(settings, "worker")
+    for name in _live_workers(settings):
+        host, _, pid = name.rpartition(":")
+        if host == socket.gethostname() and pid.isdigit() and int(pid) != own:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGTERM)
+
+
+def _live_workers(settings: Settings) -> list[str]:
+    response = httpx.get(stack.base_url(settings) + "/ready", timeout=10)
+    return [worker["name"] for worker in response.json().get("workers", [])]
 
 
 def _overhead(queue: list[float], bare: list[float], p: float) -> float | None:

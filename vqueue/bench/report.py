@@ -127,6 +127,19 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
     for level in sorted(queue["levels"], key=int):
         q, b = queue["levels"][level], bare["levels"][level]
         lines.append(f"| {level} | {q} | {b} | {q / b:.3f} |")
+    if stages := queue.get("timeline"):
+        lines += [
+            "",
+            "Where the queue's time to first token goes, all jobs at once (ms after the first "
+            "submit, from the jobs' timestamps; the clients see the first token "
+            f"{queue['streamed']['ttft_p50_ms']} ms after their own submit, p50):",
+            "",
+            "| stage | first job | median job | last job |",
+            "| --- | --- | --- | --- |",
+        ]
+        for stage, at in stages.items():
+            name = stage.replace("_", " ")
+            lines.append(f"| {name} | {at['first']} | {at['p50']} | {at['last']} |")
     if result.get("notes"):
         lines += ["", *result["notes"]]
     path.write_text("\n".join(lines) + "\n")

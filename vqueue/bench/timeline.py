@@ -1,0 +1,42 @@
+"""Where a run's time to first token goes: the jobs' own timestamps from Postgres, as
+milliseconds after the run began (the clients' first submit), for every stage a job passes.
+
+The benchmark runs API, worker and clients on one host, so the clocks agree.
+"""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import create_engine, select
+
+from db.schema import jobs
+from vqueue.bench.workload import percentile
+
+STAGES = {
+    "committed": jobs.c.created_at,  # the row was inserted (the API's group commit)
+    "claimed": jobs.c.started_at,  # a worker claimed it
+    "first_token": jobs.c.first_token_at,  # the engine gave its first token
+}
+
+
+def timeline(database_url: str, started: datetime) -> dict[str, dict[str, float | None]]:
+    """Per stage: first, median and last job, in ms after `started`."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(*STAGES.values()).where(jobs.c.created_at >= started)).all()
+    finally:
+        engine.dispose()
+    result: dict[str, dict[str, Any]] = {}
+    for index, stage in enumerate(STAGES):
+        offsets = [(row[index] - started).total_seconds() * 1000 for row in rows if row[index]]
+        result[stage] = {
+            "first": round(min(offsets), 1) if offsets else None,
+            "p50": _round(percentile(offsets, 50)),
+            "last": round(max(offsets), 1) if offsets else None,
+        }
+    return result
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
