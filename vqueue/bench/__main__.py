@@ -52,6 +52,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ttft-target-ms", type=float, default=50.0)
     parser.add_argument("--out", type=Path, default=Path("docs/benchmarks"))
     parser.add_argument(
+        "--client-processes",
+        type=int,
+        default=1,
+        help="processes the SSE clients of a run are spread over (a GPU host needs several)",
+    )
+    parser.add_argument(
         "--workers",
         type=int,
         default=1,
@@ -77,22 +83,31 @@ async def queue_phase(
     args: Any,
 ) -> dict[str, Any]:
     base_url = stack.base_url(settings)
+
+    async def run_streamed(chosen: list[str]) -> RunResult:
+        if args.client_processes > 1 and len(chosen) > 1:
+            return await asyncio.to_thread(
+                queue_side.run_streamed_in_processes,
+                base_url,
+                chosen,
+                workload,
+                args.client_processes,
+            )
+        return await queue_side.run_streamed(base_url, chosen, workload)
+
     n = workload.jobs
     log(f"queue: warm-up with {n} jobs")
-    await queue_side.run_streamed(base_url, prompts[:n], workload)
+    await run_streamed(prompts[:n])
     log("queue: measured run, SSE")
-    started = datetime.now(UTC)
-    streamed = await queue_side.run_streamed(base_url, prompts[:n], workload)
+    streamed = await run_streamed(prompts[:n])
+    started = datetime.fromtimestamp(streamed.started_at, UTC)
     stages = await asyncio.to_thread(timeline, settings.database_url, started)
     log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
     polled = await queue_side.run_polled(base_url, prompts[:n], workload)
     by_level = {n: streamed.tok_s}
     for level in levels:
-        by_level[level] = (await queue_side.run_streamed(base_url, prompts[:level], workload)).tok_s
-    singles = [
-        await queue_side.run_streamed(base_url, prompts[i : i + 1], workload)
-        for i in range(SINGLE_RUNS)
-    ]
+        by_level[level] = (await run_streamed(prompts[:level])).tok_s
+    singles = [await run_streamed(prompts[i : i + 1]) for i in range(SINGLE_RUNS)]
     clients_per_job = max(1, args.fan_out_clients // args.fan_out_jobs)
     log(f"queue: {clients_per_job * args.fan_out_jobs} SSE clients on {args.fan_out_jobs} jobs")
     fan_out = await queue_side.fan_out(

@@ -80,6 +80,7 @@ class RunResult:
     seconds: float
     ttft_s: list[float] = field(default_factory=list)
     lag_s: list[float] = field(default_factory=list)
+    started_at: float = 0.0  # wall clock (time.time()) of the first submit
 
     @property
     def tok_s(self) -> float:
