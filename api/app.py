@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.auth import KeyCache, authenticate
 from api.body_limit import BodyLimitMiddleware
+from api.coalesce import ReadCoalescer
 from api.deps import Resources
 from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
@@ -67,7 +68,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     feeder.start()
     keys = KeyCache(settings.key_cache_s)
     depth = QueueDepth(db)
-    app.state.resources = Resources(settings, db, redis, hub, queue, submitter, feeder, keys, depth)
+    app.state.resources = Resources(
+        settings, db, redis, hub, queue, submitter, feeder, keys, depth, ReadCoalescer()
+    )
     try:
         yield
     finally:

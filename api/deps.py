@@ -7,6 +7,7 @@ from fastapi import Depends, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.coalesce import ReadCoalescer
 from api.hub import EventHub
 from api.submitter import Submitter
 from vqueue.batch_feeder import BatchFeeder
@@ -29,6 +30,7 @@ class Resources:
     feeder: BatchFeeder
     keys: "KeyCache"
     depth: "QueueDepth"
+    reads: ReadCoalescer
 
 
 def get_resources(request: Request) -> Resources:

@@ -43,9 +43,15 @@ FollowEvent = Delta | Restart | Final | Idle
 async def load_job(
     resources: Resources, job_id: uuid.UUID, scope: uuid.UUID | None
 ) -> Mapping[str, Any] | None:
-    """The job, if a caller of this scope (Caller.scope) may see it."""
-    async with resources.db.connect() as conn:
-        return (await conn.execute(get_job(job_id, scope))).mappings().first()
+    """The job, if a caller of this scope (Caller.scope) may see it; concurrent loads of one
+    job (its many stream readers) share one query."""
+
+    async def query() -> Mapping[str, Any] | None:
+        async with resources.db.connect() as conn:
+            return (await conn.execute(get_job(job_id, scope))).mappings().first()
+
+    row: Mapping[str, Any] | None = await resources.reads.read(("job", job_id, scope), query)
+    return row
 
 
 class JobFollower:
