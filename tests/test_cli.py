@@ -1,6 +1,7 @@
 """The `vqueue` command line against the running stack."""
 
 import json
+import select
 import subprocess
 import sys
 import time
@@ -57,7 +58,11 @@ def test_tail_survives_a_dropped_connection_and_loses_nothing(
         text=True,
     )
     wait_for_text(client, job["id"])
-    time.sleep(1)
+    # The tail streams through the proxy once its first text is in the pipe (looked at, not
+    # read: communicate() below reads it all). A slow start must not let it connect only after
+    # the cut is over, as it did once on a busy machine.
+    streaming, _, _ = select.select([tail.stdout], [], [], 120)
+    assert streaming, "the tail printed nothing"
     assert client.get(job["id"])["status"] == "running"
     proxy.cut()  # the stream drops, and reconnecting fails for a while
     time.sleep(1)
