@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.deps import Resources, ResourcesDep
+from api.deps import Resources, ResourcesDep, first_row
 from api.errors import TooManyRequestsError, UnauthorizedError
 from db.keys import active_key_by_hash, hash_key
 from db.schema import ANONYMOUS_OWNER
@@ -73,8 +73,7 @@ async def _lookup(resources: Resources, secret: str) -> Caller | None:
         return caller
 
     async def query() -> Any:
-        async with resources.db.connect() as conn:
-            return (await conn.execute(active_key_by_hash(key_hash))).mappings().first()
+        return await first_row(resources.db, active_key_by_hash(key_hash))
 
     # A burst of requests with a key that just left the cache makes one query, not one each.
     row = await resources.reads.read(("key", key_hash), query)

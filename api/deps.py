@@ -1,10 +1,12 @@
 """Process-wide resources, built in the app's lifespan and injected into routes."""
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Request
 from redis.asyncio import Redis
+from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.coalesce import ReadCoalescer
@@ -39,3 +41,9 @@ def get_resources(request: Request) -> Resources:
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
+
+
+async def first_row(db: AsyncEngine, statement: Executable) -> Mapping[Any, Any] | None:
+    """The first row a read-only statement returns, or None, on a connection of its own."""
+    async with db.connect() as conn:
+        return (await conn.execute(statement)).mappings().first()

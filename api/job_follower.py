@@ -14,7 +14,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from api.deps import Resources
+from api.deps import Resources, first_row
 from api.hub import Subscription
 from api.stream_cursor import Delta, Ended, Gap, Restart, StreamCursor
 from api.token_log import log_exists, read_after
@@ -47,8 +47,7 @@ async def load_job(
     job (its many stream readers) share one query."""
 
     async def query() -> Mapping[str, Any] | None:
-        async with resources.db.connect() as conn:
-            return (await conn.execute(get_job(job_id, scope))).mappings().first()
+        return await first_row(resources.db, get_job(job_id, scope))
 
     row: Mapping[str, Any] | None = await resources.reads.read(("job", job_id, scope), query)
     return row

@@ -19,9 +19,11 @@ from vqueue.contract import worker_key
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
 from vqueue.settings import Settings
+from worker.claims import Claimer
 from worker.engine import EngineHost
 from worker.model_source import resolve_model
 from worker.publisher import TokenLogPublisher
+from worker.recorder import Recorder
 from worker.runner import JobRunner, StopReason
 from worker.supervisor import Supervisor
 
@@ -57,12 +59,10 @@ class WorkerRuntime:
         self.queue = JobQueue.from_settings(settings)
         self.publisher: TokenLogPublisher = self.host.submit(self._start_publisher()).result()
         self.runner = JobRunner(
-            settings,
             self.host,
-            self.db,
+            Claimer(self.db, self.queue, self.name, settings.lease_s),
+            Recorder(self.host, self.db, self.publisher, self.queue),
             self.publisher,
-            self.queue,
-            self.name,
             on_engine_dead=self._engine_dead,
         )
         self.supervisor = Supervisor(settings, self.db, self.runner, self.name)

@@ -16,7 +16,7 @@ from api.batch_schemas import BatchesPublic, BatchOptions, BatchPublic
 from api.batch_store import fingerprint, store_batch
 from api.batch_upload import receive_upload
 from api.batch_views import batch_public, tally_jobs
-from api.deps import Resources, ResourcesDep
+from api.deps import Resources, ResourcesDep, first_row
 from api.errors import ConflictError, NotFoundError
 from api.job_views import job_public, usage_of
 from api.routes.jobs import IdempotencyKey
@@ -82,8 +82,7 @@ async def load_batch(
     resources: Resources, batch_uuid: uuid.UUID, caller: Caller
 ) -> Mapping[Any, Any] | None:
     """The batch, if this caller may see it."""
-    async with resources.db.connect() as conn:
-        return (await conn.execute(get_batch(batch_uuid, caller.scope))).mappings().first()
+    return await first_row(resources.db, get_batch(batch_uuid, caller.scope))
 
 
 async def _existing(resources: Resources, batch_id: str, caller: Caller) -> Mapping[Any, Any]:
@@ -149,9 +148,7 @@ async def create_batch(
 async def _by_idempotency_key(
     resources: Resources, caller: Caller, key: str
 ) -> Mapping[Any, Any] | None:
-    async with resources.db.connect() as conn:
-        query = get_batch_by_idempotency_key(caller.owner_id, key)
-        return (await conn.execute(query)).mappings().first()
+    return await first_row(resources.db, get_batch_by_idempotency_key(caller.owner_id, key))
 
 
 async def _replay(

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Header, Query, Response
 from redis.exceptions import RedisError
 
 from api.auth import Caller, CallerDep
-from api.deps import Resources, ResourcesDep
+from api.deps import Resources, ResourcesDep, first_row
 from api.errors import ConflictError, NotFoundError
 from api.job_follower import load_job
 from api.job_views import job_public
@@ -94,9 +94,7 @@ def new_job_row(
 async def _by_idempotency_key(
     resources: Resources, caller: Caller, key: str
 ) -> Mapping[str, Any] | None:
-    async with resources.db.connect() as conn:
-        lookup = get_job_by_idempotency_key(caller.owner_id, key)
-        return (await conn.execute(lookup)).mappings().first()
+    return await first_row(resources.db, get_job_by_idempotency_key(caller.owner_id, key))
 
 
 def _replay(row: Mapping[str, Any], fingerprint: str | None, response: Response) -> JobPublic:

@@ -22,7 +22,7 @@ from api.batch_schemas import BatchOptions
 from api.batch_store import store_batch
 from api.batch_upload import Upload
 from api.batch_views import tally_jobs
-from api.deps import Resources, ResourcesDep
+from api.deps import Resources, ResourcesDep, first_row
 from api.openai_errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
 from api.openai_requests import ENDPOINTS
 from api.openai_views import batch_output_line
@@ -109,8 +109,7 @@ async def _stored_file(
     resources: Resources, caller: Caller, file_uuid: uuid.UUID, name: str
 ) -> Any:
     query = select(files).where(files.c.id == file_uuid, owned_by(files.c.owner_id, caller.scope))
-    async with resources.db.connect() as conn:
-        row = (await conn.execute(query)).mappings().first()
+    row = await first_row(resources.db, query)
     if row is None:
         raise OpenAIError(404, f"no file {name!r}", param="file_id")
     return row
