@@ -26,6 +26,7 @@ from db.migrate import reset_database
 from vqueue import stack
 from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
+from vqueue.bench.profile import Profiler
 from vqueue.bench.report import machine, verdicts, write_json, write_markdown, write_plot
 from vqueue.bench.timeline import timeline
 from vqueue.bench.workload import RunResult, Workload, make_prompts, ms
@@ -64,6 +65,19 @@ def parse_args() -> argparse.Namespace:
         help="workers serving the queue, each its own GPU; those beyond the stack's own are "
         "started by the caller on this host (scripts/gpu-bench does, with BENCH_WORKERS)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="sample the worker and the API with py-spy during the measured run, into this folder",
+    )
+    parser.add_argument("--profile-seconds", type=int, default=12)
+    parser.add_argument(
+        "--warmups",
+        type=int,
+        default=1,
+        help="full-batch warm-up runs on each side before measuring (kernels that compile "
+        "for new batch shapes can still do so in a second run)",
+    )
     return parser.parse_args()
 
 
@@ -96,10 +110,16 @@ async def queue_phase(
         return await queue_side.run_streamed(base_url, chosen, workload)
 
     n = workload.jobs
-    log(f"queue: warm-up with {n} jobs")
-    await run_streamed(prompts[:n])
+    for _ in range(args.warmups):
+        log(f"queue: warm-up with {n} jobs")
+        await run_streamed(prompts[:n])
     log("queue: measured run, SSE")
+    profiler = Profiler(settings, args.profile, args.profile_seconds) if args.profile else None
+    if profiler is not None:
+        profiler.start("measured")
     streamed = await run_streamed(prompts[:n])
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait)
     started = datetime.fromtimestamp(streamed.started_at, UTC)
     stages = await asyncio.to_thread(timeline, settings.database_url, started)
     log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
@@ -125,14 +145,21 @@ async def queue_phase(
 
 
 async def bare_phase(
-    settings: Settings, model_path: Path, prompts: list[str], workload: Workload, levels: list[int]
+    settings: Settings,
+    model_path: Path,
+    prompts: list[str],
+    workload: Workload,
+    levels: list[int],
+    warmups: int,
 ) -> dict[str, Any]:
     n = workload.jobs
     log("bare: starting the engine")
     engine = BareEngine(settings, model_path)
     try:
-        log(f"bare: warm-up with {n} jobs")
-        await engine.run(prompts[:n], workload)
+        await engine.start()
+        for _ in range(warmups):
+            log(f"bare: warm-up with {n} jobs")
+            await engine.run(prompts[:n], workload)
         streamed = await engine.run(prompts[:n], workload)
         log(f"bare: {streamed.tok_s:.1f} tok/s")
         by_level = {n: streamed.tok_s}
@@ -207,7 +234,7 @@ def main() -> None:
         )
     finally:
         stack.down(settings)
-    bare = asyncio.run(bare_phase(settings, model_path, prompts, workload, levels))
+    bare = asyncio.run(bare_phase(settings, model_path, prompts, workload, levels, args.warmups))
 
     q_run: RunResult = queue.pop("_streamed")
     b_run: RunResult = bare.pop("_streamed")
@@ -225,6 +252,7 @@ def main() -> None:
             "enforce_eager": settings.enforce_eager,
         },
         "workload": workload.__dict__,
+        "warmups": args.warmups,
         "api_workers": settings.api_workers,
         "queue": queue,
         "bare": bare,

@@ -13,11 +13,20 @@ class BareEngine:
     def __init__(self, settings: Settings, model_path: Path) -> None:
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        from worker.engine import engine_args
+        from worker.engine import engine_args, warmup_wanted
 
         # The worker's own function, so both sides run identical engine settings.
         self.engine: Any = AsyncLLM.from_engine_args(engine_args(settings, model_path))
         self._ids = 0
+        self.warm = not warmup_wanted(settings)
+
+    async def start(self) -> None:
+        """The worker's own start-up warm-up (worker/warmup.py), where the worker runs one."""
+        from worker.warmup import warm_up
+
+        if not self.warm:
+            await warm_up(self.engine)
+            self.warm = True
 
     def _sampling(self, workload: Workload) -> Any:
         from vllm import SamplingParams

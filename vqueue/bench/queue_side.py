@@ -10,7 +10,7 @@ import os
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 import orjson
@@ -45,16 +45,24 @@ async def _submit(session: aiohttp.ClientSession, body: dict[str, Any]) -> str:
     return job_id
 
 
-async def follow(
-    session: aiohttp.ClientSession, job_id: str
-) -> tuple[str, list[float], float | None]:
-    """A job's stream: (its text, delivery lags, arrival time of the first delta)."""
+class Followed(NamedTuple):
+    text: str
+    lags: list[float]  # tokens produced while the stream was open: the delivery path's lag
+    replay_lags: list[float]  # tokens produced before it opened, sent from the token log
+    first: float | None  # perf_counter() at the first delta
+
+
+async def follow(session: aiohttp.ClientSession, job_id: str) -> Followed:
+    """A job's stream, to its end."""
     parts: list[str] = []
     lags: list[float] = []
+    replay_lags: list[float] = []
     first = None
     event = b""
     async with session.get(f"/jobs/{job_id}/stream") as response:
         response.raise_for_status()
+        # A token made before this answer came could not be delivered live to this client.
+        opened = time.time()
         async for raw in response.content:
             line = raw.rstrip(b"\n")
             if line.startswith(b"event: "):
@@ -66,13 +74,13 @@ async def follow(
                     if first is None:
                         first = time.perf_counter()
                     parts.append(data["text"])
-                    if data.get("t"):
-                        lags.append(now - data["t"])
+                    if produced := data.get("t"):
+                        (lags if produced >= opened else replay_lags).append(now - produced)
                 elif event == b"done":
                     data = orjson.loads(line[6:])
                     if data["status"] != "succeeded":
                         raise RuntimeError(f"job {job_id} ended {data['status']}: {data}")
-                    return "".join(parts), lags, first
+                    return Followed("".join(parts), lags, replay_lags, first)
     raise RuntimeError(f"the stream of {job_id} ended without a done event")
 
 
@@ -81,19 +89,24 @@ async def run_streamed(base_url: str, prompts: list[str], workload: Workload) ->
     async with _session(base_url, 2 * len(prompts) + 8) as session:
         started, started_at = time.perf_counter(), time.time()
 
-        async def one(prompt: str) -> tuple[float, list[float]]:
+        async def one(prompt: str) -> tuple[float, Followed]:
             sent = time.perf_counter()
             job_id = await _submit(session, {"prompt": prompt, **workload.sampling()})
-            _, lags, first = await follow(session, job_id)
-            assert first is not None
-            return first - sent, lags
+            followed = await follow(session, job_id)
+            assert followed.first is not None
+            return followed.first - sent, followed
 
         results = await asyncio.gather(*(one(prompt) for prompt in prompts))
         seconds = time.perf_counter() - started
-    tokens = len(prompts) * workload.output_tokens
-    lags = [lag for _, job_lags in results for lag in job_lags]
-    ttfts = [ttft for ttft, _ in results]
-    return RunResult(len(prompts), tokens, seconds, ttfts, lags, started_at=started_at)
+    return RunResult(
+        len(prompts),
+        len(prompts) * workload.output_tokens,
+        seconds,
+        [ttft for ttft, _ in results],
+        [lag for _, followed in results for lag in followed.lags],
+        [lag for _, followed in results for lag in followed.replay_lags],
+        started_at=started_at,
+    )
 
 
 # Time the client processes get to start (spawn, imports) before they submit together.
@@ -114,23 +127,23 @@ def run_streamed_in_processes(
         parts = pool.starmap(
             _client_process, [(base_url, part, workload, start_at) for part in slices]
         )
-    seconds = max(started + taken for started, taken, _, _ in parts) - start_at
+    seconds = max(part.started_at + part.seconds for part in parts) - start_at
     return RunResult(
         len(prompts),
         len(prompts) * workload.output_tokens,
         seconds,
-        [ttft for _, _, ttfts, _ in parts for ttft in ttfts],
-        [lag for _, _, _, lags in parts for lag in lags],
+        [ttft for part in parts for ttft in part.ttft_s],
+        [lag for part in parts for lag in part.lag_s],
+        [lag for part in parts for lag in part.replay_lag_s],
         started_at=start_at,
     )
 
 
 def _client_process(
     base_url: str, prompts: list[str], workload: Workload, start_at: float
-) -> tuple[float, float, list[float], list[float]]:
+) -> RunResult:
     time.sleep(max(0.0, start_at - time.time()))
-    result = asyncio.run(run_streamed(base_url, prompts, workload))
-    return result.started_at, result.seconds, result.ttft_s, result.lag_s
+    return asyncio.run(run_streamed(base_url, prompts, workload))
 
 
 async def run_polled(
@@ -189,7 +202,9 @@ async def fan_out(
             async with session.get(f"/jobs/{job_id}") as response:
                 finals[job_id] = orjson.loads(await response.read())["text"]
     expected = [finals[job_id] for job_id in job_ids for _ in range(clients_per_job)]
-    complete = sum(text == final for (text, _, _), final in zip(streams, expected, strict=True))
+    complete = sum(
+        followed.text == final for followed, final in zip(streams, expected, strict=True)
+    )
     return {
         "jobs": len(job_ids),
         "clients": len(streams),

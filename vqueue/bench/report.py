@@ -63,7 +63,8 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
         f"Workload: {result['workload']['jobs']} jobs x ~{result['workload']['prompt_tokens']} "
         f"prompt / {result['workload']['output_tokens']} output tokens, temperature "
         f"{result['workload']['temperature']}, top-p {result['workload']['top_p']}, ignore_eos; "
-        f"engine {json.dumps(result['engine'])}. Both sides warmed up with the full batch first.",
+        f"engine {json.dumps(result['engine'])}. Both sides warmed up with the full batch first"
+        f" ({_runs(result.get('warmups', 1))}).",
         "",
         "| measure | queue (HTTP + SSE) | bare AsyncLLM | ratio / overhead | target | met |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -112,6 +113,15 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
         "",
         "sse_lag_p99_ms",
     )
+    streamed = queue["streamed"]
+    if streamed.get("replayed_tokens"):
+        lines += [
+            "",
+            f"The delivery lag counts the tokens made while their client's stream was open; "
+            f"{streamed['replayed_tokens']} tokens made before it opened (the client was still "
+            f"connecting) came from the token log on connect, p99 "
+            f"{streamed['replay_lag_p99_ms']} ms after they were made.",
+        ]
     fan = result["fan_out"]
     lines += [
         "",
@@ -138,8 +148,23 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
             "| --- | --- | --- | --- |",
         ]
         for stage, at in stages.items():
-            name = stage.replace("_", " ")
-            lines.append(f"| {name} | {at['first']} | {at['p50']} | {at['last']} |")
+            if stage != "workers":
+                name = stage.replace("_", " ")
+                lines.append(f"| {name} | {at['first']} | {at['p50']} | {at['last']} |")
+        if workers := stages.get("workers"):
+            lines += [
+                "",
+                "How the burst was shared out (ms after the first submit):",
+                "",
+                "| worker | jobs | claimed: first / median / last | first token: same |",
+                "| --- | --- | --- | --- |",
+            ]
+            for name, own in workers.items():
+                claimed, first = own["claimed"], own["first_token"]
+                lines.append(
+                    f"| {name} | {own['jobs']} | {claimed['first']} / {claimed['p50']} / "
+                    f"{claimed['last']} | {first['first']} / {first['p50']} / {first['last']} |"
+                )
     if result.get("notes"):
         lines += ["", *result["notes"]]
     path.write_text("\n".join(lines) + "\n")
@@ -191,3 +216,7 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _runs(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"

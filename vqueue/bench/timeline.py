@@ -19,15 +19,31 @@ STAGES = {
 }
 
 
-def timeline(database_url: str, started: datetime) -> dict[str, dict[str, float | None]]:
-    """Per stage: first, median and last job, in ms after `started`."""
+def timeline(database_url: str, started: datetime) -> dict[str, Any]:
+    """Per stage: first, median and last job, in ms after `started`; with several workers,
+    the same for each worker's jobs under "workers" (how a burst was shared out)."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
-            rows = conn.execute(select(*STAGES.values()).where(jobs.c.created_at >= started)).all()
+            query = select(jobs.c.worker, *STAGES.values()).where(jobs.c.created_at >= started)
+            rows = conn.execute(query).all()
     finally:
         engine.dispose()
-    result: dict[str, dict[str, Any]] = {}
+    result: dict[str, Any] = _stages([row[1:] for row in rows], started)
+    workers = sorted({row[0] for row in rows if row[0]})
+    if len(workers) > 1:
+        result["workers"] = {
+            worker: {
+                "jobs": sum(row[0] == worker for row in rows),
+                **_stages([row[1:] for row in rows if row[0] == worker], started),
+            }
+            for worker in workers
+        }
+    return result
+
+
+def _stages(rows: list[Any], started: datetime) -> dict[str, dict[str, float | None]]:
+    result: dict[str, dict[str, float | None]] = {}
     for index, stage in enumerate(STAGES):
         offsets = [(row[index] - started).total_seconds() * 1000 for row in rows if row[index]]
         result[stage] = {

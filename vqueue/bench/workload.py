@@ -80,6 +80,9 @@ class RunResult:
     seconds: float
     ttft_s: list[float] = field(default_factory=list)
     lag_s: list[float] = field(default_factory=list)
+    # Tokens made before their client's stream opened (sent from the token log on connect):
+    # kept apart, as no delivery path could have brought them sooner.
+    replay_lag_s: list[float] = field(default_factory=list)
     started_at: float = 0.0  # wall clock (time.time()) of the first submit
 
     @property
@@ -96,6 +99,8 @@ class RunResult:
             "ttft_p99_ms": ms(percentile(self.ttft_s, 99)),
             "lag_p50_ms": ms(percentile(self.lag_s, 50)),
             "lag_p99_ms": ms(percentile(self.lag_s, 99)),
+            "replayed_tokens": len(self.replay_lag_s),
+            "replay_lag_p99_ms": ms(percentile(self.replay_lag_s, 99)),
         }
 
 
