@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # vLLM's per-step statistics: useful figures, but they cost a busy worker's event loop
     # about a fifth of its time (profiled on an H100 at 256 concurrent jobs).
     engine_stats: bool = False
+    # A sweep of prefill steps of every size before taking jobs, so kernels that compile per
+    # batch shape do it then (worker/warmup.py). None: on a GPU, not on the CPU build.
+    engine_warmup: bool | None = None
     # "priority" lets the engine order waiting requests by the jobs' priorities; "fcfs" does not.
     scheduling_policy: str = Field("priority", pattern="^(priority|fcfs)$")
     # Celery task threads feeding the one engine; 0: max_num_seqs, so the engine can batch fully.

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from vqueue.settings import Settings
 from worker.engine_stats import SchedulerSnapshot
+from worker.warmup import warm_up
 
 T = TypeVar("T")
 
@@ -69,6 +70,14 @@ def engine_args(settings: Settings, model_path: Path) -> Any:
     )
 
 
+def warmup_wanted(settings: Settings) -> bool:
+    if settings.engine_warmup is not None:
+        return settings.engine_warmup
+    from vllm.platforms import current_platform
+
+    return not current_platform.is_cpu()
+
+
 class EngineHost:
     """Owns the loop thread and the engine; use `start()` then `close()` (or `with`)."""
 
@@ -99,6 +108,14 @@ class EngineHost:
 
         self.engine = self.submit(build()).result()
         self.max_model_len = self.engine.vllm_config.model_config.max_model_len
+        if warmup_wanted(self.settings):
+            try:
+                self.submit(warm_up(self.engine)).result()
+            except Exception:
+                # Only a speed-up: a worker whose engine still runs serves without it.
+                if self.engine.errored:
+                    raise
+                log.exception("engine warm-up failed; serving without it")
         log.info("engine ready: %s (max_model_len %d)", self.model_path, self.max_model_len)
         return self
 
