@@ -28,8 +28,8 @@ from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
 from vqueue.bench.profile import Profiler
 from vqueue.bench.report import machine, verdicts, write_json, write_markdown, write_plot
-from vqueue.bench.timeline import timeline
-from vqueue.bench.workload import RunResult, Workload, make_prompts, ms
+from vqueue.bench.timeline import claim_offsets, timeline
+from vqueue.bench.workload import RunResult, Workload, make_prompts, ms, percentile
 from vqueue.settings import Settings, get_settings
 from worker.model_source import resolve_model
 
@@ -122,6 +122,7 @@ async def queue_phase(
         await asyncio.to_thread(profiler.wait)
     started = datetime.fromtimestamp(streamed.started_at, UTC)
     stages = await asyncio.to_thread(timeline, settings.database_url, started)
+    claims = await asyncio.to_thread(claim_offsets, settings.database_url, started)
     log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
     polled = await queue_side.run_polled(base_url, prompts[:n], workload)
     by_level = {n: streamed.tok_s}
@@ -141,6 +142,7 @@ async def queue_phase(
         "single_tok_s": round(median_single(singles), 1),
         "fan_out": fan_out,
         "_streamed": streamed,
+        "_claims": claims,
     }
 
 
@@ -151,6 +153,7 @@ async def bare_phase(
     workload: Workload,
     levels: list[int],
     warmups: int,
+    claims: list[float],
 ) -> dict[str, Any]:
     n = workload.jobs
     log("bare: starting the engine")
@@ -162,6 +165,9 @@ async def bare_phase(
             await engine.run(prompts[:n], workload)
         streamed = await engine.run(prompts[:n], workload)
         log(f"bare: {streamed.tok_s:.1f} tok/s")
+        # Is the queue's time to first token the engine's answer to arrivals spread out as the
+        # worker's claims were, or the worker's own? Feed the bare engine at those instants.
+        fed = await engine.run(prompts[: len(claims)], workload, delays=claims) if claims else None
         by_level = {n: streamed.tok_s}
         for level in levels:
             by_level[level] = (await engine.run(prompts[:level], workload)).tok_s
@@ -170,9 +176,23 @@ async def bare_phase(
         engine.shutdown()
     return {
         "streamed": streamed.summary(),
+        "at_claim_times": None if fed is None else _first_tokens(fed, claims),
         "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
         "single_tok_s": round(median_single(singles), 1),
         "_streamed": streamed,
+    }
+
+
+def _first_tokens(run: RunResult, delays: list[float]) -> dict[str, Any]:
+    """When a run fed at `delays` gave its first tokens, in ms after its start."""
+    offsets = sorted(1000 * (delay + ttft) for delay, ttft in zip(delays, run.ttft_s, strict=True))
+    return {
+        "tok_s": round(run.tok_s, 1),
+        "first_token": {
+            "first": round(offsets[0], 1),
+            "p50": ms(percentile([o / 1000 for o in offsets], 50)),
+            "last": round(offsets[-1], 1),
+        },
     }
 
 
@@ -234,7 +254,10 @@ def main() -> None:
         )
     finally:
         stack.down(settings)
-    bare = asyncio.run(bare_phase(settings, model_path, prompts, workload, levels, args.warmups))
+    claims = queue.pop("_claims")
+    bare = asyncio.run(
+        bare_phase(settings, model_path, prompts, workload, levels, args.warmups, claims)
+    )
 
     q_run: RunResult = queue.pop("_streamed")
     b_run: RunResult = bare.pop("_streamed")
@@ -313,8 +336,6 @@ def _live_workers(settings: Settings) -> list[str]:
 
 
 def _overhead(queue: list[float], bare: list[float], p: float) -> float | None:
-    from vqueue.bench.workload import percentile
-
     q, b = percentile(queue, p), percentile(bare, p)
     return None if q is None or b is None else ms(q - b)
 

@@ -34,11 +34,16 @@ class BareEngine:
 
         return SamplingParams(**workload.sampling(), output_kind=RequestOutputKind.DELTA)
 
-    async def run(self, prompts: list[str], workload: Workload) -> RunResult:
+    async def run(
+        self, prompts: list[str], workload: Workload, delays: list[float] | None = None
+    ) -> RunResult:
+        """All prompts at once, or each `delays[i]` seconds after the start."""
         sampling = self._sampling(workload)
         started = time.perf_counter()
 
-        async def one(prompt: str) -> tuple[float, int]:
+        async def one(prompt: str, delay: float) -> tuple[float, int]:
+            if delay > 0:
+                await asyncio.sleep(started + delay - time.perf_counter())
             self._ids += 1
             sent = time.perf_counter()
             first = None
@@ -50,7 +55,10 @@ class BareEngine:
             assert first is not None
             return first - sent, tokens
 
-        results = await asyncio.gather(*(one(prompt) for prompt in prompts))
+        waits = delays or [0.0] * len(prompts)
+        results = await asyncio.gather(
+            *(one(prompt, delay) for prompt, delay in zip(prompts, waits, strict=True))
+        )
         seconds = time.perf_counter() - started
         return RunResult(
             len(prompts), sum(tokens for _, tokens in results), seconds, [t for t, _ in results]

@@ -151,6 +151,15 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
             if stage != "workers":
                 name = stage.replace("_", " ")
                 lines.append(f"| {name} | {at['first']} | {at['p50']} | {at['last']} |")
+        if fed := bare.get("at_claim_times"):
+            at = fed["first_token"]
+            lines += [
+                "",
+                "The bare engine, fed the same prompts at the instants the worker claimed them "
+                f"(a run of its own, {fed['tok_s']} tok/s), gave its first tokens at "
+                f"{at['first']} / {at['p50']} / {at['last']} ms (first / median / last job): "
+                "what the engine alone makes of arrivals spread out like the queue's.",
+            ]
         if workers := stages.get("workers"):
             lines += [
                 "",

@@ -42,6 +42,20 @@ def timeline(database_url: str, started: datetime) -> dict[str, Any]:
     return result
 
 
+def claim_offsets(database_url: str, started: datetime) -> list[float]:
+    """Seconds after `started` at which the run's jobs were claimed, earliest first."""
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            query = select(jobs.c.started_at).where(
+                jobs.c.created_at >= started, jobs.c.started_at.is_not(None)
+            )
+            claimed = conn.execute(query).scalars().all()
+    finally:
+        engine.dispose()
+    return sorted((at - started).total_seconds() for at in claimed)
+
+
 def _stages(rows: list[Any], started: datetime) -> dict[str, dict[str, float | None]]:
     result: dict[str, dict[str, float | None]] = {}
     for index, stage in enumerate(STAGES):
