@@ -28,7 +28,7 @@ from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
 from vqueue.bench.profile import Profiler
 from vqueue.bench.report import machine, verdicts, write_json, write_markdown, write_plot
-from vqueue.bench.timeline import claim_offsets, timeline
+from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
 from vqueue.bench.workload import RunResult, Workload, make_prompts, ms, percentile
 from vqueue.settings import Settings, get_settings
 from worker.model_source import resolve_model
@@ -121,8 +121,8 @@ async def queue_phase(
     if profiler is not None:
         await asyncio.to_thread(profiler.wait)
     started = datetime.fromtimestamp(streamed.started_at, UTC)
-    stages = await asyncio.to_thread(timeline, settings.database_url, started)
-    claims = await asyncio.to_thread(claim_offsets, settings.database_url, started)
+    rows = await asyncio.to_thread(job_times, settings.database_url, started)
+    stages, claims = timeline(rows, started), claim_offsets(rows, started)
     log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
     polled = await queue_side.run_polled(base_url, prompts[:n], workload)
     by_level = {n: streamed.tok_s}
@@ -185,15 +185,8 @@ async def bare_phase(
 
 def _first_tokens(run: RunResult, delays: list[float]) -> dict[str, Any]:
     """When a run fed at `delays` gave its first tokens, in ms after its start."""
-    offsets = sorted(1000 * (delay + ttft) for delay, ttft in zip(delays, run.ttft_s, strict=True))
-    return {
-        "tok_s": round(run.tok_s, 1),
-        "first_token": {
-            "first": round(offsets[0], 1),
-            "p50": ms(percentile([o / 1000 for o in offsets], 50)),
-            "last": round(offsets[-1], 1),
-        },
-    }
+    offsets = [1000 * (delay + ttft) for delay, ttft in zip(delays, run.ttft_s, strict=True)]
+    return {"tok_s": round(run.tok_s, 1), "first_token": spread(offsets)}
 
 
 def versions() -> dict[str, str]:

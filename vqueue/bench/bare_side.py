@@ -18,15 +18,14 @@ class BareEngine:
         # The worker's own function, so both sides run identical engine settings.
         self.engine: Any = AsyncLLM.from_engine_args(engine_args(settings, model_path))
         self._ids = 0
-        self.warm = not warmup_wanted(settings)
+        self._sweeps = warmup_wanted(settings)
 
     async def start(self) -> None:
         """The worker's own start-up warm-up (worker/warmup.py), where the worker runs one."""
         from worker.warmup import warm_up
 
-        if not self.warm:
+        if self._sweeps:
             await warm_up(self.engine)
-            self.warm = True
 
     def _sampling(self, workload: Workload) -> Any:
         from vllm import SamplingParams

@@ -213,6 +213,10 @@ def write_plot(path: Path, result: dict[str, Any]) -> bool:
     return True
 
 
+def _runs(count: int) -> str:
+    return "once" if count == 1 else f"{count} times"
+
+
 def main() -> None:
     import sys
 
@@ -225,7 +229,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _runs(count: int) -> str:
-    return "once" if count == 1 else f"{count} times"

@@ -19,16 +19,20 @@ STAGES = {
 }
 
 
-def timeline(database_url: str, started: datetime) -> dict[str, Any]:
-    """Per stage: first, median and last job, in ms after `started`; with several workers,
-    the same for each worker's jobs under "workers" (how a burst was shared out)."""
+def job_times(database_url: str, started: datetime) -> list[Any]:
+    """The run's jobs as (worker, then one timestamp per stage), read once for every view."""
     engine = create_engine(database_url)
     try:
         with engine.connect() as conn:
             query = select(jobs.c.worker, *STAGES.values()).where(jobs.c.created_at >= started)
-            rows = conn.execute(query).all()
+            return list(conn.execute(query).all())
     finally:
         engine.dispose()
+
+
+def timeline(rows: list[Any], started: datetime) -> dict[str, Any]:
+    """Per stage: first, median and last job, in ms after `started`; with several workers,
+    the same for each worker's jobs under "workers" (how a burst was shared out)."""
     result: dict[str, Any] = _stages([row[1:] for row in rows], started)
     workers = sorted({row[0] for row in rows if row[0]})
     if len(workers) > 1:
@@ -42,29 +46,26 @@ def timeline(database_url: str, started: datetime) -> dict[str, Any]:
     return result
 
 
-def claim_offsets(database_url: str, started: datetime) -> list[float]:
+def claim_offsets(rows: list[Any], started: datetime) -> list[float]:
     """Seconds after `started` at which the run's jobs were claimed, earliest first."""
-    engine = create_engine(database_url)
-    try:
-        with engine.connect() as conn:
-            query = select(jobs.c.started_at).where(
-                jobs.c.created_at >= started, jobs.c.started_at.is_not(None)
-            )
-            claimed = conn.execute(query).scalars().all()
-    finally:
-        engine.dispose()
-    return sorted((at - started).total_seconds() for at in claimed)
+    claimed = 1 + list(STAGES).index("claimed")
+    return sorted((row[claimed] - started).total_seconds() for row in rows if row[claimed])
+
+
+def spread(offsets_ms: list[float]) -> dict[str, float | None]:
+    """First, median and last of some jobs' offsets, in ms to a tenth."""
+    return {
+        "first": round(min(offsets_ms), 1) if offsets_ms else None,
+        "p50": _round(percentile(offsets_ms, 50)),
+        "last": round(max(offsets_ms), 1) if offsets_ms else None,
+    }
 
 
 def _stages(rows: list[Any], started: datetime) -> dict[str, dict[str, float | None]]:
     result: dict[str, dict[str, float | None]] = {}
     for index, stage in enumerate(STAGES):
         offsets = [(row[index] - started).total_seconds() * 1000 for row in rows if row[index]]
-        result[stage] = {
-            "first": round(min(offsets), 1) if offsets else None,
-            "p50": _round(percentile(offsets, 50)),
-            "last": round(max(offsets), 1) if offsets else None,
-        }
+        result[stage] = spread(offsets)
     return result
 
 
