@@ -7,10 +7,13 @@ from typing import Any
 
 from redis import Redis
 from sqlalchemy import Engine
+from transformers import AutoTokenizer
 
 from tests.helpers import http, insert_unqueued_job
 from vqueue.client import ServerEvent, VQueueClient
 from vqueue.contract import token_log_key
+from vqueue.settings import Settings
+from worker.default_model import prepared_path
 
 
 def deltas(events: list[ServerEvent]) -> list[ServerEvent]:
@@ -65,6 +68,21 @@ def test_chat_messages_go_through_the_chat_template(client: VQueueClient) -> Non
     assert chat_done["status"] == plain_done["status"] == "succeeded"
     # The template wraps the question in role markers and SmolLM's default system prompt.
     assert chat_done["usage"]["prompt_tokens"] > plain_done["usage"]["prompt_tokens"] + 10
+
+
+def test_prompts_are_tokenized_as_the_engine_would(
+    client: VQueueClient, settings: Settings
+) -> None:
+    # The worker tokenizes a message's prompts together, off the engine loop; each job must
+    # still read exactly its own prompt's tokens, as the engine's tokenizer makes them.
+    tokenizer = AutoTokenizer.from_pretrained(prepared_path(settings.model_cache_dir))
+    prompts = ["Hi", "Ünïcode — ✓ and emoji 🙂 in a prompt", "One two three four five six " * 20]
+    with ThreadPoolExecutor(len(prompts)) as pool:
+        jobs = list(pool.map(lambda p: client.submit(prompt=p, max_tokens=2), prompts))
+    for prompt, job in zip(prompts, jobs, strict=True):
+        final = client.wait(job["id"])
+        assert final["status"] == "succeeded", final
+        assert final["usage"]["prompt_tokens"] == len(tokenizer(prompt)["input_ids"])
 
 
 def test_a_late_subscriber_gets_the_whole_text(client: VQueueClient) -> None:
