@@ -26,10 +26,11 @@ from db.migrate import reset_database
 from vqueue import stack
 from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
+from vqueue.bench.cpu_use import CpuUse
 from vqueue.bench.profile import Profiler
 from vqueue.bench.report import machine, verdicts, write_json, write_markdown, write_plot
 from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
-from vqueue.bench.workload import RunResult, Workload, make_prompts, ms, percentile
+from vqueue.bench.workload import Prompts, RunResult, Workload, ms, percentile
 from vqueue.settings import Settings, get_settings
 from worker.model_source import resolve_model
 
@@ -91,7 +92,7 @@ def median_single(results: list[RunResult]) -> float:
 
 async def queue_phase(
     settings: Settings,
-    prompts: list[str],
+    prompts: Prompts,
     workload: Workload,
     levels: list[int],
     args: Any,
@@ -110,33 +111,36 @@ async def queue_phase(
         return await queue_side.run_streamed(base_url, chosen, workload)
 
     n = workload.jobs
-    for _ in range(args.warmups):
+    for i in range(args.warmups):
         log(f"queue: warm-up with {n} jobs")
-        await run_streamed(prompts[:n])
+        await run_streamed(prompts.take(f"warm-up {i}", n))
     log("queue: measured run, SSE")
     profiler = Profiler(settings, args.profile, args.profile_seconds) if args.profile else None
     if profiler is not None:
         profiler.start("measured")
-    streamed = await run_streamed(prompts[:n])
+    cpu = CpuUse()
+    streamed = await run_streamed(prompts.take("measured", n))
+    cpu_use = cpu.read()
     if profiler is not None:
         await asyncio.to_thread(profiler.wait)
     started = datetime.fromtimestamp(streamed.started_at, UTC)
     rows = await asyncio.to_thread(job_times, settings.database_url, started)
     stages, claims = timeline(rows, started), claim_offsets(rows, started)
     log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
-    polled = await queue_side.run_polled(base_url, prompts[:n], workload)
+    polled = await queue_side.run_polled(base_url, prompts.take("polled", n), workload)
     by_level = {n: streamed.tok_s}
     for level in levels:
-        by_level[level] = (await run_streamed(prompts[:level])).tok_s
-    singles = [await run_streamed(prompts[i : i + 1]) for i in range(SINGLE_RUNS)]
+        by_level[level] = (await run_streamed(prompts.take(f"level {level}", level))).tok_s
+    singles = [await run_streamed(prompts.take(f"single {i}", 1)) for i in range(SINGLE_RUNS)]
     clients_per_job = max(1, args.fan_out_clients // args.fan_out_jobs)
     log(f"queue: {clients_per_job * args.fan_out_jobs} SSE clients on {args.fan_out_jobs} jobs")
     fan_out = await queue_side.fan_out(
-        base_url, prompts[: args.fan_out_jobs], workload, clients_per_job
+        base_url, prompts.take("fan-out", args.fan_out_jobs), workload, clients_per_job
     )
     return {
         "streamed": streamed.summary(),
         "timeline": stages,
+        "cpu": cpu_use,
         "polled": polled.summary(),
         "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
         "single_tok_s": round(median_single(singles), 1),
@@ -149,7 +153,7 @@ async def queue_phase(
 async def bare_phase(
     settings: Settings,
     model_path: Path,
-    prompts: list[str],
+    prompts: Prompts,
     workload: Workload,
     levels: list[int],
     warmups: int,
@@ -160,18 +164,23 @@ async def bare_phase(
     engine = BareEngine(settings, model_path)
     try:
         await engine.start()
-        for _ in range(warmups):
+        for i in range(warmups):
             log(f"bare: warm-up with {n} jobs")
-            await engine.run(prompts[:n], workload)
-        streamed = await engine.run(prompts[:n], workload)
+            await engine.run(prompts.take(f"warm-up {i}", n), workload)
+        streamed = await engine.run(prompts.take("measured", n), workload)
         log(f"bare: {streamed.tok_s:.1f} tok/s")
         # Is the queue's time to first token the engine's answer to arrivals spread out as the
         # worker's claims were, or the worker's own? Feed the bare engine at those instants.
-        fed = await engine.run(prompts[: len(claims)], workload, delays=claims) if claims else None
+        fed = None
+        if claims:  # new prompts: the queue's measured run had not seen its own before
+            fed = await engine.run(prompts.take("fed", len(claims)), workload, delays=claims)
         by_level = {n: streamed.tok_s}
         for level in levels:
-            by_level[level] = (await engine.run(prompts[:level], workload)).tok_s
-        singles = [await engine.run(prompts[i : i + 1], workload) for i in range(SINGLE_RUNS)]
+            chosen = prompts.take(f"level {level}", level)
+            by_level[level] = (await engine.run(chosen, workload)).tok_s
+        singles = [
+            await engine.run(prompts.take(f"single {i}", 1), workload) for i in range(SINGLE_RUNS)
+        ]
     finally:
         engine.shutdown()
     return {
@@ -218,11 +227,7 @@ def main() -> None:
     model_path = resolve_model(
         settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
     )
-    prompts = make_prompts(
-        Path(settings.tokenizer or model_path),
-        max(workload.jobs, args.fan_out_jobs, *levels),
-        args.prompt_tokens,
-    )
+    prompts = Prompts(Path(settings.tokenizer or model_path), args.prompt_tokens)
     log(f"fresh database and Redis db for {settings.database_url.rsplit('/', 1)[-1]}")
     reset_database(settings.database_url)
     Redis.from_url(settings.redis_url).flushdb()

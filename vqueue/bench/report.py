@@ -174,6 +174,13 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
                     f"| {name} | {own['jobs']} | {claimed['first']} / {claimed['p50']} / "
                     f"{claimed['last']} | {first['first']} / {first['p50']} / {first['last']} |"
                 )
+    if cpu := queue.get("cpu"):
+        parts = ", ".join(f"{group} {cores}" for group, cores in cpu["busy_cores"].items())
+        lines += [
+            "",
+            f"CPU over the measured run ({cpu['seconds']} s): {cpu['host_busy_cores']} of the "
+            f"host's {cpu['cores']} cores busy; by part, in cores: {parts}.",
+        ]
     if result.get("notes"):
         lines += ["", *result["notes"]]
     path.write_text("\n".join(lines) + "\n")

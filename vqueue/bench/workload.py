@@ -57,18 +57,35 @@ class Workload:
         }
 
 
-def make_prompts(tokenizer_path: Path, count: int, tokens: int) -> list[str]:
-    """`count` distinct prompts of about `tokens` tokens each (counted by the model's tokenizer)."""
-    from transformers import AutoTokenizer
+class Prompts:
+    """Distinct prompts of about `tokens` tokens each (counted by the model's tokenizer), new
+    ones for each run and the same for the same run on both sides. An engine serves a prompt
+    it has seen from its prefix cache: had the measured run repeated the warm-up's prompts,
+    both sides would skip their prefill, and with several workers each worker would have
+    seen only the part of the warm-up it was handed, while the bare engine had seen it all."""
 
-    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
-    prompts = []
-    for i in range(count):
-        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(tokens * 2)]
+    def __init__(self, tokenizer_path: Path, tokens: int) -> None:
+        from transformers import AutoTokenizer
+
+        self._tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
+        self._tokens = tokens
+        self._made = 0
+        self._runs: dict[str, list[str]] = {}
+
+    def take(self, run: str, count: int) -> list[str]:
+        """The prompts of the run named `run` (made on first asking)."""
+        prompts = self._runs.setdefault(run, [])
+        while len(prompts) < count:
+            prompts.append(self._make(self._made))
+            self._made += 1
+        return prompts[:count]
+
+    def _make(self, i: int) -> str:
+        words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(self._tokens * 2)]
         text = f"Request {i}: write a story that mentions " + " ".join(words)
-        ids = tokenizer(text, add_special_tokens=False)["input_ids"][:tokens]
-        prompts.append(tokenizer.decode(ids))
-    return prompts
+        ids = self._tokenizer(text, add_special_tokens=False)["input_ids"][: self._tokens]
+        decoded: str = self._tokenizer.decode(ids)
+        return decoded
 
 
 @dataclass
