@@ -142,25 +142,26 @@ class JobRunner:
     def _requests(self, rows: dict[str, Row]) -> dict[str, Coroutine[Any, Any, Outcome] | Outcome]:
         """By job: the run to start on the engine loop, its prompt made here, off the loop, or
         the outcome of a job that cannot become a request."""
-        made: dict[str, tuple[str, Any] | Outcome] = {}
+        requests: dict[str, Coroutine[Any, Any, Outcome] | Outcome] = {}
+        ready: dict[str, tuple[str, Any]] = {}  # job id -> (prompt text, sampling parameters)
         for job_id, row in rows.items():
             try:
-                made[job_id] = (self._prompt_text(row), to_sampling_params(row["params"]))
+                ready[job_id] = (self._prompt_text(row), to_sampling_params(row["params"]))
             except Exception as exc:
                 # The input could not be made into a request (e.g. no chat template).
                 with job_context(job_id):
                     log.warning("job %s: failed before generating: %s", job_id, exc)
-                made[job_id] = Outcome(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
-        ready = {job_id: m for job_id, m in made.items() if not isinstance(m, Outcome)}
-        token_ids = iter(self._tokenize([text for text, _ in ready.values()]))
-        requests: dict[str, Coroutine[Any, Any, Outcome] | Outcome] = {}
-        for job_id, request in made.items():
-            if isinstance(request, Outcome):
-                requests[job_id] = request
-                continue
-            row, prompt = rows[job_id], {"prompt_token_ids": next(token_ids)}
+                requests[job_id] = Outcome(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        token_ids = self._tokenize([text for text, _ in ready.values()])
+        for (job_id, (_, sampling)), ids in zip(ready.items(), token_ids, strict=True):
+            row = rows[job_id]
             requests[job_id] = self._generate(
-                job_id, row["attempt"], prompt, request[1], row["priority"], row["timeout_s"]
+                job_id,
+                row["attempt"],
+                {"prompt_token_ids": ids},
+                sampling,
+                row["priority"],
+                row["timeout_s"],
             )
         return requests
 
