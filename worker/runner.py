@@ -186,11 +186,11 @@ class JobRunner:
         """Prompts as token ids, all of a message in one call, in the task thread. Given text,
         the engine would tokenize on the engine loop, one prompt after another, each call
         giving up the GIL and then waiting for it (up to the 5 ms switch interval) behind the
-        threads taking in the rest of the burst: 256 prompts took 45 ms on a thread alone and
-        1.4 s beside one busy thread. One call at a time: vLLM's tokenizer keeps only a couple
-        of copies for concurrent callers and deep-copies another for each extra one. As vLLM
-        does, a text is cut one token past the context, so an over-long prompt still fails
-        the engine's length check."""
+        threads taking in the rest of the burst: 256 prompts took 55 ms on a thread alone and
+        1.3 s beside one busy thread (python -m vqueue.bench.gil_convoy). One call at a time:
+        vLLM's tokenizer keeps only a couple of copies for concurrent callers and deep-copies
+        another for each extra one. As vLLM does, a text is cut one token past the context, so
+        an over-long prompt still fails the engine's length check."""
         if not texts:
             return []
         with self._tokenizer_lock:

@@ -1,0 +1,62 @@
+"""Why the worker tokenizes off its engine loop: one thread tokenizing prompts while others
+run Python. The tokenizer gives up the GIL for its Rust part and must then wait for it behind
+a busy thread, up to the switch interval (5 ms by default) per call.
+
+    python -m vqueue.bench.gil_convoy [PROMPTS] [BUSY_THREADS...]
+"""
+
+import random
+import sys
+import threading
+import time
+
+from vqueue.bench.workload import WORDS
+from vqueue.settings import get_settings
+from worker.model_source import resolve_model
+
+
+def tokenize_beside_busy_threads(tokenizer: object, prompts: list[str], busy: int) -> float:
+    """Seconds to tokenize `prompts` one by one on this thread while `busy` threads spin."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        total = 0
+        while not stop.is_set():
+            total += sum(range(1000))
+
+    threads = [threading.Thread(target=spin, daemon=True) for _ in range(busy)]
+    for thread in threads:
+        thread.start()
+    started = time.perf_counter()
+    for prompt in prompts:
+        tokenizer(prompt)  # type: ignore[operator]
+    seconds = time.perf_counter() - started
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return seconds
+
+
+def main() -> None:
+    from transformers import AutoTokenizer
+
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 256
+    busy_counts = [int(arg) for arg in sys.argv[2:]] or [0, 1, 4]
+    settings = get_settings()
+    path = resolve_model(
+        settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
+    )
+    tokenizer = AutoTokenizer.from_pretrained(str(settings.tokenizer or path))
+    rng = random.Random(0)
+    prompts = [" ".join(rng.choice(WORDS) for _ in range(120)) for _ in range(count)]
+    interval_ms = sys.getswitchinterval() * 1000
+    for busy in busy_counts:
+        seconds = tokenize_beside_busy_threads(tokenizer, prompts, busy)
+        print(
+            f"{count} tokenizations beside {busy} busy threads "
+            f"(switch interval {interval_ms:g} ms): {seconds * 1000:.0f} ms"
+        )
+
+
+if __name__ == "__main__":
+    main()
