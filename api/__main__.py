@@ -17,6 +17,7 @@ def main() -> None:
         # Our handler (api.app configures it in each process), not uvicorn's own.
         log_config=None,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=settings.api_keepalive_s,
     )
 
 

@@ -1,5 +1,8 @@
 """`make up` on a running stack changes nothing; `/ready` reports the loaded worker."""
 
+import time
+from http.client import HTTPConnection
+
 import httpx
 from sqlalchemy import Engine
 
@@ -44,3 +47,23 @@ def test_make_run_key_is_made_once_and_remade_when_revoked(
     fresh = stack.local_key(settings)
     assert fresh not in (None, key)
     assert stack.local_key(settings.model_copy(update={"auth": False})) is None
+
+
+def test_an_idle_connection_outlives_the_clients_own_idle_limit(base_url: str) -> None:
+    # httpx drops a pooled connection after 5 s idle. Had the API closed it at that same
+    # instant (uvicorn's default), a request sent on it at 5 s would get no response at all.
+    url = httpx.URL(base_url)
+    conn = HTTPConnection(url.host, url.port, timeout=10)
+    try:
+        for pause in (0.0, 6.0):
+            time.sleep(pause)
+            # On a connection the server closed this raises RemoteDisconnected.
+            conn.request("GET", "/health")
+            response = conn.getresponse()
+            assert response.status == 200, f"after {pause} s idle"
+            response.read()
+            if pause == 0.0:
+                first_socket = conn.sock
+        assert conn.sock is first_socket  # the same connection, not a new one
+    finally:
+        conn.close()

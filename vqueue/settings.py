@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     api_port: int = 8000
     # Processes serving the API (each with its own pub/sub fan-out); more for many SSE readers.
     api_workers: int = Field(1, gt=0)
+    # How long an idle client connection stays open. Longer than a client's or proxy's own
+    # idle limit (httpx's 5 s, a load balancer's 60 s), so that the client always drops it
+    # first: a server closing it at the instant the client reuses it fails that request
+    # with no response at all.
+    api_keepalive_s: int = Field(75, gt=0)
     sse_keepalive_s: float = Field(15.0, gt=0)
     # How long a finished job's token log stays in Redis; after that streams replay from Postgres.
     stream_retention_s: int = Field(3600, gt=0)
