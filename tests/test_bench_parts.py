@@ -1,11 +1,14 @@
 """Parts of the benchmark that decide what its figures mean: the prompts each run gets, and
-the CPU accounting (which part of the stack a process belongs to)."""
+the CPU accounting (which part of the stack a process belongs to), and how the runs of the
+two sides taken in turns are paired and chosen."""
 
+import asyncio
 import subprocess
 import sys
 
-from vqueue.bench.cpu_use import BENCH, CpuUse, group_of
-from vqueue.bench.workload import Prompts
+from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
+from vqueue.bench.turns import QueueRun, median_pair, take_turns
+from vqueue.bench.workload import Prompts, RunResult
 from vqueue.settings import Settings
 from worker.default_model import prepared_path
 
@@ -35,6 +38,9 @@ PROCESSES = {
     107: (1, "/usr/bin/redis-server 127.0.0.1:6379", 0),
     108: (1, "python3 -m worker", 0),
     109: (1, "sshd: root", 0),
+    110: (BENCH_PID, "VLLM::EngineCore", 0),
+    111: (110, "VLLM::Worker", 0),
+    112: (104, "VLLM::Worker", 0),
 }
 
 
@@ -52,6 +58,9 @@ def test_each_process_counts_for_its_nearest_named_ancestor() -> None:
         107: "redis",
         108: "worker",  # one started beside the bench, as scripts/gpu-bench does
         109: "other",
+        110: BARE_ENGINE,  # the bench's own, up while the two sides take turns
+        111: BARE_ENGINE,
+        112: "engine core",
     }
 
 
@@ -67,3 +76,26 @@ def test_a_busy_child_is_counted_in_the_host_and_its_group() -> None:
     # The child ended before the read: its time is its parent's (this process, the "bench").
     assert busy[BENCH] * seconds >= 0.5
     assert read["host_busy_cores"] * seconds >= 0.5
+
+
+def test_runs_in_turns_pair_the_same_prompts_and_report_the_median_pair() -> None:
+    # Stand-ins for the two sides: what is under test is the order and the choice of pair.
+    order: list[str] = []
+    queue_rates = {"measured 0": 90.0, "measured 1": 120.0, "measured 2": 100.0}
+    bare_rates = {"measured 0": 100.0, "measured 1": 100.0, "measured 2": 125.0}
+
+    async def queue_run(name: str) -> QueueRun:
+        order.append(f"queue {name}")
+        return QueueRun(RunResult(4, int(queue_rates[name]), 1.0), {"name": name})
+
+    async def bare_run(name: str) -> RunResult:
+        order.append(f"bare {name}")
+        return RunResult(4, int(bare_rates[name]), 1.0)
+
+    pairs = asyncio.run(take_turns(list(queue_rates), queue_run, bare_run))
+    assert order == [f"{side} measured {i}" for i in range(3) for side in ("queue", "bare")]
+    # Ratios 0.9, 1.2 and 0.8: the median pair is the first, whatever the order of the rates.
+    chosen = median_pair(pairs)
+    assert chosen.queue.details == {"name": "measured 0"}
+    assert chosen.summary() == {"queue_tok_s": 90.0, "bare_tok_s": 100.0, "ratio": 0.9}
+    assert median_pair(pairs[1:]).ratio == 1.2  # of two, the upper one

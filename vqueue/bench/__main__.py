@@ -1,4 +1,8 @@
-"""`python -m vqueue.bench`: run the queue, then the bare engine, and write docs/benchmarks/.
+"""`python -m vqueue.bench`: the queue beside the bare engine; writes docs/benchmarks/.
+
+On a CPU host the measured runs of the two sides are taken in turns, both engines up
+(vqueue/bench/turns.py); with a GPU, whose memory holds one engine, the queue runs first and
+the bare engine after it.
 
 Engine, model and stack come from the VQUEUE_* settings (the Makefile's `bench` target sets a
 separate database, Redis database, queue and port, so a running `make up` stack is untouched).
@@ -12,7 +16,6 @@ import platform
 import shlex
 import signal
 import socket
-import statistics
 import sys
 import time
 from datetime import UTC, datetime
@@ -25,19 +28,13 @@ from redis import Redis
 from db.migrate import reset_database
 from vqueue import stack
 from vqueue.bench import queue_side
-from vqueue.bench.bare_side import BareEngine
-from vqueue.bench.cpu_use import CpuUse
-from vqueue.bench.profile import Profiler
+from vqueue.bench.phases import bare_after_queue, both_sides_in_turns, log, queue_phase
 from vqueue.bench.report import machine, verdicts, write_json, write_markdown, write_plot
-from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
 from vqueue.bench.workload import Prompts, RunResult, Workload, ms, percentile
 from vqueue.settings import Settings, get_settings
 from worker.model_source import resolve_model
 
-SINGLE_RUNS = 3
-
-
-RUN_TIMEOUT_S = 900
+RUN_TIMEOUT_S = 1800
 
 
 def parse_args() -> argparse.Namespace:
@@ -79,123 +76,17 @@ def parse_args() -> argparse.Namespace:
         help="full-batch warm-up runs on each side before measuring (kernels that compile "
         "for new batch shapes can still do so in a second run)",
     )
-    return parser.parse_args()
-
-
-def log(message: str) -> None:
-    print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
-
-
-def median_single(results: list[RunResult]) -> float:
-    return statistics.median(result.tok_s for result in results)
-
-
-async def queue_phase(
-    settings: Settings,
-    prompts: Prompts,
-    workload: Workload,
-    levels: list[int],
-    args: Any,
-) -> dict[str, Any]:
-    base_url = stack.base_url(settings)
-
-    async def run_streamed(chosen: list[str]) -> RunResult:
-        if args.client_processes > 1 and len(chosen) > 1:
-            return await asyncio.to_thread(
-                queue_side.run_streamed_in_processes,
-                base_url,
-                chosen,
-                workload,
-                args.client_processes,
-            )
-        return await queue_side.run_streamed(base_url, chosen, workload)
-
-    n = workload.jobs
-    for i in range(args.warmups):
-        log(f"queue: warm-up with {n} jobs")
-        await run_streamed(prompts.take(f"warm-up {i}", n))
-    log("queue: measured run, SSE")
-    profiler = Profiler(settings, args.profile, args.profile_seconds) if args.profile else None
-    if profiler is not None:
-        profiler.start("measured")
-    cpu = CpuUse()
-    streamed = await run_streamed(prompts.take("measured", n))
-    cpu_use = cpu.read()
-    if profiler is not None:
-        await asyncio.to_thread(profiler.wait)
-    started = datetime.fromtimestamp(streamed.started_at, UTC)
-    rows = await asyncio.to_thread(job_times, settings.database_url, started)
-    stages, claims = timeline(rows, started), claim_offsets(rows, started)
-    log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
-    polled = await queue_side.run_polled(base_url, prompts.take("polled", n), workload)
-    by_level = {n: streamed.tok_s}
-    for level in levels:
-        by_level[level] = (await run_streamed(prompts.take(f"level {level}", level))).tok_s
-    singles = [await run_streamed(prompts.take(f"single {i}", 1)) for i in range(SINGLE_RUNS)]
-    clients_per_job = max(1, args.fan_out_clients // args.fan_out_jobs)
-    log(f"queue: {clients_per_job * args.fan_out_jobs} SSE clients on {args.fan_out_jobs} jobs")
-    fan_out = await queue_side.fan_out(
-        base_url, prompts.take("fan-out", args.fan_out_jobs), workload, clients_per_job
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        help="measured runs taken in turns, queue then bare, both engines up; the pair with "
+        "the median ratio is reported (default 3 on a host without a GPU; 0 with one, whose "
+        "memory holds one engine: one measured run each, the bare engine after the queue)",
     )
-    return {
-        "streamed": streamed.summary(),
-        "timeline": stages,
-        "cpu": cpu_use,
-        "polled": polled.summary(),
-        "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
-        "single_tok_s": round(median_single(singles), 1),
-        "fan_out": fan_out,
-        "_streamed": streamed,
-        "_claims": claims,
-    }
-
-
-async def bare_phase(
-    settings: Settings,
-    model_path: Path,
-    prompts: Prompts,
-    workload: Workload,
-    levels: list[int],
-    warmups: int,
-    claims: list[float],
-) -> dict[str, Any]:
-    n = workload.jobs
-    log("bare: starting the engine")
-    engine = BareEngine(settings, model_path)
-    try:
-        await engine.start()
-        for i in range(warmups):
-            log(f"bare: warm-up with {n} jobs")
-            await engine.run(prompts.take(f"warm-up {i}", n), workload)
-        streamed = await engine.run(prompts.take("measured", n), workload)
-        log(f"bare: {streamed.tok_s:.1f} tok/s")
-        # Is the queue's time to first token the engine's answer to arrivals spread out as the
-        # worker's claims were, or the worker's own? Feed the bare engine at those instants.
-        fed = None
-        if claims:  # new prompts: the queue's measured run had not seen its own before
-            fed = await engine.run(prompts.take("fed", len(claims)), workload, delays=claims)
-        by_level = {n: streamed.tok_s}
-        for level in levels:
-            chosen = prompts.take(f"level {level}", level)
-            by_level[level] = (await engine.run(chosen, workload)).tok_s
-        singles = [
-            await engine.run(prompts.take(f"single {i}", 1), workload) for i in range(SINGLE_RUNS)
-        ]
-    finally:
-        engine.shutdown()
-    return {
-        "streamed": streamed.summary(),
-        "at_claim_times": None if fed is None else _first_tokens(fed, claims),
-        "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
-        "single_tok_s": round(median_single(singles), 1),
-        "_streamed": streamed,
-    }
-
-
-def _first_tokens(run: RunResult, delays: list[float]) -> dict[str, Any]:
-    """When a run fed at `delays` gave its first tokens, in ms after its start."""
-    offsets = [1000 * (delay + ttft) for delay, ttft in zip(delays, run.ttft_s, strict=True)]
-    return {"tok_s": round(run.tok_s, 1), "first_token": spread(offsets)}
+    args = parser.parse_args()
+    if args.pairs is not None and args.pairs < 0:
+        parser.error("--pairs must be 0 (no turns) or more")
+    return args
 
 
 def versions() -> dict[str, str]:
@@ -234,12 +125,18 @@ def main() -> None:
     # The clients authenticate like any other: the key lookup is part of what is measured.
     os.environ["VQUEUE_API_KEY"] = stack.local_key(settings) or ""
 
+    if args.pairs is None:
+        args.pairs = 0 if args.workers > 1 or machine()["gpu"] else 3
     stack.up(settings)
     try:
         wait_for_workers(settings, args.workers)
-        phase = queue_phase(settings, prompts, workload, levels, args)
         # A stuck job must fail the benchmark, not hang it.
-        queue = asyncio.run(asyncio.wait_for(phase, RUN_TIMEOUT_S))
+        if args.pairs:
+            phases = both_sides_in_turns(settings, model_path, prompts, workload, levels, args)
+            queue, bare = asyncio.run(asyncio.wait_for(phases, RUN_TIMEOUT_S))
+        else:
+            phase = queue_phase(settings, prompts, workload, levels, args)
+            queue = asyncio.run(asyncio.wait_for(phase, RUN_TIMEOUT_S))
         # The submit rate is the API's alone: no worker competes for the CPU meanwhile.
         stop_other_workers(settings)
         pid = stack.kill(settings, "worker", signal.SIGTERM)
@@ -252,10 +149,13 @@ def main() -> None:
         )
     finally:
         stack.down(settings)
-    claims = queue.pop("_claims")
-    bare = asyncio.run(
-        bare_phase(settings, model_path, prompts, workload, levels, args.warmups, claims)
-    )
+    if not args.pairs:
+        claims = queue.pop("_claims")
+        for unused in ("_bare_streamed", "_bare_singles"):
+            queue.pop(unused)
+        bare = asyncio.run(
+            bare_after_queue(settings, model_path, prompts, workload, levels, args.warmups, claims)
+        )
 
     q_run: RunResult = queue.pop("_streamed")
     b_run: RunResult = bare.pop("_streamed")

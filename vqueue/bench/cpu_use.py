@@ -23,6 +23,8 @@ GROUPS = (
     ("redis", ("redis-server",)),
 )
 BENCH = "bench and its clients"
+# The bench's own engine, up beside the stack while the two sides take turns (turns.py).
+BARE_ENGINE = "bare engine"
 
 
 def _processes() -> dict[int, tuple[int, str, int]]:
@@ -54,14 +56,21 @@ def _own_group(pid: int, cmdline: str, bench_pid: int) -> str | None:
 
 
 def group_of(pid: int, processes: dict[int, tuple[int, str, int]], bench_pid: int) -> str:
+    found = "other"
     seen = set()
     while pid in processes and pid not in seen:
         seen.add(pid)
         parent, cmdline, _ = processes[pid]
-        if (group := _own_group(pid, cmdline, bench_pid)) is not None:
-            return group
+        group = _own_group(pid, cmdline, bench_pid)
+        if found == "engine core" and group not in (None, "engine core"):
+            # An engine core (and its own processes) is its worker's, or the bench's own.
+            return BARE_ENGINE if group == BENCH else found
+        if group is not None:
+            found = group
+            if group != "engine core":
+                return group
         pid = parent
-    return "other"
+    return found
 
 
 def _host_ticks() -> tuple[int, int]:

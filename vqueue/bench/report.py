@@ -113,6 +113,14 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
         "",
         "sse_lag_p99_ms",
     )
+    if pairs := queue.get("pairs"):
+        listed = "; ".join(f"{p['queue_tok_s']} / {p['bare_tok_s']} = {p['ratio']}" for p in pairs)
+        lines += [
+            "",
+            f"The measured runs took turns, queue then bare, with both engines up: {len(pairs)} "
+            f"pairs (queue / bare tok/s = ratio): {listed}. The table shows the pair with the "
+            "median ratio; the single-job runs took turns too.",
+        ]
     streamed = queue["streamed"]
     if streamed.get("replayed_tokens"):
         lines += [

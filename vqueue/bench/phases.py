@@ -1,0 +1,217 @@
+"""The runs of a benchmark: the queue's through the stack, the bare engine's, and the two
+taken in turns (vqueue/bench/turns.py).
+"""
+
+import asyncio
+import statistics
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from vqueue import stack
+from vqueue.bench import queue_side
+from vqueue.bench.bare_side import BareEngine
+from vqueue.bench.cpu_use import CpuUse
+from vqueue.bench.profile import Profiler
+from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
+from vqueue.bench.turns import QueueRun, median_pair, take_turns
+from vqueue.bench.workload import Prompts, RunResult, Workload
+from vqueue.settings import Settings
+
+SINGLE_RUNS = 3
+
+
+def log(message: str) -> None:
+    print(f"[bench {datetime.now():%H:%M:%S}] {message}", flush=True)
+
+
+def median_single(results: list[RunResult]) -> float:
+    return statistics.median(result.tok_s for result in results)
+
+
+async def queue_phase(
+    settings: Settings,
+    prompts: Prompts,
+    workload: Workload,
+    levels: list[int],
+    args: Any,
+    bare: BareEngine | None = None,
+) -> dict[str, Any]:
+    """The queue's runs; with `bare`, its measured and single-job runs take turns with the
+    bare engine's."""
+    base_url = stack.base_url(settings)
+
+    async def run_streamed(chosen: list[str]) -> RunResult:
+        if args.client_processes > 1 and len(chosen) > 1:
+            return await asyncio.to_thread(
+                queue_side.run_streamed_in_processes,
+                base_url,
+                chosen,
+                workload,
+                args.client_processes,
+            )
+        return await queue_side.run_streamed(base_url, chosen, workload)
+
+    n = workload.jobs
+    for i in range(args.warmups):
+        log(f"queue: warm-up with {n} jobs")
+        await run_streamed(prompts.take(f"warm-up {i}", n))
+    profiler = Profiler(settings, args.profile, args.profile_seconds) if args.profile else None
+
+    async def measured(name: str) -> QueueRun:
+        nonlocal profiler
+        log(f"queue: {name}, SSE")
+        if profiler is not None:
+            profiler.start("measured")
+        cpu = CpuUse()
+        run = await run_streamed(prompts.take(name, n))
+        cpu_use = cpu.read()
+        if profiler is not None:  # the first measured run only
+            await asyncio.to_thread(profiler.wait)
+            profiler = None
+        started = datetime.fromtimestamp(run.started_at, UTC)
+        rows = await asyncio.to_thread(job_times, settings.database_url, started)
+        details = {"timeline": timeline(rows, started), "cpu": cpu_use}
+        return QueueRun(run, {**details, "claims": claim_offsets(rows, started)})
+
+    async def bare_measured(name: str) -> RunResult:
+        assert bare is not None
+        run = await bare.run(prompts.take(name, n), workload)
+        log(f"bare: {name}, {run.tok_s:.1f} tok/s")
+        return run
+
+    pair = None
+    if bare is None:
+        pairs = []
+        chosen = await measured("measured")
+    else:
+        pairs = await take_turns(
+            [f"measured {i}" for i in range(args.pairs)], measured, bare_measured
+        )
+        pair = median_pair(pairs)
+        chosen = pair.queue
+    streamed = chosen.run
+    log(f"queue: {streamed.tok_s:.1f} tok/s; polling variant")
+    polled = await queue_side.run_polled(base_url, prompts.take("polled", n), workload)
+    by_level = {n: streamed.tok_s}
+    for level in levels:
+        by_level[level] = (await run_streamed(prompts.take(f"level {level}", level))).tok_s
+    singles, bare_singles = [], []
+    for i in range(SINGLE_RUNS):
+        singles.append(await run_streamed(prompts.take(f"single {i}", 1)))
+        if bare is not None:
+            bare_singles.append(await bare.run(prompts.take(f"single {i}", 1), workload))
+    clients_per_job = max(1, args.fan_out_clients // args.fan_out_jobs)
+    log(f"queue: {clients_per_job * args.fan_out_jobs} SSE clients on {args.fan_out_jobs} jobs")
+    fan_out = await queue_side.fan_out(
+        base_url, prompts.take("fan-out", args.fan_out_jobs), workload, clients_per_job
+    )
+    return {
+        "streamed": streamed.summary(),
+        "timeline": chosen.details["timeline"],
+        "cpu": chosen.details["cpu"],
+        "pairs": [each.summary() for each in pairs],
+        "polled": polled.summary(),
+        "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
+        "single_tok_s": round(median_single(singles), 1),
+        "fan_out": fan_out,
+        "_streamed": streamed,
+        "_claims": chosen.details["claims"],
+        "_bare_streamed": None if pair is None else pair.bare,
+        "_bare_singles": bare_singles,
+    }
+
+
+async def bare_warm_up(engine: BareEngine, prompts: Prompts, workload: Workload, runs: int) -> None:
+    await engine.start()
+    for i in range(runs):
+        log(f"bare: warm-up with {workload.jobs} jobs")
+        await engine.run(prompts.take(f"warm-up {i}", workload.jobs), workload)
+
+
+async def bare_phase(
+    engine: BareEngine,
+    prompts: Prompts,
+    workload: Workload,
+    levels: list[int],
+    claims: list[float],
+    streamed: RunResult | None = None,
+    singles: list[RunResult] | None = None,
+) -> dict[str, Any]:
+    """The bare engine's runs, on a warm engine; the measured and single-job runs are those
+    taken in turns with the queue's, where they were."""
+    n = workload.jobs
+    if streamed is None:
+        streamed = await engine.run(prompts.take("measured", n), workload)
+        log(f"bare: {streamed.tok_s:.1f} tok/s")
+    # Is the queue's time to first token the engine's answer to arrivals spread out as the
+    # worker's claims were, or the worker's own? Feed the bare engine at those instants.
+    fed = None
+    if claims:  # new prompts: the queue's measured run had not seen its own before
+        fed = await engine.run(prompts.take("fed", len(claims)), workload, delays=claims)
+    by_level = {n: streamed.tok_s}
+    for level in levels:
+        chosen = prompts.take(f"level {level}", level)
+        by_level[level] = (await engine.run(chosen, workload)).tok_s
+    if not singles:
+        singles = [
+            await engine.run(prompts.take(f"single {i}", 1), workload) for i in range(SINGLE_RUNS)
+        ]
+    return {
+        "streamed": streamed.summary(),
+        "at_claim_times": None if fed is None else _first_tokens(fed, claims),
+        "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},
+        "single_tok_s": round(median_single(singles), 1),
+        "_streamed": streamed,
+    }
+
+
+def _first_tokens(run: RunResult, delays: list[float]) -> dict[str, Any]:
+    """When a run fed at `delays` gave its first tokens, in ms after its start."""
+    offsets = [1000 * (delay + ttft) for delay, ttft in zip(delays, run.ttft_s, strict=True)]
+    return {"tok_s": round(run.tok_s, 1), "first_token": spread(offsets)}
+
+
+async def both_sides_in_turns(
+    settings: Settings,
+    model_path: Path,
+    prompts: Prompts,
+    workload: Workload,
+    levels: list[int],
+    args: Any,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    log("bare: starting its engine beside the stack")
+    engine = BareEngine(settings, model_path)
+    try:
+        await bare_warm_up(engine, prompts, workload, args.warmups)
+        queue = await queue_phase(settings, prompts, workload, levels, args, engine)
+        bare = await bare_phase(
+            engine,
+            prompts,
+            workload,
+            levels,
+            queue.pop("_claims"),
+            queue.pop("_bare_streamed"),
+            queue.pop("_bare_singles"),
+        )
+    finally:
+        engine.shutdown()
+    return queue, bare
+
+
+async def bare_after_queue(
+    settings: Settings,
+    model_path: Path,
+    prompts: Prompts,
+    workload: Workload,
+    levels: list[int],
+    warmups: int,
+    claims: list[float],
+) -> dict[str, Any]:
+    log("bare: starting the engine")
+    engine = BareEngine(settings, model_path)
+    try:
+        await bare_warm_up(engine, prompts, workload, warmups)
+        return await bare_phase(engine, prompts, workload, levels, claims)
+    finally:
+        engine.shutdown()

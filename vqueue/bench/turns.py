@@ -1,0 +1,62 @@
+"""Measured runs of the queue and of the bare engine taken in turns, with both engines up.
+
+Run one after the other, the two sides were measured minutes apart, and a small shared
+virtual machine drifts by more than the queue's cost in that time: on the 2-core machine the
+bare engine gave its first tokens at 4.3 s in one run and 2.5 s in another 13 minutes later,
+and the throughput ratio read from 0.83 to 1.09 with the same code (docs/benchmarks/README.md,
+runs J and K). Here each queue run is followed at once by a bare run of the same prompts, so
+both sides of a pair meet the same spell of the machine, and the pair with the median ratio
+is the one reported, every pair's figures beside it.
+
+Both engines must fit in memory at once: on a CPU host they do; on a GPU the worker's engine
+takes most of the GPU's memory, so GPU runs keep one side after the other.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from vqueue.bench.workload import RunResult
+
+
+@dataclass
+class QueueRun:
+    run: RunResult
+    # How the run went inside the stack: timeline, CPU use, claim instants.
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Pair:
+    queue: QueueRun
+    bare: RunResult
+
+    @property
+    def ratio(self) -> float:
+        return self.queue.run.tok_s / self.bare.tok_s
+
+    def summary(self) -> dict[str, float]:
+        return {
+            "queue_tok_s": round(self.queue.run.tok_s, 1),
+            "bare_tok_s": round(self.bare.tok_s, 1),
+            "ratio": round(self.ratio, 4),
+        }
+
+
+async def take_turns(
+    names: list[str],
+    queue_run: Callable[[str], Awaitable[QueueRun]],
+    bare_run: Callable[[str], Awaitable[RunResult]],
+) -> list[Pair]:
+    """One pair per run name, the queue first; each name stands for the same prompts on
+    both sides (workload.Prompts)."""
+    pairs = []
+    for name in names:
+        queue = await queue_run(name)
+        pairs.append(Pair(queue, await bare_run(name)))
+    return pairs
+
+
+def median_pair(pairs: list[Pair]) -> Pair:
+    """The pair whose ratio is the median (the upper middle one of an even count)."""
+    return sorted(pairs, key=lambda pair: pair.ratio)[len(pairs) // 2]
