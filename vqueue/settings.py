@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     scheduling_policy: str = Field("priority", pattern="^(priority|fcfs)$")
     # Celery task threads feeding the one engine; 0: max_num_seqs, so the engine can batch fully.
     worker_concurrency: int = Field(0, ge=0)
+    # Jobs a worker holds at most (running, or claimed and waiting in its engine); past it the
+    # worker fetches no more messages and leaves them to workers with room. 0: 2 x max_num_seqs,
+    # so the engine has a full batch waiting as its running jobs end.
+    worker_max_jobs: int = Field(0, ge=0)
     worker_heartbeat_s: float = Field(5.0, gt=0)
 
     @property
@@ -129,6 +133,10 @@ class Settings(BaseSettings):
     @property
     def effective_worker_concurrency(self) -> int:
         return self.worker_concurrency or self.max_num_seqs
+
+    @property
+    def effective_worker_max_jobs(self) -> int:
+        return self.worker_max_jobs or 2 * self.max_num_seqs
 
     @property
     def model_name(self) -> str:

@@ -8,6 +8,7 @@ from celery import Celery, signals
 from vqueue.contract import TASK_RUN_JOB, TASK_RUN_JOBS
 from vqueue.queueing import configure_broker
 from vqueue.settings import get_settings
+from worker.intake import IntakeLimit
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -30,6 +31,8 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+# No more jobs than the engine can soon run: the rest stay in the queue for other workers.
+app.steps["consumer"].add(IntakeLimit)
 
 _runtime: WorkerRuntime | None = None
 
