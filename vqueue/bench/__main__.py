@@ -125,8 +125,9 @@ def main() -> None:
     # The clients authenticate like any other: the key lookup is part of what is measured.
     os.environ["VQUEUE_API_KEY"] = stack.local_key(settings) or ""
 
+    host = machine()
     if args.pairs is None:
-        args.pairs = 0 if args.workers > 1 or machine()["gpu"] else 3
+        args.pairs = 0 if args.workers > 1 or host["gpu"] else 3
     stack.up(settings)
     try:
         wait_for_workers(settings, args.workers)
@@ -151,8 +152,6 @@ def main() -> None:
         stack.down(settings)
     if not args.pairs:
         claims = queue.pop("_claims")
-        for unused in ("_bare_streamed", "_bare_singles"):
-            queue.pop(unused)
         bare = asyncio.run(
             bare_after_queue(settings, model_path, prompts, workload, levels, args.warmups, claims)
         )
@@ -162,7 +161,7 @@ def main() -> None:
     result: dict[str, Any] = {
         "label": args.label,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        "machine": host,
         "model": settings.model_name,
         "versions": versions(),
         "engine": {

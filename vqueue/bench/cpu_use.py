@@ -9,6 +9,7 @@ uvicorn children count as the API and the engine core as the engine, not as its 
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 PROC = Path("/proc")
@@ -55,22 +56,27 @@ def _own_group(pid: int, cmdline: str, bench_pid: int) -> str | None:
     return None
 
 
-def group_of(pid: int, processes: dict[int, tuple[int, str, int]], bench_pid: int) -> str:
-    found = "other"
+def _named_ancestry(
+    pid: int, processes: dict[int, tuple[int, str, int]], bench_pid: int
+) -> Iterator[str]:
+    """The groups named by a process and its ancestors, nearest first."""
     seen = set()
     while pid in processes and pid not in seen:
         seen.add(pid)
         parent, cmdline, _ = processes[pid]
-        group = _own_group(pid, cmdline, bench_pid)
-        if found == "engine core" and group not in (None, "engine core"):
-            # An engine core (and its own processes) is its worker's, or the bench's own.
-            return BARE_ENGINE if group == BENCH else found
-        if group is not None:
-            found = group
-            if group != "engine core":
-                return group
+        if (group := _own_group(pid, cmdline, bench_pid)) is not None:
+            yield group
         pid = parent
-    return found
+
+
+def group_of(pid: int, processes: dict[int, tuple[int, str, int]], bench_pid: int) -> str:
+    groups = _named_ancestry(pid, processes, bench_pid)
+    nearest = next(groups, "other")
+    if nearest != "engine core":
+        return nearest
+    # An engine core (and its own processes) is its worker's, or the bench's own.
+    owner = next((group for group in groups if group != "engine core"), None)
+    return BARE_ENGINE if owner == BENCH else nearest
 
 
 def _host_ticks() -> tuple[int, int]:

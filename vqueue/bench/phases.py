@@ -106,7 +106,7 @@ async def queue_phase(
     fan_out = await queue_side.fan_out(
         base_url, prompts.take("fan-out", args.fan_out_jobs), workload, clients_per_job
     )
-    return {
+    result = {
         "streamed": streamed.summary(),
         "timeline": chosen.details["timeline"],
         "cpu": chosen.details["cpu"],
@@ -117,9 +117,10 @@ async def queue_phase(
         "fan_out": fan_out,
         "_streamed": streamed,
         "_claims": chosen.details["claims"],
-        "_bare_streamed": None if pair is None else pair.bare,
-        "_bare_singles": bare_singles,
     }
+    if pair is not None:  # the bare engine's runs of the pairs, for bare_phase
+        result |= {"_bare_streamed": pair.bare, "_bare_singles": bare_singles}
+    return result
 
 
 async def bare_warm_up(engine: BareEngine, prompts: Prompts, workload: Workload, runs: int) -> None:
