@@ -5,7 +5,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -94,7 +94,7 @@ def test_deliveries_that_arrive_together_share_one_round_trip(
             # Messages of one job and messages of several pile up behind the first round.
             messages = [job_ids[i : i + 1] for i in range(1, 20)] + [job_ids[20:30], job_ids[30:]]
             rest = [pool.submit(claimer.claim, message) for message in messages]
-            while len(claimer._pending) < len(rest):
+            while len(claimer._rounds._pending) < len(rest):
                 time.sleep(0.01)
             release.set()
             results = [first.result(), *(future.result() for future in rest)]
@@ -104,18 +104,6 @@ def test_deliveries_that_arrive_together_share_one_round_trip(
         assert rounds == [1, 39]
     finally:
         forget_jobs(db, job_ids)
-
-
-def test_a_round_takes_whole_messages_up_to_its_bound(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("worker.claims.MAX_CLAIM", 10)
-    claimer = Claimer.__new__(Claimer)  # no thread, no connections: only the split
-    sizes = [4, 5, 3, 12, 1]
-    claimer._pending = [([f"job-{size}-{i}" for i in range(size)], Future()) for size in sizes]
-    rounds = []
-    while claimer._pending:
-        rounds.append([len(job_ids) for job_ids, _ in claimer._take()])
-    # Whole messages only; one bigger than the bound goes alone rather than waiting forever.
-    assert rounds == [[4, 5], [3], [12], [1]]
 
 
 def test_results_of_runs_that_ended_together_are_recorded_in_one_statement(

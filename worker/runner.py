@@ -121,6 +121,7 @@ class JobRunner:
             else:
                 runs[self.host.submit(request)] = row
         pending = set(runs)
+        recording: list[tuple[int, Future[None]]] = []
         try:
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -128,16 +129,28 @@ class JobRunner:
                 with self._lock:
                     for row, _ in outcomes:
                         self._active.pop(str(row["id"]), None)
-                try:
-                    self.recorder.record(outcomes)
-                except Exception:
-                    # Their leases are no longer renewed: the reconciler requeues them.
-                    log.exception("recording the end of %d jobs failed", len(outcomes))
+                # Not waited for here: the next runs to end go on to the recorder meanwhile.
+                recording.append((len(outcomes), self._record(outcomes)))
         finally:
             with self._lock:
                 for job_id in rows:
                     self._active.pop(job_id, None)
+        # The message is acknowledged once every outcome is stored.
+        for count, recorded in recording:
+            try:
+                recorded.result()
+            except Exception:
+                # Their leases are no longer renewed: the reconciler requeues them.
+                log.exception("recording the end of %d jobs failed", count)
         return len(rows)
+
+    def _record(self, outcomes: list[tuple[Row, Outcome]]) -> "Future[None]":
+        try:
+            return self.recorder.record(outcomes)
+        except Exception as exc:  # the recorder has closed: the worker is going away
+            failed: Future[None] = Future()
+            failed.set_exception(exc)
+            return failed
 
     def _requests(self, rows: dict[str, Row]) -> dict[str, Coroutine[Any, Any, Outcome] | Outcome]:
         """By job: the run to start on the engine loop, its prompt made here, off the loop, or

@@ -149,6 +149,7 @@ class WorkerRuntime:
     def close(self) -> None:
         self._stop.set()
         self.runner.claimer.close()
+        self.runner.recorder.close()
         self.supervisor.close()
         self.reconciler.close()
         self.feeder.close()

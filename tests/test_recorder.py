@@ -1,0 +1,112 @@
+"""The worker's recorder against real Postgres and Redis (no engine): runs that end while a
+round is being written, whatever message they came in, are recorded together in the next."""
+
+import asyncio
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import pytest
+from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
+from sqlalchemy import Engine, text
+
+from db.states import JobStatus
+from tests.helpers import insert_unqueued_job, recorded_successes
+from vqueue.queueing import JobQueue
+from vqueue.settings import Settings
+from worker.claims import Claimer
+from worker.publisher import TokenLogPublisher
+from worker.recorder import Ended, Outcome, Recorder
+
+T = TypeVar("T")
+
+
+class LoopHost:
+    """The part of EngineHost the recorder uses: an asyncio loop on its own thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> "Future[T]":
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(timeout=5)
+        self.loop.close()
+
+
+@pytest.fixture
+def parts(settings: Settings, db: Engine) -> Iterator[tuple[Recorder, Claimer]]:
+    host = LoopHost()
+
+    client = AsyncRedis.from_url(settings.redis_url)
+
+    async def start_publisher() -> TokenLogPublisher:
+        publisher = TokenLogPublisher(client, retention_s=60)
+        publisher.start()
+        return publisher
+
+    publisher = host.submit(start_publisher()).result()
+    queue = JobQueue.from_settings(settings)
+    recorder = Recorder(host, db, publisher, queue)  # type: ignore[arg-type]
+    claimer = Claimer(db, queue, "test-recorder:1", lease_s=60)
+    yield recorder, claimer
+    claimer.close()
+    recorder.close()
+    host.submit(publisher.close()).result(timeout=5)
+    host.submit(client.aclose()).result(timeout=5)
+    host.close()
+    queue.close()
+
+
+def test_runs_ending_during_a_round_are_recorded_together_in_the_next(
+    parts: tuple[Recorder, Claimer], db: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    recorder, claimer = parts
+    job_ids = [insert_unqueued_job(db) for _ in range(3)]
+    rows = claimer.claim(job_ids)
+    rounds: list[int] = []
+    release = threading.Event()
+    record_now = recorder._record_now
+
+    def held(ended: list[Ended]) -> None:
+        rounds.append(len(ended))
+        if len(rounds) == 1:
+            release.wait(timeout=30)  # the first round is slow: the next runs end meanwhile
+        record_now(ended)
+
+    monkeypatch.setattr(recorder, "_record_now", held)
+
+    def ended(job_id: str) -> list[Ended]:
+        outcome = Outcome(JobStatus.SUCCEEDED, text=f"text of {job_id}", completion_tokens=3)
+        return [(rows[job_id], outcome)]
+
+    try:
+        first = recorder.record(ended(job_ids[0]))
+        while not rounds:
+            time.sleep(0.01)
+        # The runs of two other messages end while the first round is being written.
+        later = [recorder.record(ended(job_id)) for job_id in job_ids[1:]]
+        release.set()
+        for future in [first, *later]:
+            future.result(timeout=10)
+        assert rounds == [1, 2]
+        with db.begin() as conn:
+            stored = conn.execute(
+                text("SELECT id, status, text, completion_tokens FROM jobs WHERE id = ANY(:ids)"),
+                {"ids": job_ids},
+            ).all()
+        assert {(str(row.id), row.status, row.text, row.completion_tokens) for row in stored} == {
+            (job_id, "succeeded", f"text of {job_id}", 3) for job_id in job_ids
+        }
+        # Each job's token log announces its end, for the streams that follow it.
+        assert [recorded_successes(redis, job_id) for job_id in job_ids] == [1, 1, 1]
+    finally:
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})

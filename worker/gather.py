@@ -1,0 +1,90 @@
+"""Requests from many threads, served together by one thread.
+
+A worker's task threads each hold one message of jobs. What they ask of Postgres at about the
+same moment (claims when a burst arrives, results as its runs end) goes to one thread, which
+takes everything that has gathered and serves it in one round trip. One round trip per thread
+would cost hundreds of them per burst, each thread waiting for the GIL beside the busy engine
+loop; and a thread whose message's runs end one after another would otherwise record them one
+after another, the last waiting behind all the others.
+"""
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class Gatherer(Generic[T, R]):
+    """`submit` from any thread; `serve` gets the requests that gathered, in order, up to
+    `limit` in all as counted by `size` (a bigger one goes alone), and returns one result for
+    each. What `serve` raises goes to every request of its round."""
+
+    def __init__(
+        self,
+        name: str,
+        serve: Callable[[list[T]], list[R]],
+        size: Callable[[T], int],
+        limit: int,
+    ) -> None:
+        self._serve = serve
+        self._size = size
+        self._limit = limit
+        self._pending: list[tuple[T, Future[R]]] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, request: T) -> "Future[R]":
+        future: Future[R] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker is shutting down")
+            self._pending.append((request, future))
+        self._wake.set()
+        return future
+
+    def close(self) -> None:
+        """Serve what is pending, then stop."""
+        with self._lock:
+            self._closed = True
+        self._wake.set()
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while True:
+            self._wake.wait()
+            with self._lock:
+                batch = self._take()
+                # Cleared under the lock, so a request added after this round's take wakes
+                # the next; once closed, rounds follow each other until nothing is left.
+                if not self._pending and not self._closed:
+                    self._wake.clear()
+                if not batch and self._closed:
+                    return
+            if batch:
+                self._settle(batch)
+
+    def _take(self) -> list[tuple[T, "Future[R]"]]:
+        """Pending requests up to the limit (at least one)."""
+        count, total = 0, 0
+        for request, _ in self._pending:
+            if count and total + self._size(request) > self._limit:
+                break
+            count, total = count + 1, total + self._size(request)
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        return batch
+
+    def _settle(self, batch: list[tuple[T, "Future[R]"]]) -> None:
+        try:
+            results = self._serve([request for request, _ in batch])
+        except BaseException as exc:
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
