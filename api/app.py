@@ -22,6 +22,7 @@ from api.deps import Resources
 from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
 from api.limits import QueueDepth
+from api.live_workers import LiveWorkers
 from api.openai_errors import OPENAI_PREFIX
 from api.routes import batches, health, jobs, observe, openai, openai_batches, page, stream
 from api.schemas import ErrorBody, ErrorResponse
@@ -58,7 +59,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     broker = Redis.from_url(
         settings.effective_broker_url, socket_timeout=5, socket_connect_timeout=2
     )
-    submitter = Submitter(db, broker, settings.queue_name, settings.jobs_per_message)
+    workers = LiveWorkers(redis)
+    workers.start()
+    submitter = Submitter(db, broker, settings.queue_name, settings.jobs_per_message, workers)
     submitter.start()
     # The reconciler's and the batch feeder's threads, one connection each.
     background_db = make_sync_engine(settings.database_url, pool_size=2)
@@ -78,6 +81,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         reconciler.close()
         background_db.dispose()
         await submitter.close()
+        await workers.close()
         await broker.aclose()
         await hub.close()
         queue.close()

@@ -3,7 +3,8 @@ Redis pipeline of enqueues, instead of paying three round trips each.
 
 A request hands its row to the submitter and awaits it. One task takes everything that has
 gathered, inserts it (idempotency-key conflicts insert nothing and come back as None), commits,
-and only then enqueues the batch: the order "committed, then enqueued" holds for each job.
+and only then enqueues the batch: the order "committed, then enqueued" holds for each job. The
+batch goes out in about two task messages per live worker (vqueue/task_messages.py).
 """
 
 import asyncio
@@ -18,8 +19,9 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.errors import ServiceUnavailableError
+from api.live_workers import LiveWorkers
 from db.jobs import fail_unqueued_jobs, insert_jobs
-from vqueue.task_messages import queue_enqueue_writes
+from vqueue.task_messages import jobs_per_message, queue_enqueue_writes
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,14 @@ Pending = tuple[dict[str, Any], "asyncio.Future[Mapping[Any, Any] | None]"]
 
 
 class Submitter:
-    def __init__(self, db: AsyncEngine, broker: Redis, queue: str, per_message: int) -> None:
+    def __init__(
+        self, db: AsyncEngine, broker: Redis, queue: str, per_message: int, workers: LiveWorkers
+    ) -> None:
         self._db = db
         self._broker = broker
         self._queue = queue
         self._per_message = per_message
+        self._workers = workers
         self._pending: list[Pending] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -91,7 +96,8 @@ class Submitter:
     async def _enqueue(self, queued: list[tuple[str, int]]) -> None:
         for attempt in range(ENQUEUE_ATTEMPTS):
             pipe = self._broker.pipeline(transaction=False)
-            queue_enqueue_writes(pipe, queued, self._queue, self._per_message)
+            size = jobs_per_message(len(queued), self._workers.count, self._per_message)
+            queue_enqueue_writes(pipe, queued, self._queue, size)
             try:
                 await pipe.execute()
                 return

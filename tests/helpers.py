@@ -1,16 +1,19 @@
 """Helpers shared by the tests that drive the running stack."""
 
+import base64
 import os
 import time
 import uuid
 from typing import Any
 
 import httpx
+import orjson
 from redis import Redis
 from sqlalchemy import Engine, text
 
 from vqueue.client import VQueueClient
 from vqueue.contract import EntryKind, entry_from_stream, token_log_key
+from vqueue.task_messages import queue_key
 
 # The admin key conftest.py makes for the suite; `http` sends it, like an authorised client.
 ADMIN_KEY = os.environ["VQUEUE_API_KEY"]
@@ -52,3 +55,11 @@ def recorded_successes(redis: Redis, job_id: str) -> int:
         for stream_id, fields in redis.xrange(token_log_key(job_id))  # type: ignore[union-attr]
     ]
     return sum(e.kind is EntryKind.END and e.status == "succeeded" for e in entries)
+
+
+def delivered_jobs(redis: Redis, queue: str, priority: int) -> list[list[str]]:
+    """The job ids of each task message waiting in a queue's list for `priority`, in the order
+    a worker receives them (the consumer pops from the right)."""
+    raw = reversed(redis.lrange(queue_key(queue, priority), 0, -1))  # type: ignore[arg-type]
+    bodies = (orjson.loads(base64.b64decode(orjson.loads(m)["body"])) for m in raw)
+    return [args[0] for args, _, _ in bodies]

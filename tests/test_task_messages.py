@@ -6,10 +6,17 @@ import json
 from celery import Celery
 from redis import Redis
 
+from tests.helpers import delivered_jobs
 from vqueue.contract import ENQUEUED_SET, TASK_RUN_JOBS
 from vqueue.queueing import configure_broker
 from vqueue.settings import Settings
-from vqueue.task_messages import queue_enqueue_writes, queue_key, task_message
+from vqueue.task_messages import (
+    MAX_JOBS_PER_MESSAGE,
+    jobs_per_message,
+    queue_enqueue_writes,
+    queue_key,
+    task_message,
+)
 
 QUEUE = "vqueue.format-check"
 VARYING = {"id", "root_id", "correlation_id", "delivery_tag", "origin", "reply_to"}
@@ -53,16 +60,28 @@ def test_jobs_sent_together_share_messages_per_priority(redis: Redis) -> None:
     queue_enqueue_writes(pipe, jobs, QUEUE, per_message=3)
     pipe.execute()
 
-    def delivered(priority: int) -> list[list[str]]:
-        # The consumer pops from the right: the order in which a worker receives them.
-        raw = reversed(redis.lrange(queue_key(QUEUE, priority), 0, -1))  # type: ignore[arg-type]
-        bodies = (json.loads(base64.b64decode(json.loads(m)["body"])) for m in raw)
-        return [args[0] for args, _, _ in bodies]
-
-    assert delivered(5) == [["job-0", "job-1", "job-2"], ["job-3", "job-4", "job-5"], ["job-6"]]
-    assert delivered(0) == [["urgent-1", "urgent-2"]]
+    assert delivered_jobs(redis, QUEUE, 5) == [
+        ["job-0", "job-1", "job-2"],
+        ["job-3", "job-4", "job-5"],
+        ["job-6"],
+    ]
+    assert delivered_jobs(redis, QUEUE, 0) == [["urgent-1", "urgent-2"]]
     job_ids = [job_id for job_id, _ in jobs]
     assert redis.smismember(ENQUEUED_SET, job_ids) == [1] * len(jobs)
     for priority in (0, 5):
         redis.delete(queue_key(QUEUE, priority))
     redis.srem(ENQUEUED_SET, *job_ids)
+
+
+def test_a_round_goes_out_in_two_messages_per_live_worker_within_bounds() -> None:
+    assert jobs_per_message(256, workers=1, least=16) == 128
+    assert jobs_per_message(1024, workers=4, least=16) == 128
+    assert jobs_per_message(257, workers=1, least=16) == 129  # never a third, smaller message
+    # Small rounds keep the configured least (one message for a handful of jobs) ...
+    assert jobs_per_message(40, workers=2, least=16) == 16
+    assert jobs_per_message(1, workers=1, least=16) == 16
+    # ... and no worker count (none live yet) counts as one.
+    assert jobs_per_message(100, workers=0, least=16) == 50
+    # A message is at most what a worker claims in one round trip, unless asked for more.
+    assert jobs_per_message(50_000, workers=1, least=16) == MAX_JOBS_PER_MESSAGE
+    assert jobs_per_message(50_000, workers=1, least=1000) == 1000

@@ -1,0 +1,49 @@
+"""How many workers are live, from their heartbeat keys, counted in the background."""
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from vqueue.contract import WORKER_KEY_PREFIX
+
+log = logging.getLogger(__name__)
+
+REFRESH_S = 5.0
+
+
+class LiveWorkers:
+    """The submitter sizes its task messages by the number of live workers. Counting them
+    scans Redis's keys, thousands of token logs among them, which has no place on the path of
+    a submit: a task counts them every few seconds and `count` is the last answer (1 until
+    there is one, and while Redis cannot be read)."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self.count = 1
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="live-workers")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> None:
+        try:
+            keys = self._redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=1000)
+            found = [key async for key in keys]
+        except (RedisError, OSError) as exc:
+            log.debug("counting live workers failed: %s", exc)
+            return
+        self.count = max(len(found), 1)
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(REFRESH_S)
