@@ -5,6 +5,7 @@ two sides taken in turns are paired and chosen."""
 import asyncio
 import subprocess
 import sys
+import time
 
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
 from vqueue.bench.turns import QueueRun, median_pair, take_turns
@@ -92,10 +93,31 @@ def test_runs_in_turns_pair_the_same_prompts_and_report_the_median_pair() -> Non
         order.append(f"bare {name}")
         return RunResult(4, int(bare_rates[name]), 1.0)
 
-    pairs = asyncio.run(take_turns(list(queue_rates), queue_run, bare_run))
+    pairs = asyncio.run(take_turns(list(queue_rates), queue_run, bare_run, settle_s=0))
     assert order == [f"{side} measured {i}" for i in range(3) for side in ("queue", "bare")]
     # Ratios 0.9, 1.2 and 0.8: the median pair is the first, whatever the order of the rates.
     chosen = median_pair(pairs)
     assert chosen.queue.details == {"name": "measured 0"}
     assert chosen.summary() == {"queue_tok_s": 90.0, "bare_tok_s": 100.0, "ratio": 0.9}
     assert median_pair(pairs[1:]).ratio == 1.2  # of two, the upper one
+
+
+def test_each_run_in_turns_starts_after_the_other_engines_busy_loop() -> None:
+    # A vLLM engine's worker keeps polling for a second after its last step; on a small CPU
+    # host both engines share a core, so each run waits for the other side's to have ended.
+    events: list[tuple[str, float]] = []
+
+    async def side(name: str) -> RunResult:
+        events.append(("start", time.monotonic()))
+        await asyncio.sleep(0.01)
+        events.append(("end", time.monotonic()))
+        return RunResult(1, 10, 1.0)
+
+    async def queue_run(name: str) -> QueueRun:
+        return QueueRun(await side(name))
+
+    asyncio.run(take_turns(["measured 0", "measured 1"], queue_run, side, settle_s=0.2))
+    starts = [at for kind, at in events if kind == "start"]
+    ends = [at for kind, at in events if kind == "end"]
+    assert len(starts) == 4
+    assert all(start - end >= 0.2 for start, end in zip(starts[1:], ends, strict=False))

@@ -14,7 +14,7 @@ from vqueue.bench.bare_side import BareEngine
 from vqueue.bench.cpu_use import CpuUse
 from vqueue.bench.profile import Profiler
 from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
-from vqueue.bench.turns import QueueRun, median_pair, take_turns
+from vqueue.bench.turns import SETTLE_S, QueueRun, median_pair, take_turns
 from vqueue.bench.workload import Prompts, RunResult, Workload
 from vqueue.settings import Settings
 
@@ -98,8 +98,11 @@ async def queue_phase(
         by_level[level] = (await run_streamed(prompts.take(f"level {level}", level))).tok_s
     singles, bare_singles = [], []
     for i in range(SINGLE_RUNS):
+        if bare is not None:
+            await asyncio.sleep(SETTLE_S)  # the bare engine's busy loop (vqueue/bench/turns.py)
         singles.append(await run_streamed(prompts.take(f"single {i}", 1)))
         if bare is not None:
+            await asyncio.sleep(SETTLE_S)
             bare_singles.append(await bare.run(prompts.take(f"single {i}", 1), workload))
     clients_per_job = max(1, args.fan_out_clients // args.fan_out_jobs)
     log(f"queue: {clients_per_job * args.fan_out_jobs} SSE clients on {args.fan_out_jobs} jobs")
@@ -186,6 +189,7 @@ async def both_sides_in_turns(
     try:
         await bare_warm_up(engine, prompts, workload, args.warmups)
         queue = await queue_phase(settings, prompts, workload, levels, args, engine)
+        await asyncio.sleep(SETTLE_S)  # the worker's engine's busy loop (vqueue/bench/turns.py)
         bare = await bare_phase(
             engine,
             prompts,

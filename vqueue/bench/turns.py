@@ -10,13 +10,24 @@ is the one reported, every pair's figures beside it.
 
 Both engines must fit in memory at once: on a CPU host they do; on a GPU the worker's engine
 takes most of the GPU's memory, so GPU runs keep one side after the other.
+
+Each run waits `SETTLE_S` first. After its last step, a vLLM engine's worker process keeps
+polling its shared-memory queue (sched_yield) for a second (`SpinCondition.busy_loop_s` in
+vllm/distributed/device_communicators/shm_broadcast.py), and on a small CPU host vLLM binds
+both engines' workers to the same core: a single job started at once after the other side's
+ran at 19 tok/s with a first token at 0.7-1.0 s, and at 42-48 tok/s with one at 60 ms when
+started 1.5 s later (the other engine's worker used 0.65 of that core for the first 1.5 s).
 """
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from vqueue.bench.workload import RunResult
+
+# Longer than vLLM's one-second busy loop after an engine's last step (above).
+SETTLE_S = 1.5
 
 
 @dataclass
@@ -47,12 +58,15 @@ async def take_turns(
     names: list[str],
     queue_run: Callable[[str], Awaitable[QueueRun]],
     bare_run: Callable[[str], Awaitable[RunResult]],
+    settle_s: float = SETTLE_S,
 ) -> list[Pair]:
-    """One pair per run name, the queue first; each name stands for the same prompts on
-    both sides (workload.Prompts)."""
+    """One pair per run name, the queue first, each run `settle_s` after the one before;
+    each name stands for the same prompts on both sides (workload.Prompts)."""
     pairs = []
     for name in names:
+        await asyncio.sleep(settle_s)
         queue = await queue_run(name)
+        await asyncio.sleep(settle_s)
         pairs.append(Pair(queue, await bare_run(name)))
     return pairs
 
