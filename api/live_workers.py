@@ -14,6 +14,11 @@ log = logging.getLogger(__name__)
 REFRESH_S = 5.0
 
 
+async def worker_keys(redis: Redis) -> list[bytes]:
+    """The heartbeat keys of the live workers (each expires soon after its worker dies)."""
+    return [key async for key in redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=1000)]
+
+
 class LiveWorkers:
     """The submitter sizes its task messages by the number of live workers. Counting them
     scans Redis's keys, thousands of token logs among them, which has no place on the path of
@@ -36,8 +41,7 @@ class LiveWorkers:
 
     async def refresh(self) -> None:
         try:
-            keys = self._redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=1000)
-            found = [key async for key in keys]
+            found = await worker_keys(self._redis)
         except (RedisError, OSError) as exc:
             log.debug("counting live workers failed: %s", exc)
             return

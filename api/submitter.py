@@ -94,9 +94,9 @@ class Submitter:
             future.set_result(inserted.get(row["id"]))
 
     async def _enqueue(self, queued: list[tuple[str, int]]) -> None:
+        size = jobs_per_message(len(queued), self._workers.count, self._per_message)
         for attempt in range(ENQUEUE_ATTEMPTS):
             pipe = self._broker.pipeline(transaction=False)
-            size = jobs_per_message(len(queued), self._workers.count, self._per_message)
             queue_enqueue_writes(pipe, queued, self._queue, size)
             try:
                 await pipe.execute()

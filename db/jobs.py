@@ -40,6 +40,11 @@ def _array(name: str, column_name: str, items: list[Any]) -> BindParameter[Any]:
     return bindparam(name, items, type_=ARRAY(jobs.c[column_name].type))
 
 
+def _id_among(job_ids: list[uuid.UUID]) -> Any:
+    """`jobs.id` is one of the list's, as one array parameter."""
+    return jobs.c.id == any_(_array("job_ids", "id", job_ids))
+
+
 def job_row(
     job_id: uuid.UUID,
     *,
@@ -118,7 +123,7 @@ def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
     claimable = (
         select(jobs.c.id)
         .where(
-            jobs.c.id == any_(_array("claimed_ids", "id", job_ids)),
+            _id_among(job_ids),
             jobs.c.status.in_(sources_of(JobStatus.RUNNING)),
             jobs.c.expires_at > func.now(),
         )
@@ -216,9 +221,7 @@ def fail_unqueued_jobs(job_ids: list[uuid.UUID], error: str) -> Update:
     """Queued -> failed, for jobs that can never start (their enqueue failed)."""
     return (
         update(jobs)
-        .where(
-            jobs.c.id == any_(_array("job_ids", "id", job_ids)), jobs.c.status == JobStatus.QUEUED
-        )
+        .where(_id_among(job_ids), jobs.c.status == JobStatus.QUEUED)
         .values(status=JobStatus.FAILED, error=error, finished_at=func.now())
     )
 
@@ -257,7 +260,7 @@ def request_cancel_running_job(job_id: uuid.UUID, scope: uuid.UUID | None = None
 
 def cancel_requested(job_ids: list[uuid.UUID]) -> Select[Any]:
     return select(jobs.c.id).where(
-        jobs.c.id == any_(_array("job_ids", "id", job_ids)),
+        _id_among(job_ids),
         jobs.c.status == JobStatus.RUNNING,
         jobs.c.cancel_requested_at.is_not(None),
     )
@@ -267,7 +270,7 @@ def renew_leases(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Updat
     return (
         update(jobs)
         .where(
-            jobs.c.id == any_(_array("job_ids", "id", job_ids)),
+            _id_among(job_ids),
             jobs.c.status == JobStatus.RUNNING,
             jobs.c.worker == worker,
         )
@@ -345,6 +348,4 @@ def stale_queued_jobs(older_than_s: float, limit: int) -> Select[Any]:
 
 
 def queued_among(job_ids: list[uuid.UUID]) -> Select[Any]:
-    return select(jobs.c.id).where(
-        jobs.c.id == any_(_array("job_ids", "id", job_ids)), jobs.c.status == JobStatus.QUEUED
-    )
+    return select(jobs.c.id).where(_id_among(job_ids), jobs.c.status == JobStatus.QUEUED)

@@ -21,7 +21,8 @@ import orjson
 
 from vqueue.contract import BROKER_TRANSPORT_OPTIONS, ENQUEUED_SET, TASK_RUN_JOBS
 
-# The most jobs a worker's claimer takes in one round trip (worker/claims.py).
+# The most jobs of a submit round's message, and what a worker's claimer takes in one round
+# trip (worker/claims.py).
 MAX_JOBS_PER_MESSAGE = 512
 
 _EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -17,12 +17,14 @@ from sqlalchemy import Engine
 
 from db.jobs import claim_jobs
 from vqueue.queueing import JobQueue
+from vqueue.task_messages import MAX_JOBS_PER_MESSAGE
 from worker.gather import Gatherer
 
 log = logging.getLogger(__name__)
 
-# Ids per statement: bounded, so a flood of deliveries makes several quick rounds.
-MAX_CLAIM = 512
+# Ids per statement: bounded, so a flood of deliveries makes several quick rounds. The API's
+# messages are no bigger (unless VQUEUE_JOBS_PER_MESSAGE asks for more).
+MAX_CLAIM = MAX_JOBS_PER_MESSAGE
 
 Row = Mapping[Any, Any]
 

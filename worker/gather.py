@@ -73,9 +73,10 @@ class Gatherer(Generic[T, R]):
         """Pending requests up to the limit (at least one)."""
         count, total = 0, 0
         for request, _ in self._pending:
-            if count and total + self._size(request) > self._limit:
+            size = self._size(request)
+            if count and total + size > self._limit:
                 break
-            count, total = count + 1, total + self._size(request)
+            count, total = count + 1, total + size
         batch, self._pending = self._pending[:count], self._pending[count:]
         return batch
 

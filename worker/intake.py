@@ -1,13 +1,14 @@
 """A worker fetches task messages only while it holds fewer jobs than VQUEUE_WORKER_MAX_JOBS.
 
 Celery reserves up to its concurrency in messages (a thread each, max_num_seqs of them), and
-a message holds up to VQUEUE_JOBS_PER_MESSAGE jobs: left to that, one worker could claim 16
-times what its engine runs at once while another worker has room. Counted here are the jobs
+a message holds from VQUEUE_JOBS_PER_MESSAGE jobs to a share of a burst (up to 512): left to
+that, one worker could claim many times what its engine runs at once while another worker
+has room. Counted here are the jobs
 of every message this worker has reserved and not yet finished (Celery's reserved requests,
 added as each message is received), checked before each fetch from Redis, the hook Celery's
 own `worker_disable_prefetch` uses. A fetch already in flight still delivers its message, so
-a worker may go over by one message; when jobs end, fetching resumes on the consumer's next
-turn (within a second).
+a worker may go over by one message (up to 512 jobs); when jobs end, fetching resumes on the
+consumer's next turn (within a second).
 """
 
 from collections.abc import Callable

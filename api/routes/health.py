@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from api.deps import Resources, ResourcesDep
-from vqueue.contract import WORKER_KEY_PREFIX
+from api.live_workers import worker_keys
 
 router = APIRouter(tags=["health"])
 
@@ -23,9 +23,7 @@ async def health() -> dict[str, str]:
 
 async def worker_descriptions(resources: Resources) -> list[dict[str, Any]]:
     """What each live worker announces in its heartbeat (model, engine settings, load)."""
-    keys = [
-        key async for key in resources.redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*", count=1000)
-    ]
+    keys = await worker_keys(resources.redis)
     values = await resources.redis.mget(keys) if keys else []
     return [orjson.loads(value) for value in values if value]
 

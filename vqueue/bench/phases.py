@@ -96,14 +96,21 @@ async def queue_phase(
     by_level = {n: streamed.tok_s}
     for level in levels:
         by_level[level] = (await run_streamed(prompts.take(f"level {level}", level))).tok_s
-    singles, bare_singles = [], []
-    for i in range(SINGLE_RUNS):
-        if bare is not None:
-            await asyncio.sleep(SETTLE_S)  # the bare engine's busy loop (vqueue/bench/turns.py)
-        singles.append(await run_streamed(prompts.take(f"single {i}", 1)))
-        if bare is not None:
-            await asyncio.sleep(SETTLE_S)
-            bare_singles.append(await bare.run(prompts.take(f"single {i}", 1), workload))
+    single_names = [f"single {i}" for i in range(SINGLE_RUNS)]
+
+    async def queue_single(name: str) -> QueueRun:
+        return QueueRun(await run_streamed(prompts.take(name, 1)))
+
+    async def bare_single(name: str) -> RunResult:
+        assert bare is not None
+        return await bare.run(prompts.take(name, 1), workload)
+
+    if bare is None:
+        singles, bare_singles = [(await queue_single(name)).run for name in single_names], []
+    else:
+        single_pairs = await take_turns(single_names, queue_single, bare_single)
+        singles = [each.queue.run for each in single_pairs]
+        bare_singles = [each.bare for each in single_pairs]
     clients_per_job = max(1, args.fan_out_clients // args.fan_out_jobs)
     log(f"queue: {clients_per_job * args.fan_out_jobs} SSE clients on {args.fan_out_jobs} jobs")
     fan_out = await queue_side.fan_out(
