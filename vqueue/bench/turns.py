@@ -14,9 +14,9 @@ takes most of the GPU's memory, so GPU runs keep one side after the other.
 Each run waits `SETTLE_S` first. After its last step, a vLLM engine's worker process keeps
 polling its shared-memory queue (sched_yield) for a second (`SpinCondition.busy_loop_s` in
 vllm/distributed/device_communicators/shm_broadcast.py), and on a small CPU host vLLM binds
-both engines' workers to the same core: a single job started at once after the other side's
-ran at 19 tok/s with a first token at 0.7-1.0 s, and at 42-48 tok/s with one at 60 ms when
-started 1.5 s later (the other engine's worker used 0.65 of that core for the first 1.5 s).
+both engines' workers to the same core: without the wait, a short check's bare single jobs
+ran at 19.7 tok/s against the queue's 43.8, and at 46.8 against 44.5 with it (the check's
+command is in docs/benchmarks/README.md, run N).
 """
 
 import asyncio
