@@ -51,32 +51,48 @@ def test_tail_resumes_at_an_offset(base_url: str, client: VQueueClient) -> None:
 def test_tail_survives_a_dropped_connection_and_loses_nothing(
     client: VQueueClient, settings: Settings
 ) -> None:
-    # The CLI reaches the API through a proxy whose connections can be cut.
+    # The CLI reaches the API through a proxy whose connections can be cut. The job is long
+    # enough to outlast a slow start of the CLI (300 tokens did not, once, in CI); it is
+    # cancelled once the stream has gone on past the cut, so the test does not wait it out.
     proxy = CuttableProxy(settings.api_port)
-    job = client.submit(prompt="Tell a long story:", max_tokens=300, ignore_eos=True)
+    job = client.submit(prompt="Tell a long story:", max_tokens=1500, ignore_eos=True)
     url = f"http://127.0.0.1:{proxy.port}"
-    tail = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "vqueue.cli", "--url", url, "tail", job["id"]],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-    )
-    wait_for_text(client, job["id"])
-    # The tail streams through the proxy once its first text is in the pipe (looked at, not
-    # read: communicate() below reads it all). A slow start must not let it connect only after
-    # the cut is over, as it did once on a busy machine.
-    streaming, _, _ = select.select([tail.stdout], [], [], 120)
-    assert streaming, "the tail printed nothing"
-    assert client.get(job["id"])["status"] == "running"
-    proxy.cut()  # the stream drops, and reconnecting fails for a while
-    time.sleep(1)
-    proxy.restore()
-    out, err = tail.communicate(timeout=180)
-    proxy.cut()
+    ) as tail:
+        try:
+            wait_for_text(client, job["id"])
+            # The tail streams through the proxy once its first text is in the pipe (looked at,
+            # not read: communicate() below reads it all).
+            streaming, _, _ = select.select([tail.stdout], [], [], 120)
+            assert streaming, "the tail printed nothing"
+            assert client.get(job["id"])["status"] == "running"
+            proxy.cut()  # the stream drops, and reconnecting fails for a while
+            time.sleep(1)
+            proxy.restore()
+            wait_for_growth(client, job["id"])
+            client.cancel(job["id"])
+            out, err = tail.communicate(timeout=180)
+        finally:
+            tail.kill()  # a failed assertion must not leave it following the job
+            proxy.cut()
     final = client.wait(job["id"], timeout=120)
-    assert tail.returncode == 0, err
+    assert final["status"] == "cancelled"
+    assert tail.returncode == 1, err  # the job did not succeed: it was cancelled
     assert b"connection lost" in err
     # Resumed where it broke off: every character once, in order (bytes: see vqueue() above).
     assert out == (final["text"] + "\n").encode()
+
+
+def wait_for_growth(client: VQueueClient, job_id: str, chars: int = 40) -> None:
+    """Until the job's text is `chars` longer than it is now."""
+    start = len(client.get(job_id)["text"])
+    deadline = time.monotonic() + 120
+    while len(client.get(job_id)["text"]) < start + chars:
+        assert time.monotonic() < deadline, "the job stopped producing text"
+        time.sleep(0.05)
 
 
 def test_cancel_and_unknown_ids(base_url: str, client: VQueueClient) -> None:

@@ -85,9 +85,7 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 def cmd_cancel(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        response = client.http.post(f"/jobs/{args.id}/cancel")
-        response.raise_for_status()
-        print(response.json()["status"])
+        print(client.cancel(args.id)["status"])
     return 0
 
 

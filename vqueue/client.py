@@ -83,6 +83,14 @@ class VQueueClient:
         """Poll until the job reaches a final state."""
         return _poll(lambda: self.get(job_id), JOB_FINAL, f"job {job_id}", timeout, interval)
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        """Ask for the job to stop; its status is `cancelled` once queued, `running` until the
+        worker stops it."""
+        response = self.http.post(f"/jobs/{job_id}/cancel")
+        response.raise_for_status()
+        job: dict[str, Any] = response.json()
+        return job
+
     def stream(self, job_id: str, last_event_id: int | None = None) -> Iterator[ServerEvent]:
         """The job's events until `done`; stop iterating to disconnect."""
         headers = {} if last_event_id is None else {"Last-Event-ID": str(last_event_id)}
