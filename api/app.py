@@ -29,6 +29,7 @@ from api.schemas import ErrorBody, ErrorResponse
 from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
 from vqueue.batch_feeder import BatchFeeder
+from vqueue.gc_heap import GcPauses, freeze_startup_heap
 from vqueue.logs import configure_logging
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
@@ -71,12 +72,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     feeder.start()
     keys = KeyCache(settings.key_cache_s)
     depth = QueueDepth(db)
+    gc_pauses = GcPauses().install()
     app.state.resources = Resources(
-        settings, db, redis, hub, queue, submitter, feeder, keys, depth, ReadCoalescer()
+        settings, db, redis, hub, queue, submitter, feeder, keys, depth, ReadCoalescer(), gc_pauses
     )
+    # This process's event loop serves every stream it holds: a full collection over the
+    # startup heap (~50 ms on the 2-core test machine) would stall them all (vqueue/gc_heap.py).
+    freeze_startup_heap()
     try:
         yield
     finally:
+        gc_pauses.uninstall()
         feeder.close()
         reconciler.close()
         background_db.dispose()

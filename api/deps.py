@@ -13,6 +13,7 @@ from api.coalesce import ReadCoalescer
 from api.hub import EventHub
 from api.submitter import Submitter
 from vqueue.batch_feeder import BatchFeeder
+from vqueue.gc_heap import GcPauses
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 
@@ -33,6 +34,7 @@ class Resources:
     keys: "KeyCache"
     depth: "QueueDepth"
     reads: ReadCoalescer
+    gc_pauses: GcPauses
 
 
 def get_resources(request: Request) -> Resources:

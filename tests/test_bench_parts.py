@@ -1,13 +1,15 @@
 """Parts of the benchmark that decide what its figures mean: the prompts each run gets, and
-the CPU accounting (which part of the stack a process belongs to), and how the runs of the
-two sides taken in turns are paired and chosen."""
+the CPU accounting (which part of the stack a process belongs to), how the runs of the
+two sides taken in turns are paired and chosen, and which worker GC pauses fell in a run."""
 
 import asyncio
 import subprocess
 import sys
 import time
 
+from vqueue import stack
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
+from vqueue.bench.gc_pauses import describe, heartbeats_after, pauses_in_run
 from vqueue.bench.turns import QueueRun, median_pair, take_turns
 from vqueue.bench.workload import Prompts, RunResult
 from vqueue.settings import Settings
@@ -121,3 +123,28 @@ def test_each_run_in_turns_starts_after_the_other_engines_busy_loop() -> None:
     ends = [at for kind, at in events if kind == "end"]
     assert len(starts) == 4
     assert all(start - end >= 0.2 for start, end in zip(starts[1:], ends, strict=False))
+
+
+def test_the_report_names_the_workers_gc_pauses_inside_the_measured_run_only() -> None:
+    beat = {
+        "name": "gpu-host:1",
+        "gc": {
+            "frozen_objects": 630_000,
+            "recent": [[99.0, 2, 320.0], [100.5, 2, 310.0], [103.0, 1, 6.0]],
+        },
+    }
+    found = pauses_in_run([beat], start=100.0, end=102.0)
+    assert found == {
+        "frozen_objects": {"gpu-host:1": 630_000},
+        "pauses": [{"worker": "gpu-host:1", "at_ms": 500, "generation": 2, "ms": 310.0}],
+    }
+    assert "310 ms (generation 2) at 500 ms" in describe(found)
+    assert "no pause" in describe(pauses_in_run([beat], start=104.0, end=105.0))
+
+
+def test_the_bench_reads_a_heartbeat_sent_after_the_run(base_url: str, settings: Settings) -> None:
+    ended = time.time()
+    beats = heartbeats_after(settings.redis_url, ended, timeout=10 * settings.worker_heartbeat_s)
+    (beat,) = [b for b in beats if b["name"].endswith(f":{stack.running_pid(settings, 'worker')}")]
+    assert beat["beat_at"] > ended
+    assert beat["gc"]["frozen_objects"] > 100_000  # the engine's startup heap

@@ -82,6 +82,14 @@ def test_stats_show_backlog_running_workers_and_rate(client: VQueueClient) -> No
     text = client.http.get("/metrics").text
     assert max(metric_values(text, "vqueue_engine_kv_cache_usage_ratio")) > 0
     assert max(metric_values(text, "vqueue_worker_running_jobs")) > 0
+    # The engine's heap is frozen before the first job (vqueue/gc_heap.py), and the young
+    # generations are still collected as jobs run, in the worker and in the API alike.
+    assert worker["gc"]["frozen_objects"] > 100_000
+    assert sum(metric_values(text, "vqueue_worker_gc_collections_total")) > 0
+    assert sum(metric_values(text, "vqueue_api_gc_collections_total")) > 0
+    assert len(metric_values(text, "vqueue_worker_gc_pause_seconds_total")) == 3 * len(
+        stats["workers"]
+    )
     assert stats["oldest_queued_s"] > 0
     assert sum(stats["backlog_by_priority"].values()) == stats["backlog"]
     for job in long_jobs:

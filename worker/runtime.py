@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from db.engine import make_sync_engine
 from vqueue.batch_feeder import BatchFeeder
 from vqueue.contract import worker_key
+from vqueue.gc_heap import GcPauses, freeze_startup_heap
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
 from vqueue.settings import Settings
@@ -49,6 +50,7 @@ class WorkerRuntime:
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.started_at = time.time()
         self._stop = threading.Event()
+        self.gc_pauses = GcPauses().install()
         model_path = resolve_model(
             settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
         )
@@ -74,6 +76,10 @@ class WorkerRuntime:
         self.gpu = _gpu_name()
         self._last_sample = (time.monotonic(), 0)
         self._redis = SyncRedis.from_url(settings.redis_url)
+        # Last, before the first job: what the engine and its warm-up left is never walked by a
+        # full collection again (vqueue/gc_heap.py).
+        frozen = freeze_startup_heap()
+        log.info("froze the startup heap: %d objects out of the collector's reach", frozen)
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
         self._heartbeat.start()
 
@@ -109,6 +115,9 @@ class WorkerRuntime:
             # Over the last heartbeat interval.
             "tokens_per_s": round((tokens - last_tokens) / max(now - last_at, 1e-6), 1),
             "started_at": self.started_at,
+            "beat_at": time.time(),
+            # Garbage collection pauses since the start; a long one stalls every stream.
+            "gc": self.gc_pauses.snapshot(),
         }
 
     def _beat(self) -> None:
@@ -161,3 +170,4 @@ class WorkerRuntime:
         self.db.dispose()
         self.queue.close()
         self._redis.close()
+        self.gc_pauses.uninstall()

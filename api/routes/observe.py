@@ -1,5 +1,6 @@
 """GET /stats (the queue at a glance, JSON) and GET /metrics (Prometheus)."""
 
+import os
 from typing import Any
 
 import anyio
@@ -77,6 +78,28 @@ async def stats(resources: ResourcesDep) -> QueueStats:
     return (await _gather(resources))[0]
 
 
+def _gc_metrics(
+    out: Exposition, part: str, processes: list[tuple[dict[str, Any], dict[str, Any]]]
+) -> None:
+    """Garbage collection by generation: a long pause stalls every stream of the process.
+    The API's figures are the answering process's own (one of VQUEUE_API_WORKERS)."""
+    by_generation = [
+        ({**labels, "generation": g}, gc) for labels, gc in processes for g in range(3)
+    ]
+    out.metric(
+        f"vqueue_{part}_gc_collections_total",
+        "counter",
+        f"Garbage collections in the {part} process",
+        [(labels, gc["collections"][labels["generation"]]) for labels, gc in by_generation],
+    )
+    out.metric(
+        f"vqueue_{part}_gc_pause_seconds_total",
+        "counter",
+        f"Time the {part} process stood still in garbage collections",
+        [(labels, gc["pause_ms"][labels["generation"]] / 1000) for labels, gc in by_generation],
+    )
+
+
 @router.get("/metrics", response_class=PlainTextResponse)
 async def metrics(resources: ResourcesDep) -> PlainTextResponse:
     """Prometheus text format (version 0.0.4)."""
@@ -138,4 +161,7 @@ async def metrics(resources: ResourcesDep) -> PlainTextResponse:
         ("kv_cache_usage", "vqueue_engine_kv_cache_usage_ratio", "Share of KV-cache blocks used"),
     ):
         out.metric(name, "gauge", help_text, [(labels, e[key]) for labels, e in engines])
+    _gc_metrics(out, "worker", [(labels, w["gc"]) for labels, w in per_worker if w.get("gc")])
+    here = resources.gc_pauses.snapshot()
+    _gc_metrics(out, "api", [({"pid": os.getpid()}, here)])
     return PlainTextResponse(out.text(), media_type="text/plain; version=0.0.4")

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from vqueue.bench.workload import RunResult, Workload
+from vqueue.gc_heap import freeze_startup_heap
 from vqueue.settings import Settings
 
 
@@ -21,11 +22,14 @@ class BareEngine:
         self._sweeps = warmup_wanted(settings)
 
     async def start(self) -> None:
-        """The worker's own start-up warm-up (worker/warmup.py), where the worker runs one."""
+        """The worker's own start-up warm-up (worker/warmup.py), where the worker runs one, and
+        its frozen heap (vqueue/gc_heap.py): the bare engine as vLLM's own server runs it, with
+        no full collection over the start-up heap inside a measured run."""
         from worker.warmup import warm_up
 
         if self._sweeps:
             await warm_up(self.engine)
+        freeze_startup_heap()
 
     def _sampling(self, workload: Workload) -> Any:
         from vllm import SamplingParams

@@ -12,6 +12,7 @@ from vqueue import stack
 from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
 from vqueue.bench.cpu_use import CpuUse
+from vqueue.bench.gc_pauses import heartbeats_after, pauses_in_run
 from vqueue.bench.profile import Profiler
 from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
 from vqueue.bench.turns import SETTLE_S, QueueRun, median_pair, take_turns
@@ -71,7 +72,8 @@ async def queue_phase(
             profiler = None
         started = datetime.fromtimestamp(run.started_at, UTC)
         rows = await asyncio.to_thread(job_times, settings.database_url, started)
-        details = {"timeline": timeline(rows, started), "cpu": cpu_use}
+        window = (run.started_at, run.started_at + run.seconds)
+        details = {"timeline": timeline(rows, started), "cpu": cpu_use, "window": window}
         return QueueRun(run, {**details, "claims": claim_offsets(rows, started)})
 
     async def bare_measured(name: str) -> RunResult:
@@ -116,7 +118,12 @@ async def queue_phase(
     fan_out = await queue_side.fan_out(
         base_url, prompts.take("fan-out", args.fan_out_jobs), workload, clients_per_job
     )
+    start, end = chosen.details["window"]
+    beats = await asyncio.to_thread(
+        heartbeats_after, settings.redis_url, end, 3 * settings.worker_heartbeat_s
+    )
     result = {
+        "worker_gc": pauses_in_run(beats, start, end),
         "streamed": streamed.summary(),
         "timeline": chosen.details["timeline"],
         "cpu": chosen.details["cpu"],

@@ -6,6 +6,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from vqueue.bench import gc_pauses
+
 TARGETS = {
     "throughput_ratio": (">=", 0.95),
     "ttft_overhead_p50_ms": ("<=", None),  # 50 ms on CPU, 15 ms on a GPU: set by the caller
@@ -189,6 +191,8 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
             f"CPU over the measured run ({cpu['seconds']} s): {cpu['host_busy_cores']} of the "
             f"host's {cpu['cores']} cores busy; by part, in cores: {parts}.",
         ]
+    if found := queue.get("worker_gc"):
+        lines += ["", gc_pauses.describe(found)]
     if result.get("notes"):
         lines += ["", *result["notes"]]
     path.write_text("\n".join(lines) + "\n")
