@@ -24,6 +24,7 @@ from api.hub import EventHub
 from api.limits import QueueDepth
 from api.live_workers import LiveWorkers
 from api.openai_errors import OPENAI_PREFIX
+from api.process_beat import ProcessBeat
 from api.routes import batches, health, jobs, observe, openai, openai_batches, page, stream
 from api.schemas import ErrorBody, ErrorResponse
 from api.submitter import Submitter
@@ -73,15 +74,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     keys = KeyCache(settings.key_cache_s)
     depth = QueueDepth(db)
     gc_pauses = GcPauses().install()
+    beat = ProcessBeat(redis, gc_pauses, settings.worker_heartbeat_s)
     app.state.resources = Resources(
         settings, db, redis, hub, queue, submitter, feeder, keys, depth, ReadCoalescer(), gc_pauses
     )
     # This process's event loop serves every stream it holds: a full collection over the
     # startup heap (~50 ms on the 2-core test machine) would stall them all (vqueue/gc_heap.py).
     freeze_startup_heap()
+    beat.start()
     try:
         yield
     finally:
+        await beat.close()
         gc_pauses.uninstall()
         feeder.close()
         reconciler.close()

@@ -3,6 +3,7 @@ the CPU accounting (which part of the stack a process belongs to), how the runs 
 two sides taken in turns are paired and chosen, and which worker GC pauses fell in a run."""
 
 import asyncio
+import socket
 import subprocess
 import sys
 import time
@@ -10,6 +11,8 @@ import time
 from vqueue import stack
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
 from vqueue.bench.gc_pauses import describe, heartbeats_after, pauses_in_run
+from vqueue.bench.late_tokens import describe as late_describe
+from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.turns import QueueRun, median_pair, take_turns
 from vqueue.bench.workload import Prompts, RunResult
 from vqueue.settings import Settings
@@ -128,6 +131,7 @@ def test_each_run_in_turns_starts_after_the_other_engines_busy_loop() -> None:
 def test_the_report_names_the_workers_gc_pauses_inside_the_measured_run_only() -> None:
     beat = {
         "name": "gpu-host:1",
+        "process": "worker gpu-host:1",
         "gc": {
             "frozen_objects": 630_000,
             "recent": [[99.0, 2, 320.0], [100.5, 2, 310.0], [103.0, 1, 6.0]],
@@ -135,16 +139,42 @@ def test_the_report_names_the_workers_gc_pauses_inside_the_measured_run_only() -
     }
     found = pauses_in_run([beat], start=100.0, end=102.0)
     assert found == {
-        "frozen_objects": {"gpu-host:1": 630_000},
-        "pauses": [{"worker": "gpu-host:1", "at_ms": 500, "generation": 2, "ms": 310.0}],
+        "frozen_objects": {"worker gpu-host:1": 630_000},
+        "pauses": [{"process": "worker gpu-host:1", "at_ms": 500, "generation": 2, "ms": 310.0}],
     }
-    assert "310 ms (generation 2) at 500 ms" in describe(found)
+    assert "worker gpu-host:1: 310 ms (generation 2) at 500 ms" in describe(found)
     assert "no pause" in describe(pauses_in_run([beat], start=104.0, end=105.0))
 
 
 def test_the_bench_reads_a_heartbeat_sent_after_the_run(base_url: str, settings: Settings) -> None:
     ended = time.time()
     beats = heartbeats_after(settings.redis_url, ended, timeout=10 * settings.worker_heartbeat_s)
-    (beat,) = [b for b in beats if b["name"].endswith(f":{stack.running_pid(settings, 'worker')}")]
-    assert beat["beat_at"] > ended
-    assert beat["gc"]["frozen_objects"] > 100_000  # the engine's startup heap
+    by_process = {beat["process"]: beat for beat in beats}
+    worker, api = (
+        by_process[f"{part} {socket.gethostname()}:{stack.running_pid(settings, part)}"]
+        for part in ("worker", "api")
+    )
+    assert worker["beat_at"] > ended
+    assert api["beat_at"] > ended
+    # The startup heaps, frozen: the engine's frontend in the worker, the app in the API.
+    assert worker["gc"]["frozen_objects"] > 100_000
+    assert api["gc"]["frozen_objects"] > 10_000
+
+
+def test_late_tokens_that_arrive_together_are_one_burst() -> None:
+    start = 1000.0
+    # A stall: three streams' tokens arrive together 2 s in; one straggler alone at 5 s;
+    # on-time tokens are not counted.
+    lags = [0.060, 0.055, 0.050, 0.004, 0.030]
+    received = [1002.000, 1002.010, 1002.020, 1003.000, 1005.000]
+    found = late_bursts(lags, received, start)
+    assert found == {
+        "late_tokens": 4,
+        "bursts": 2,
+        "largest": [
+            {"at_ms": 2000, "tokens": 3, "max_lag_ms": 60.0},
+            {"at_ms": 5000, "tokens": 1, "max_lag_ms": 30.0},
+        ],
+    }
+    assert "4 tokens arrived more than 20 ms" in late_describe(found)
+    assert late_bursts([0.004], [1001.0], start)["late_tokens"] == 0

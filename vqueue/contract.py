@@ -20,6 +20,8 @@ TASK_RUN_JOBS = "vqueue.run_jobs"
 TASK_RUN_JOB = "vqueue.run_job"
 EVENTS_CHANNEL = "vqueue:events"
 WORKER_KEY_PREFIX = "vqueue:worker:"
+# API processes announce themselves too (api/process_beat.py), for their GC pauses.
+API_KEY_PREFIX = "vqueue:api:"
 
 
 def token_log_key(job_id: str) -> str:
@@ -28,6 +30,10 @@ def token_log_key(job_id: str) -> str:
 
 def worker_key(worker_name: str) -> str:
     return f"{WORKER_KEY_PREFIX}{worker_name}"
+
+
+def api_key(process_name: str) -> str:
+    return f"{API_KEY_PREFIX}{process_name}"
 
 
 class EntryKind(StrEnum):

@@ -48,6 +48,7 @@ async def _submit(session: aiohttp.ClientSession, body: dict[str, Any]) -> str:
 class Followed(NamedTuple):
     text: str
     lags: list[float]  # tokens produced while the stream was open: the delivery path's lag
+    received: list[float]  # time.time() at which each of `lags` arrived
     replay_lags: list[float]  # tokens produced before it opened, sent from the token log
     first: float | None  # perf_counter() at the first delta
 
@@ -56,6 +57,7 @@ async def follow(session: aiohttp.ClientSession, job_id: str) -> Followed:
     """A job's stream, to its end."""
     parts: list[str] = []
     lags: list[float] = []
+    received: list[float] = []
     replay_lags: list[float] = []
     first = None
     event = b""
@@ -75,12 +77,16 @@ async def follow(session: aiohttp.ClientSession, job_id: str) -> Followed:
                         first = time.perf_counter()
                     parts.append(data["text"])
                     if produced := data.get("t"):
-                        (lags if produced >= opened else replay_lags).append(now - produced)
+                        if produced >= opened:
+                            lags.append(now - produced)
+                            received.append(now)
+                        else:
+                            replay_lags.append(now - produced)
                 elif event == b"done":
                     data = orjson.loads(line[6:])
                     if data["status"] != "succeeded":
                         raise RuntimeError(f"job {job_id} ended {data['status']}: {data}")
-                    return Followed("".join(parts), lags, replay_lags, first)
+                    return Followed("".join(parts), lags, received, replay_lags, first)
     raise RuntimeError(f"the stream of {job_id} ended without a done event")
 
 
@@ -106,6 +112,7 @@ async def run_streamed(base_url: str, prompts: list[str], workload: Workload) ->
         [lag for _, followed in results for lag in followed.lags],
         [lag for _, followed in results for lag in followed.replay_lags],
         started_at=started_at,
+        lag_received_at=[at for _, followed in results for at in followed.received],
     )
 
 
@@ -136,6 +143,7 @@ def run_streamed_in_processes(
         [lag for part in parts for lag in part.lag_s],
         [lag for part in parts for lag in part.replay_lag_s],
         started_at=start_at,
+        lag_received_at=[at for part in parts for at in part.lag_received_at],
     )
 
 

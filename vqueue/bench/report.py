@@ -6,7 +6,7 @@ import platform
 from pathlib import Path
 from typing import Any
 
-from vqueue.bench import gc_pauses
+from vqueue.bench import gc_pauses, late_tokens
 
 TARGETS = {
     "throughput_ratio": (">=", 0.95),
@@ -132,6 +132,8 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
             f"connecting) came from the token log on connect, p99 "
             f"{streamed['replay_lag_p99_ms']} ms after they were made.",
         ]
+    if late := streamed.get("late"):
+        lines += ["", late_tokens.describe(late)]
     fan = result["fan_out"]
     lines += [
         "",

@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vqueue.bench.late_tokens import late_bursts
+
 WORDS = [
     "river",
     "mountain",
@@ -101,6 +103,8 @@ class RunResult:
     # kept apart, as no delivery path could have brought them sooner.
     replay_lag_s: list[float] = field(default_factory=list)
     started_at: float = 0.0  # wall clock (time.time()) of the first submit
+    # When each token of `lag_s` arrived (wall clock), in the same order.
+    lag_received_at: list[float] = field(default_factory=list)
 
     @property
     def tok_s(self) -> float:
@@ -118,6 +122,7 @@ class RunResult:
             "lag_p99_ms": ms(percentile(self.lag_s, 99)),
             "replayed_tokens": len(self.replay_lag_s),
             "replay_lag_p99_ms": ms(percentile(self.replay_lag_s, 99)),
+            "late": late_bursts(self.lag_s, self.lag_received_at, self.started_at),
         }
 
 
