@@ -79,7 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings, db, redis, hub, queue, submitter, feeder, keys, depth, ReadCoalescer(), gc_pauses
     )
     # This process's event loop serves every stream it holds: a full collection over the
-    # startup heap (~50 ms on the 2-core test machine) would stall them all (vqueue/gc_heap.py).
+    # startup heap (~90 ms on the 2-core test machine) would stall them all (vqueue/gc_heap.py).
     freeze_startup_heap()
     beat.start()
     try:

@@ -8,13 +8,18 @@ import subprocess
 import sys
 import time
 
+import pytest
+from redis import Redis
+
 from vqueue import stack
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
 from vqueue.bench.gc_pauses import describe, heartbeats_after, pauses_in_run
 from vqueue.bench.late_tokens import describe as late_describe
 from vqueue.bench.late_tokens import late_bursts
+from vqueue.bench.step_tap import StepTap
 from vqueue.bench.turns import QueueRun, median_pair, take_turns
 from vqueue.bench.workload import Prompts, RunResult
+from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events
 from vqueue.settings import Settings
 from worker.default_model import prepared_path
 
@@ -178,3 +183,21 @@ def test_late_tokens_that_arrive_together_are_one_burst() -> None:
     }
     assert "4 tokens arrived more than 20 ms" in late_describe(found)
     assert late_bursts([0.004], [1001.0], start)["late_tokens"] == 0
+
+
+def test_the_step_tap_times_each_token_as_it_reaches_redis(
+    redis: Redis, settings: Settings
+) -> None:
+    tap = StepTap(settings.redis_url).start()
+    now = time.time()
+    step = [
+        LogEntry("job-a", 1, EntryKind.DELTA, 5, "Hello", at=now - 100),
+        LogEntry("job-a", 1, EntryKind.END, 5, status="succeeded", at=now - 200),
+    ]
+    redis.publish(EVENTS_CHANNEL, encode_events(step))
+    time.sleep(0.5)
+    received, lags = tap.stop()
+    # The delta, about 100 s after it was made; the END entry is not a token.
+    assert [lag for lag in lags if lag > 99] == [pytest.approx(100, abs=5)]
+    assert max(lags) < 199
+    assert len(received) == len(lags)

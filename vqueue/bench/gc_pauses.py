@@ -1,7 +1,7 @@
 """The stack's long garbage-collection pauses in a measured run, read from its heartbeats.
 
 A full collection over a worker's unfrozen heap held the whole process for ~320 ms on the
-2-core test machine, and over an API process's for ~50 ms (vqueue/gc_heap.py); one in a
+2-core test machine, and over an API process's for ~90 ms (vqueue/gc_heap.py); one in a
 measured run stalls every stream of that process at once and shows as late tokens and lost
 throughput. The report says whether one happened, and when, to hold against the bursts of
 late tokens (late_tokens.py).

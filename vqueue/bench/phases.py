@@ -13,10 +13,12 @@ from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
 from vqueue.bench.cpu_use import CpuUse
 from vqueue.bench.gc_pauses import heartbeats_after, pauses_in_run
+from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.profile import Profiler
+from vqueue.bench.step_tap import StepTap
 from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
 from vqueue.bench.turns import SETTLE_S, QueueRun, median_pair, take_turns
-from vqueue.bench.workload import Prompts, RunResult, Workload
+from vqueue.bench.workload import Prompts, RunResult, Workload, ms, percentile
 from vqueue.settings import Settings
 
 SINGLE_RUNS = 3
@@ -64,16 +66,28 @@ async def queue_phase(
         log(f"queue: {name}, SSE")
         if profiler is not None:
             profiler.start("measured")
+        tap = await asyncio.to_thread(StepTap(settings.redis_url).start)
         cpu = CpuUse()
         run = await run_streamed(prompts.take(name, n))
         cpu_use = cpu.read()
+        received, lags = await asyncio.to_thread(tap.stop)
         if profiler is not None:  # the first measured run only
             await asyncio.to_thread(profiler.wait)
             profiler = None
         started = datetime.fromtimestamp(run.started_at, UTC)
         rows = await asyncio.to_thread(job_times, settings.database_url, started)
         window = (run.started_at, run.started_at + run.seconds)
-        details = {"timeline": timeline(rows, started), "cpu": cpu_use, "window": window}
+        at_redis = {
+            "lag_p50_ms": ms(percentile(lags, 50)),
+            "lag_p99_ms": ms(percentile(lags, 99)),
+            "late": late_bursts(lags, received, run.started_at),
+        }
+        details = {
+            "timeline": timeline(rows, started),
+            "cpu": cpu_use,
+            "window": window,
+            "at_redis": at_redis,
+        }
         return QueueRun(run, {**details, "claims": claim_offsets(rows, started)})
 
     async def bare_measured(name: str) -> RunResult:
@@ -127,6 +141,7 @@ async def queue_phase(
         "streamed": streamed.summary(),
         "timeline": chosen.details["timeline"],
         "cpu": chosen.details["cpu"],
+        "at_redis": chosen.details["at_redis"],
         "pairs": [each.summary() for each in pairs],
         "polled": polled.summary(),
         "levels": {str(k): round(v, 1) for k, v in sorted(by_level.items())},

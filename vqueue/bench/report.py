@@ -134,6 +134,14 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
         ]
     if late := streamed.get("late"):
         lines += ["", late_tokens.describe(late)]
+    if at_redis := queue.get("at_redis"):
+        lines += [
+            "",
+            "The same tokens as they reached Redis (a subscriber to the workers' step messages, "
+            f"in a process of its own): lag p50 / p99 {at_redis['lag_p50_ms']} / "
+            f"{at_redis['lag_p99_ms']} ms after they were made. "
+            + late_tokens.describe(at_redis["late"]),
+        ]
     fan = result["fan_out"]
     lines += [
         "",
