@@ -74,6 +74,7 @@ from sqlalchemy import Engine, create_engine, make_url, text  # noqa: E402
 
 from db.keys import create_key  # noqa: E402
 from db.migrate import reset_database  # noqa: E402
+from tests import helpers  # noqa: E402
 from vqueue import stack  # noqa: E402
 from vqueue.client import VQueueClient  # noqa: E402
 from vqueue.settings import Settings, get_settings  # noqa: E402
@@ -108,6 +109,8 @@ def base_url(settings: Settings, db: Engine, redis: Redis) -> Iterator[str]:
     """The API and one worker with the real engine, as `make up` starts them."""
     stack.up(settings)
     yield stack.base_url(settings)
+    # The tests' shared client: its pooled connections closed here, not found open at exit.
+    helpers.http.close()
     stack.down(settings)
     # Stopping twice is harmless too.
     stack.down(settings)
