@@ -4,11 +4,12 @@ import asyncio
 import logging
 from collections import defaultdict, deque
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.background import BackgroundTask
 from vqueue.contract import EVENTS_CHANNEL, LogEntry, decode_events
 
 log = logging.getLogger(__name__)
@@ -54,16 +55,13 @@ class EventHub:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self._watchers: defaultdict[str, set[Subscription]] = defaultdict(set)
-        self._task: asyncio.Task[None] | None = None
+        self._listener = BackgroundTask("event-hub", self._listen)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="event-hub")
+        self._listener.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._listener.close()
 
     @contextmanager
     def subscribe(self, job_id: str) -> Iterator[Subscription]:

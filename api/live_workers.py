@@ -1,12 +1,11 @@
 """How many workers are live, from their heartbeat keys, counted in the background."""
 
-import asyncio
 import logging
-from contextlib import suppress
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.background import BackgroundTask, every
 from vqueue.contract import WORKER_KEY_PREFIX
 
 log = logging.getLogger(__name__)
@@ -28,16 +27,13 @@ class LiveWorkers:
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self.count = 1
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("live-workers", every(REFRESH_S, self.refresh))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="live-workers")
+        self._task.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.close()
 
     async def refresh(self) -> None:
         try:
@@ -46,8 +42,3 @@ class LiveWorkers:
             log.debug("counting live workers failed: %s", exc)
             return
         self.count = max(len(found), 1)
-
-    async def _run(self) -> None:
-        while True:
-            await self.refresh()
-            await asyncio.sleep(REFRESH_S)

@@ -6,10 +6,7 @@ benchmark reads them from here to hold against the late tokens of a run; /metric
 the answering process's totals.
 """
 
-import asyncio
 import logging
-import os
-import socket
 import time
 from contextlib import suppress
 
@@ -17,7 +14,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from vqueue.contract import api_key
+from api.background import BackgroundTask, every
+from vqueue.contract import api_key, process_name
 from vqueue.gc_heap import GcPauses
 
 log = logging.getLogger(__name__)
@@ -28,17 +26,14 @@ class ProcessBeat:
         self._redis = redis
         self._gc_pauses = gc_pauses
         self._interval_s = interval_s
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
-        self._task: asyncio.Task[None] | None = None
+        self.name = process_name()
+        self._task = BackgroundTask("process-beat", every(interval_s, self.beat))
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="process-beat")
+        self._task.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.close()
         with suppress(RedisError, OSError):
             await self._redis.delete(api_key(self.name))
 
@@ -50,8 +45,3 @@ class ProcessBeat:
             )
         except (RedisError, OSError) as exc:
             log.debug("API heartbeat failed: %s", exc)
-
-    async def _run(self) -> None:
-        while True:
-            await self.beat()
-            await asyncio.sleep(self._interval_s)

@@ -10,7 +10,6 @@ batch goes out in about two task messages per live worker (vqueue/task_messages.
 import asyncio
 import logging
 from collections.abc import Mapping
-from contextlib import suppress
 from typing import Any
 
 from redis.asyncio import Redis
@@ -18,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from api.background import BackgroundTask
 from api.errors import ServiceUnavailableError
 from api.live_workers import LiveWorkers
 from db.jobs import fail_unqueued_jobs, insert_jobs
@@ -42,16 +42,13 @@ class Submitter:
         self._workers = workers
         self._pending: list[Pending] = []
         self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._task = BackgroundTask("submitter", self._run)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="submitter")
+        self._task.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
+        await self._task.close()
 
     async def submit(self, row: dict[str, Any]) -> Mapping[Any, Any] | None:
         """Insert and enqueue one job; None when its idempotency key already exists."""

@@ -1,6 +1,6 @@
 """Parts of the benchmark that decide what its figures mean: the prompts each run gets, and
 the CPU accounting (which part of the stack a process belongs to), how the runs of the
-two sides taken in turns are paired and chosen, and which worker GC pauses fell in a run."""
+two sides taken in turns are paired and chosen, and which GC pauses fell in a run."""
 
 import asyncio
 import socket

@@ -8,6 +8,8 @@ reader that has seen `end` characters can resume from the log or, once the log h
 from the text in Postgres.
 """
 
+import os
+import socket
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -26,6 +28,11 @@ API_KEY_PREFIX = "vqueue:api:"
 
 def token_log_key(job_id: str) -> str:
     return f"vqueue:job:{job_id}:log"
+
+
+def process_name() -> str:
+    """This process as its heartbeat key names it (`worker_key`, `api_key`): host and pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def worker_key(worker_name: str) -> str:

@@ -2,7 +2,6 @@
 
 import logging
 import os
-import socket
 import threading
 import time
 from contextlib import suppress
@@ -15,7 +14,7 @@ from redis.exceptions import RedisError
 
 from db.engine import make_sync_engine
 from vqueue.batch_feeder import BatchFeeder
-from vqueue.contract import worker_key
+from vqueue.contract import process_name, worker_key
 from vqueue.gc_heap import GcPauses, freeze_startup_heap
 from vqueue.queueing import JobQueue
 from vqueue.reconciler import Reconciler
@@ -47,7 +46,7 @@ def _gpu_name() -> str | None:
 class WorkerRuntime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.name = process_name()
         self.started_at = time.time()
         self._stop = threading.Event()
         self.gc_pauses = GcPauses().install()

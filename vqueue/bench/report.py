@@ -201,7 +201,7 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
             f"CPU over the measured run ({cpu['seconds']} s): {cpu['host_busy_cores']} of the "
             f"host's {cpu['cores']} cores busy; by part, in cores: {parts}.",
         ]
-    if found := queue.get("worker_gc"):
+    if found := queue.get("stack_gc"):
         lines += ["", gc_pauses.describe(found)]
     if result.get("notes"):
         lines += ["", *result["notes"]]
