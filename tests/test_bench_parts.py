@@ -1,6 +1,7 @@
 """Parts of the benchmark that decide what its figures mean: the prompts each run gets, and
 the CPU accounting (which part of the stack a process belongs to), how the runs of the
-two sides taken in turns are paired and chosen, and which GC pauses fell in a run."""
+two sides taken in turns are paired and chosen, which GC pauses fell in a run, and how a
+run's jobs reached the engine."""
 
 import asyncio
 import socket
@@ -14,11 +15,13 @@ from redis import Redis
 from vqueue import stack
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
 from vqueue.bench.gc_pauses import describe, heartbeats_after, pauses_in_run
+from vqueue.bench.intake import intake_lines, intake_stages, with_intake
 from vqueue.bench.late_tokens import describe as late_describe
 from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.step_tap import StepTap
 from vqueue.bench.turns import QueueRun, median_pair, take_turns
 from vqueue.bench.workload import Prompts, RunResult
+from vqueue.client import VQueueClient
 from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events
 from vqueue.settings import Settings
 from worker.default_model import prepared_path
@@ -201,3 +204,33 @@ def test_the_step_tap_times_each_token_as_it_reaches_redis(
     assert [lag for lag in lags if lag > 99] == [pytest.approx(100, abs=5)]
     assert max(lags) < 199
     assert len(received) == len(lags)
+
+
+def test_the_intake_stages_count_each_job_of_a_message_at_its_time() -> None:
+    start = 1000.0
+    lines = [
+        {"jobs": 1, "claimed": 1000.04, "ready": 1000.05, "loop_last": 1000.06},
+        {"jobs": 3, "claimed": 1000.09, "ready": 1000.12, "loop_last": 1000.15},
+    ]
+    stages = intake_stages(lines, start)
+    assert stages["prompts_ready"] == {"first": 50.0, "p50": 120.0, "last": 120.0}
+    assert stages["on_engine_loop"] == {"first": 60.0, "p50": 150.0, "last": 150.0}
+    spread_at = {"first": 1.0, "p50": 1.0, "last": 1.0}
+    ordered = with_intake({"claimed": spread_at, "first_token": spread_at}, stages)
+    assert list(ordered) == ["claimed", "prompts_ready", "on_engine_loop", "first_token"]
+
+
+def test_the_worker_logs_how_each_message_reached_its_engine(
+    client: VQueueClient, settings: Settings
+) -> None:
+    before = time.time()
+    job = client.submit(prompt="Tell me a story.", max_tokens=4)
+    assert client.wait(job["id"])["status"] == "succeeded"
+    lines: list[dict[str, float]] = []
+    deadline = time.time() + 10  # the line is written once the message's runs have begun
+    while not lines and time.time() < deadline:
+        time.sleep(0.1)
+        lines = intake_lines(settings.run_dir, (before, time.time()))
+    assert [line["jobs"] for line in lines] == [1]
+    (line,) = lines
+    assert before <= line["claim_sent"] <= line["claimed"] <= line["ready"] <= line["loop_last"]

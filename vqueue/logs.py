@@ -27,6 +27,9 @@ def job_context(job_id: str) -> Iterator[None]:
         current_job.reset(token)
 
 
+STRUCTURED_FIELDS = ("intake",)
+
+
 class JobIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "job_id", None) is None:
@@ -47,6 +50,10 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
+        # Structured fields a reader parses (e.g. a worker's `intake` timings for the bench).
+        for key in STRUCTURED_FIELDS:
+            if (value := getattr(record, key, None)) is not None:
+                line[key] = value
         if getattr(record, "job_id", None):
             line["job_id"] = getattr(record, "job_id")  # noqa: B009
         if record.exc_info:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -37,6 +37,36 @@ def storable(text: str) -> str:
     """Postgres text cannot hold NUL, which a model may well emit: it becomes U+FFFD in the
     stream and in the row alike (one character for one, so offsets stay valid)."""
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
+async def _now() -> float:
+    return time.time()
+
+
+@dataclass
+class Intake:
+    """How long one message's jobs took to reach the engine (time.time() instants), logged as
+    a line a benchmark reads (`intake` in the JSON log)."""
+
+    jobs: int
+    claim_sent: float
+    claimed: float
+    ready: float  # prompts tokenized, sampling parameters made
+
+    def log(self, on_loop: "Future[float]") -> None:
+        """`on_loop`: when every run of the message had begun on the engine loop."""
+        if on_loop.cancelled() or on_loop.exception() is not None:
+            return  # the loop went away; the runs' own outcomes say so
+        fields = {**asdict(self), "loop_last": on_loop.result()}
+        log.info(
+            "message of %d jobs: claimed in %.1f ms, prompts ready %.1f ms later, "
+            "all on the engine loop %.1f ms after that",
+            self.jobs,
+            (self.claimed - self.claim_sent) * 1000,
+            (self.ready - self.claimed) * 1000,
+            (fields["loop_last"] - self.ready) * 1000,
+            extra={"intake": fields},
+        )
 
 
 class StopReason(StrEnum):
@@ -99,7 +129,9 @@ class JobRunner:
 
     def run(self, job_ids: list[str]) -> int:
         """Run those of the jobs that are still queued, together; returns how many ran."""
+        claim_sent = time.time()
         rows = self.claimer.claim(job_ids)
+        claimed = time.time()
         for job_id in job_ids:
             if job_id not in rows:
                 with job_context(job_id):
@@ -110,6 +142,7 @@ class JobRunner:
             with self._lock:
                 self._active[job_id] = ActiveRun(row["attempt"])
         requests = self._requests(rows)
+        ready = time.time()
         # Handed over back to back, once every prompt is ready: the engine takes them together.
         runs: dict[Future[Outcome], Row] = {}
         for job_id, request in requests.items():
@@ -120,6 +153,11 @@ class JobRunner:
                 runs[ended] = row
             else:
                 runs[self.host.submit(request)] = row
+        if rows:
+            # The loop starts coroutines in order: this one begins once every run has.
+            on_loop = self.host.submit(_now())
+            intake = Intake(len(rows), claim_sent, claimed, ready)
+            on_loop.add_done_callback(intake.log)
         pending = set(runs)
         recording: list[tuple[int, Future[None]]] = []
         try:
