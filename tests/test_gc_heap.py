@@ -69,3 +69,16 @@ def test_freezing_takes_the_live_heap_out_of_full_collections(unfrozen: None) ->
     del first, second
     gc.collect()
     assert gone() is None
+
+
+def test_the_snapshot_reports_the_frozen_count_without_walking_the_heap(
+    unfrozen: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frozen = freeze_startup_heap()
+
+    def walk() -> int:
+        raise AssertionError("gc.get_freeze_count() walks every frozen object, GIL held")
+
+    # Heartbeats take a snapshot every few seconds; a walk there stalled the whole worker.
+    monkeypatch.setattr(gc, "get_freeze_count", walk)
+    assert GcPauses().snapshot()["frozen_objects"] == frozen
