@@ -2,7 +2,8 @@
 
 Why both freeze their startup heap (vqueue/gc_heap.py): builds each process's long-lived
 state as it starts (the worker's engine with its settings, the API's app), then times full
-collections over that heap, before and after `gc.freeze()`.
+collections over that heap, before and after `gc.freeze()`, and `gc.get_freeze_count()`,
+which walks the frozen heap too (why a heartbeat must not call it, vqueue/gc_heap.py).
 
     python -m vqueue.bench.gc_probe [worker|api ...]   (both, one process each, by default)
 """
@@ -53,6 +54,9 @@ def probe(build: Callable[[], Any]) -> dict[str, Any]:
     unfrozen = full_collection_ms()
     gc.freeze()
     frozen = full_collection_ms()
+    started = time.perf_counter()
+    gc.get_freeze_count()
+    count_ms = (time.perf_counter() - started) * 1000
     gc.unfreeze()
     if hasattr(held, "close"):
         held.close()
@@ -60,6 +64,7 @@ def probe(build: Callable[[], Any]) -> dict[str, Any]:
         "tracked_objects": tracked,
         "full_ms": round(unfrozen, 1),
         "frozen_ms": round(frozen, 3),
+        "freeze_count_ms": round(count_ms, 1),
     }
 
 
