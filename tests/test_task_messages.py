@@ -74,14 +74,15 @@ def test_jobs_sent_together_share_messages_per_priority(redis: Redis) -> None:
 
 
 def test_a_round_goes_out_in_two_messages_per_live_worker_within_bounds() -> None:
-    assert jobs_per_message(256, workers=1, least=16) == 128
     assert jobs_per_message(1024, workers=4, least=16) == 128
-    assert jobs_per_message(257, workers=1, least=16) == 129  # never a third, smaller message
+    assert jobs_per_message(257, workers=2, least=16) == 65  # never a fifth, smaller message
+    # One worker has nothing to share out: a round is one message, one delivery.
+    assert jobs_per_message(256, workers=1, least=16) == 256
     # Small rounds keep the configured least (one message for a handful of jobs) ...
     assert jobs_per_message(40, workers=2, least=16) == 16
     assert jobs_per_message(1, workers=1, least=16) == 16
     # ... and no worker count (none live yet) counts as one.
-    assert jobs_per_message(100, workers=0, least=16) == 50
+    assert jobs_per_message(100, workers=0, least=16) == 100
     # A message is at most what a worker claims in one round trip, unless asked for more.
     assert jobs_per_message(50_000, workers=1, least=16) == MAX_JOBS_PER_MESSAGE
     assert jobs_per_message(50_000, workers=1, least=1000) == 1000
