@@ -4,6 +4,7 @@ two sides taken in turns are paired and chosen, which GC pauses fell in a run, a
 run's jobs reached the engine."""
 
 import asyncio
+import gc
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from redis import Redis
 
 from vqueue import stack
+from vqueue.bench import queue_side
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
 from vqueue.bench.gc_pauses import describe, heartbeats_after, pauses_in_run
 from vqueue.bench.intake import intake_lines, intake_stages, with_intake
@@ -20,9 +22,10 @@ from vqueue.bench.late_tokens import describe as late_describe
 from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.step_tap import StepTap
 from vqueue.bench.turns import QueueRun, median_pair, take_turns
-from vqueue.bench.workload import Prompts, RunResult
+from vqueue.bench.workload import Prompts, RunResult, Workload
 from vqueue.client import VQueueClient
 from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events
+from vqueue.gc_heap import GcPauses
 from vqueue.settings import Settings
 from worker.default_model import prepared_path
 
@@ -234,3 +237,19 @@ def test_the_worker_logs_how_each_message_reached_its_engine(
     assert [line["jobs"] for line in lines] == [1]
     (line,) = lines
     assert before <= line["claim_sent"] <= line["claimed"] <= line["ready"] <= line["loop_last"]
+
+
+def test_the_clients_report_their_own_gc_pauses(base_url: str) -> None:
+    run = asyncio.run(
+        queue_side.run_streamed(base_url, ["Say hi."], Workload(1, 4, output_tokens=3))
+    )
+    assert run.tokens == 3
+    (client,) = run.client_gc
+    assert client["process"].startswith("bench client ")
+    # Heartbeat-shaped, so the report places its pauses beside the stack's.
+    assert pauses_in_run([client], start=0.0, end=time.time())["pauses"] == [
+        {"process": client["process"], "at_ms": round(at * 1000), "generation": g, "ms": ms}
+        for at, g, ms in client["gc"]["recent"]
+    ]
+    # Uninstalled once the run is over: the process's later collections are not counted.
+    assert not any(isinstance(getattr(cb, "__self__", None), GcPauses) for cb in gc.callbacks)

@@ -69,7 +69,10 @@ def describe(found: dict[str, Any]) -> str:
     """One line for the Markdown report."""
     frozen = ", ".join(f"{name} {n:,}" for name, n in found["frozen_objects"].items() if n)
     heap = f" (objects frozen at startup: {frozen})" if frozen else ""
-    what = "Garbage collection in the workers and API processes during the measured run"
+    what = (
+        "Garbage collection in the workers, the API processes and the bench's clients during "
+        "the measured run"
+    )
     if not found["pauses"]:
         return f"{what}: no pause of {NOTABLE_PAUSE_S * 1000:g} ms or more{heap}."
     listed = "; ".join(

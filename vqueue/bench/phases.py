@@ -139,7 +139,7 @@ async def queue_phase(
         heartbeats_after, settings.redis_url, end, 3 * settings.worker_heartbeat_s
     )
     result = {
-        "stack_gc": pauses_in_run(beats, start, end),
+        "stack_gc": pauses_in_run(beats + chosen.run.client_gc, start, end),
         "streamed": streamed.summary(),
         "timeline": chosen.details["timeline"],
         "cpu": chosen.details["cpu"],

@@ -16,6 +16,7 @@ import aiohttp
 import orjson
 
 from vqueue.bench.workload import RunResult, Workload
+from vqueue.gc_heap import GcPauses
 
 JSON = {"content-type": "application/json"}
 
@@ -92,6 +93,16 @@ async def follow(session: aiohttp.ClientSession, job_id: str) -> Followed:
 
 async def run_streamed(base_url: str, prompts: list[str], workload: Workload) -> RunResult:
     """Submit every prompt at once; each client follows its job's SSE stream to the end."""
+    pauses = GcPauses().install()
+    try:
+        return await _run_streamed(base_url, prompts, workload, pauses)
+    finally:
+        pauses.uninstall()
+
+
+async def _run_streamed(
+    base_url: str, prompts: list[str], workload: Workload, pauses: GcPauses
+) -> RunResult:
     async with _session(base_url, 2 * len(prompts) + 8) as session:
         started, started_at = time.perf_counter(), time.time()
 
@@ -113,6 +124,7 @@ async def run_streamed(base_url: str, prompts: list[str], workload: Workload) ->
         [lag for _, followed in results for lag in followed.replay_lags],
         started_at=started_at,
         lag_received_at=[at for _, followed in results for at in followed.received],
+        client_gc=[{"process": f"bench client {os.getpid()}", "gc": pauses.snapshot()}],
     )
 
 
@@ -144,6 +156,7 @@ def run_streamed_in_processes(
         [lag for part in parts for lag in part.replay_lag_s],
         started_at=start_at,
         lag_received_at=[at for part in parts for at in part.lag_received_at],
+        client_gc=[beat for part in parts for beat in part.client_gc],
     )
 
 

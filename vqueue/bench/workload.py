@@ -105,6 +105,9 @@ class RunResult:
     started_at: float = 0.0  # wall clock (time.time()) of the first submit
     # When each token of `lag_s` arrived (wall clock), in the same order.
     lag_received_at: list[float] = field(default_factory=list)
+    # The client processes' own GC pauses, as heartbeat-shaped entries (vqueue/bench/gc_pauses.py):
+    # a client that stalls receives every stream's tokens late, and the queue is not to blame.
+    client_gc: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def tok_s(self) -> float:
