@@ -1,11 +1,12 @@
 """The API's group commit against real Postgres and Redis: the jobs of a submit round go out
-in about two task messages per live worker."""
+in about two task messages per live worker, or in one to a lone worker."""
 
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import Engine, text
@@ -35,8 +36,13 @@ def new_row() -> dict[str, Any]:
     )
 
 
+@pytest.mark.parametrize(
+    ("live", "sizes"),
+    [(2, [25, 25, 25, 25]), (1, [100])],
+    ids=["two workers: two messages each", "a lone worker: one message"],
+)
 def test_a_round_is_shared_out_in_two_messages_per_live_worker(
-    settings: Settings, db: Engine, redis: Redis
+    settings: Settings, db: Engine, redis: Redis, live: int, sizes: list[int]
 ) -> None:
     rows = [new_row() for _ in range(100)]
     job_ids = [str(row["id"]) for row in rows]
@@ -45,7 +51,7 @@ def test_a_round_is_shared_out_in_two_messages_per_live_worker(
         engine = make_async_engine(settings.database_url, pool_size=2)
         broker = AsyncRedis.from_url(settings.effective_broker_url)
         workers = LiveWorkers(broker)
-        workers.count = 2  # as the last count found
+        workers.count = live  # as the last count found
         submitter = Submitter(engine, broker, QUEUE, per_message=16, workers=workers)
         submitter.start()
         try:
@@ -61,7 +67,7 @@ def test_a_round_is_shared_out_in_two_messages_per_live_worker(
         stored = asyncio.run(submit_together())
         assert all(row is not None for row in stored)
         messages = delivered_jobs(redis, QUEUE, 5)
-        assert [len(message) for message in messages] == [25, 25, 25, 25]
+        assert [len(message) for message in messages] == sizes
         assert sorted(job for message in messages for job in message) == sorted(job_ids)
     finally:
         redis.delete(queue_key(QUEUE, 5))

@@ -57,15 +57,15 @@ class Intake:
         """`on_loop`: when every run of the message had begun on the engine loop."""
         if on_loop.cancelled() or on_loop.exception() is not None:
             return  # the loop went away; the runs' own outcomes say so
-        fields = {**asdict(self), "loop_last": on_loop.result()}
+        loop_last = on_loop.result()
         log.info(
             "message of %d jobs: claimed in %.1f ms, prompts ready %.1f ms later, "
             "all on the engine loop %.1f ms after that",
             self.jobs,
             (self.claimed - self.claim_sent) * 1000,
             (self.ready - self.claimed) * 1000,
-            (fields["loop_last"] - self.ready) * 1000,
-            extra={"intake": fields},
+            (loop_last - self.ready) * 1000,
+            extra={"intake": {**asdict(self), "loop_last": loop_last}},
         )
 
 
