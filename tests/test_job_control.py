@@ -101,18 +101,26 @@ def test_a_job_that_waited_too_long_expires_instead_of_running(
 
 
 def test_higher_priority_jobs_start_first(client: VQueueClient, settings: Settings) -> None:
-    # Fill every worker slot, queue low-priority jobs, then one urgent job.
-    blockers = [
-        client.submit(prompt="Tell a story.", max_tokens=120, ignore_eos=True)
-        for _ in range(settings.max_num_seqs)
-    ]
-    wait_for_text(client, blockers[-1]["id"])
+    # Fill every worker slot with jobs that outlast any slowness of the machine (they are
+    # cancelled below), queue low-priority jobs, then one urgent job.
+    blockers = [client.submit(**LONG) for _ in range(settings.effective_worker_concurrency)]
+    for job in blockers:
+        wait_for_text(client, job["id"])
     low = [client.submit(prompt="Low.", max_tokens=4, priority=9) for _ in range(6)]
     urgent = client.submit(prompt="Urgent.", max_tokens=4, priority=0)
-    finished = [client.wait(job["id"]) for job in [*blockers, *low, urgent]]
-    assert all(job["status"] == "succeeded" for job in finished)
-    started = {job["id"]: datetime.fromisoformat(job["started_at"]) for job in finished}
-    assert started[urgent["id"]] < min(started[job["id"]] for job in low)
+    assert {client.get(job["id"])["status"] for job in [*low, urgent]} == {"queued"}
+
+    # One slot frees: the urgent job, queued last, takes it; the rest free the others.
+    client.cancel(blockers[0]["id"])
+    first = client.wait(urgent["id"])
+    for job in blockers[1:]:
+        client.cancel(job["id"])
+    assert {client.wait(job["id"])["status"] for job in blockers} == {"cancelled"}
+    finished = [client.wait(job["id"]) for job in low]
+    assert first["status"] == "succeeded"
+    assert {job["status"] for job in finished} == {"succeeded"}
+    started = min(datetime.fromisoformat(job["started_at"]) for job in finished)
+    assert datetime.fromisoformat(first["started_at"]) < started
 
 
 def test_an_idempotency_key_returns_the_same_job(base_url: str, db: Engine) -> None:
