@@ -143,19 +143,20 @@ class JobRunner:
                 self._active[job_id] = ActiveRun(row["attempt"])
         requests = self._requests(rows)
         ready = time.time()
-        # Handed over back to back, once every prompt is ready: the engine takes them together.
         runs: dict[Future[Outcome], Row] = {}
+        starting: list[tuple[Coroutine[Any, Any, Outcome], Row]] = []
         for job_id, request in requests.items():
-            row = rows[job_id]
             if isinstance(request, Outcome):
                 ended: Future[Outcome] = Future()
                 ended.set_result(request)
-                runs[ended] = row
+                runs[ended] = rows[job_id]
             else:
-                runs[self.host.submit(request)] = row
+                starting.append((request, rows[job_id]))
         if rows:
-            # The loop starts coroutines in order: this one begins once every run has.
-            on_loop = self.host.submit(_now())
+            # Handed over at once, once every prompt is ready: the engine takes them together.
+            # The loop starts coroutines in order: the last one begins once every run has.
+            *started, on_loop = self.host.submit_all([run for run, _ in starting] + [_now()])
+            runs.update(zip(started, (row for _, row in starting), strict=True))
             intake = Intake(len(rows), claim_sent, claimed, ready)
             on_loop.add_done_callback(intake.log)
         pending = set(runs)
