@@ -3,8 +3,9 @@
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
-from vqueue.settings import DEFAULT_MODEL
+from vqueue.settings import DEFAULT_MODEL, Settings
 from worker import default_model
 
 log = logging.getLogger(__name__)
@@ -65,3 +66,14 @@ def download(repo_id: str, *, revision: str | None, cache_dir: Path) -> Path:
             f"cannot download {repo_id}: the hub is unreachable (offline?) and it is not cached"
         ) from exc
     return Path(folder)
+
+
+def load_tokenizer(settings: Settings) -> Any:
+    """The tokenizer the worker's engine uses (VQUEUE_TOKENIZER, else the model's), without
+    the engine: for the probes in vqueue/bench."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model(
+        settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
+    )
+    return AutoTokenizer.from_pretrained(str(settings.tokenizer or path))

@@ -12,7 +12,7 @@ import time
 
 from vqueue.bench.workload import WORDS
 from vqueue.settings import get_settings
-from worker.model_source import resolve_model
+from worker.model_source import load_tokenizer
 
 
 def tokenize_beside_busy_threads(tokenizer: object, prompts: list[str], busy: int) -> float:
@@ -38,15 +38,9 @@ def tokenize_beside_busy_threads(tokenizer: object, prompts: list[str], busy: in
 
 
 def main() -> None:
-    from transformers import AutoTokenizer
-
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 256
     busy_counts = [int(arg) for arg in sys.argv[2:]] or [0, 1, 4]
-    settings = get_settings()
-    path = resolve_model(
-        settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
-    )
-    tokenizer = AutoTokenizer.from_pretrained(str(settings.tokenizer or path))
+    tokenizer = load_tokenizer(get_settings())
     rng = random.Random(0)
     prompts = [" ".join(rng.choice(WORDS) for _ in range(120)) for _ in range(count)]
     interval_ms = sys.getswitchinterval() * 1000
