@@ -145,7 +145,7 @@ class EngineHost:
         """`submit` for each, in one hand-over, started in order. Submitted one by one, each
         coroutine wakes the loop thread, which then trades the GIL with the thread still
         handing over the rest: beside one busy thread, a message of 256 runs reached a
-        stand-in engine in a median 322-343 ms one by one against 177-202 ms at once (52-55
+        stand-in engine in a median 322-343 ms one by one against 177-202 ms at once (51-55
         ms with no busy thread either way; python -m vqueue.bench.intake_probe)."""
         futures: list[Future[Any]] = [Future() for _ in coros]
 
