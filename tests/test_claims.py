@@ -6,10 +6,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from db.jobs import AttemptResult, finish_jobs
 from db.states import JobStatus
@@ -69,6 +70,37 @@ def test_each_job_is_claimed_once_however_often_it_is_delivered(
         assert claimer.claim([second]) == {}
     finally:
         forget_jobs(db, [first, second])
+
+
+def test_a_claim_is_one_statement_with_no_begin_or_commit(
+    claimer: Claimer, db: Engine, tmp_path: Path
+) -> None:
+    """In a burst every round trip is one more wait for the worker's GIL, and the claim is on
+    every job's path to the engine: the UPDATE goes alone, as its own transaction."""
+    job_ids = [insert_unqueued_job(db) for _ in range(3)]
+    trace = tmp_path / "frontend.trace"
+
+    def on_checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.pgconn.trace(sink.fileno())
+
+    def on_checkin(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.pgconn.untrace()
+
+    try:
+        with trace.open("w") as sink:
+            event.listen(db, "checkout", on_checkout)
+            event.listen(db, "checkin", on_checkin)
+            try:
+                claimed = claimer.claim(job_ids)
+            finally:
+                event.remove(db, "checkout", on_checkout)
+                event.remove(db, "checkin", on_checkin)
+        assert set(claimed) == set(job_ids)
+        sent = [line for line in trace.read_text().splitlines() if "\tF\t" in line]
+        assert sum("UPDATE jobs" in line for line in sent) == 1
+        assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
+    finally:
+        forget_jobs(db, job_ids)
 
 
 def test_deliveries_that_arrive_together_share_one_round_trip(
