@@ -44,7 +44,7 @@ class BareEngine:
         sampling = self._sampling(workload)
         started = time.perf_counter()
 
-        async def one(prompt: str, delay: float) -> tuple[float, int]:
+        async def one(prompt: str, delay: float) -> tuple[float, int, float]:
             if delay > 0:
                 await asyncio.sleep(started + delay - time.perf_counter())
             self._ids += 1
@@ -56,7 +56,7 @@ class BareEngine:
                     first = time.perf_counter()
                 tokens += len(output.outputs[0].token_ids)
             assert first is not None
-            return first - sent, tokens
+            return first - sent, tokens, time.perf_counter() - started
 
         waits = delays or [0.0] * len(prompts)
         results = await asyncio.gather(
@@ -64,7 +64,11 @@ class BareEngine:
         )
         seconds = time.perf_counter() - started
         return RunResult(
-            len(prompts), sum(tokens for _, tokens in results), seconds, [t for t, _ in results]
+            len(prompts),
+            sum(tokens for _, tokens, _ in results),
+            seconds,
+            [ttft for ttft, _, _ in results],
+            ends={"last token made": [ended for _, _, ended in results]},
         )
 
     def shutdown(self) -> None:

@@ -202,9 +202,14 @@ async def bare_phase(
 
 
 def _first_tokens(run: RunResult, delays: list[float]) -> dict[str, Any]:
-    """When a run fed at `delays` gave its first tokens, in ms after its start."""
+    """When a run fed at `delays` gave its first and last tokens, in ms after its start."""
     offsets = [1000 * (delay + ttft) for delay, ttft in zip(delays, run.ttft_s, strict=True)]
-    return {"tok_s": round(run.tok_s, 1), "first_token": spread(offsets)}
+    ended = [1000 * offset for offset in run.ends.get("last token made", [])]
+    return {
+        "tok_s": round(run.tok_s, 1),
+        "first_token": spread(offsets),
+        "last_token": spread(ended),
+    }
 
 
 async def both_sides_in_turns(

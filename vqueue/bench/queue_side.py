@@ -52,6 +52,10 @@ class Followed(NamedTuple):
     received: list[float]  # time.time() at which each of `lags` arrived
     replay_lags: list[float]  # tokens produced before it opened, sent from the token log
     first: float | None  # perf_counter() at the first delta
+    # time.time(): the last delta's production (by the worker), its arrival, the done event's.
+    last_made: float
+    last_received: float
+    done_received: float
 
 
 async def follow(session: aiohttp.ClientSession, job_id: str) -> Followed:
@@ -61,6 +65,7 @@ async def follow(session: aiohttp.ClientSession, job_id: str) -> Followed:
     received: list[float] = []
     replay_lags: list[float] = []
     first = None
+    last_made = last_received = 0.0
     event = b""
     async with session.get(f"/jobs/{job_id}/stream") as response:
         response.raise_for_status()
@@ -77,17 +82,29 @@ async def follow(session: aiohttp.ClientSession, job_id: str) -> Followed:
                     if first is None:
                         first = time.perf_counter()
                     parts.append(data["text"])
+                    last_received = now
                     if produced := data.get("t"):
+                        last_made = produced
                         if produced >= opened:
                             lags.append(now - produced)
                             received.append(now)
                         else:
                             replay_lags.append(now - produced)
                 elif event == b"done":
+                    done_received = time.time()
                     data = orjson.loads(line[6:])
                     if data["status"] != "succeeded":
                         raise RuntimeError(f"job {job_id} ended {data['status']}: {data}")
-                    return Followed("".join(parts), lags, received, replay_lags, first)
+                    return Followed(
+                        "".join(parts),
+                        lags,
+                        received,
+                        replay_lags,
+                        first,
+                        last_made,
+                        last_received,
+                        done_received,
+                    )
     raise RuntimeError(f"the stream of {job_id} ended without a done event")
 
 
@@ -125,7 +142,17 @@ async def _run_streamed(
         started_at=started_at,
         lag_received_at=[at for _, followed in results for at in followed.received],
         client_gc=[{"process": f"bench client {os.getpid()}", "gc": pauses.snapshot()}],
+        ends=_ends([followed for _, followed in results], started_at),
     )
+
+
+def _ends(streams: list[Followed], started_at: float) -> dict[str, list[float]]:
+    """When each job's last token was made and arrived, and its done event came."""
+    return {
+        "last token made": [f.last_made - started_at for f in streams],
+        "last token received": [f.last_received - started_at for f in streams],
+        "done received": [f.done_received - started_at for f in streams],
+    }
 
 
 # Time the client processes get to start (spawn, imports) before they submit together.
@@ -157,6 +184,14 @@ def run_streamed_in_processes(
         started_at=start_at,
         lag_received_at=[at for part in parts for at in part.lag_received_at],
         client_gc=[beat for part in parts for beat in part.client_gc],
+        ends={
+            moment: [
+                offset + part.started_at - start_at
+                for part in parts
+                for offset in part.ends[moment]
+            ]
+            for moment in parts[0].ends
+        },
     )
 
 

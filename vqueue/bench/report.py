@@ -167,18 +167,24 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
             "| stage | first job | median job | last job |",
             "| --- | --- | --- | --- |",
         ]
-        for stage, at in stages.items():
-            if stage != "workers":
-                name = stage.replace("_", " ")
-                lines.append(f"| {name} | {at['first']} | {at['p50']} | {at['last']} |")
+        for name, at in _stage_rows(stages, queue["streamed"].get("ends", {})):
+            lines.append(f"| {name} | {at['first']} | {at['p50']} | {at['last']} |")
+        if ended := bare["streamed"].get("ends", {}).get("last token made"):
+            lines += [
+                "",
+                "The bare engine's measured run made its jobs' last tokens at "
+                f"{ended['first']} / {ended['p50']} / {ended['last']} ms after its start "
+                "(first / median / last job).",
+            ]
         if fed := bare.get("at_claim_times"):
             at = fed["first_token"]
             lines += [
                 "",
                 "The bare engine, fed the same prompts at the instants the worker claimed them "
                 f"(a run of its own, {fed['tok_s']} tok/s), gave its first tokens at "
-                f"{at['first']} / {at['p50']} / {at['last']} ms (first / median / last job): "
-                "what the engine alone makes of arrivals spread out like the queue's.",
+                f"{at['first']} / {at['p50']} / {at['last']} ms (first / median / last job)"
+                + _last_tokens(fed.get("last_token"))
+                + ": what the engine alone makes of arrivals spread out like the queue's.",
             ]
         if workers := stages.get("workers"):
             lines += [
@@ -206,6 +212,30 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
     if result.get("notes"):
         lines += ["", *result["notes"]]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _last_tokens(at: dict[str, Any] | None) -> str:
+    if not at or at.get("last") is None:
+        return ""
+    return f" and its last tokens at {at['first']} / {at['p50']} / {at['last']} ms"
+
+
+def _stage_rows(stages: dict[str, Any], ends: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """The timeline's rows in the order a job passes them: the stored stages, then the
+    clients' view of its end ("done received" last, after the stored result)."""
+    rows = [
+        (s.replace("_", " "), at) for s, at in stages.items() if s not in ("workers", "finished")
+    ]
+    rows += [
+        (moment, ends[moment])
+        for moment in ("last token made", "last token received")
+        if moment in ends
+    ]
+    if "finished" in stages:
+        rows.append(("finished (stored)", stages["finished"]))
+    if "done received" in ends:
+        rows.append(("done received", ends["done received"]))
+    return rows
 
 
 def _processes(result: dict[str, Any]) -> str:

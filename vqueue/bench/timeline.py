@@ -16,6 +16,7 @@ STAGES = {
     "committed": jobs.c.created_at,  # the row was inserted (the API's group commit)
     "claimed": jobs.c.started_at,  # a worker claimed it
     "first_token": jobs.c.first_token_at,  # the engine gave its first token
+    "finished": jobs.c.finished_at,  # its result was stored (the worker's recorder)
 }
 
 

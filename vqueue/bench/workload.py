@@ -108,6 +108,9 @@ class RunResult:
     # The client processes' own GC pauses, as heartbeat-shaped entries (vqueue/bench/gc_pauses.py):
     # a client that stalls receives every stream's tokens late, and the queue is not to blame.
     client_gc: list[dict[str, Any]] = field(default_factory=list)
+    # How each job ended, by moment (e.g. "last token made", "done received"): seconds after
+    # the start, one per job. Where the time between the last token and the end goes.
+    ends: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def tok_s(self) -> float:
@@ -126,6 +129,15 @@ class RunResult:
             "replayed_tokens": len(self.replay_lag_s),
             "replay_lag_p99_ms": ms(percentile(self.replay_lag_s, 99)),
             "late": late_bursts(self.lag_s, self.lag_received_at, self.started_at),
+            "ends": {
+                moment: {
+                    "first": ms(min(offsets)),
+                    "p50": ms(percentile(offsets, 50)),
+                    "last": ms(max(offsets)),
+                }
+                for moment, offsets in self.ends.items()
+                if offsets
+            },
         }
 
 
