@@ -4,12 +4,15 @@ import base64
 import os
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
 from redis import Redis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from vqueue.client import VQueueClient
 from vqueue.contract import EntryKind, entry_from_stream, token_log_key
@@ -63,3 +66,26 @@ def delivered_jobs(redis: Redis, queue: str, priority: int) -> list[list[str]]:
     raw = reversed(redis.lrange(queue_key(queue, priority), 0, -1))  # type: ignore[arg-type]
     bodies = (orjson.loads(base64.b64decode(orjson.loads(m)["body"])) for m in raw)
     return [args[0] for args, _, _ in bodies]
+
+
+@contextmanager
+def sent_to_postgres(db: Engine, trace: Path) -> Iterator[list[str]]:
+    """The lines of the libpq protocol trace of what `db`'s connections sent (queries as
+    `F ... Query` / `Parse` lines) while the block ran; the list is filled when it ends."""
+    sent: list[str] = []
+
+    def on_checkout(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.pgconn.trace(sink.fileno())
+
+    def on_checkin(dbapi_connection: Any, *_: Any) -> None:
+        dbapi_connection.pgconn.untrace()
+
+    with trace.open("w") as sink:
+        event.listen(db, "checkout", on_checkout)
+        event.listen(db, "checkin", on_checkin)
+        try:
+            yield sent
+        finally:
+            event.remove(db, "checkout", on_checkout)
+            event.remove(db, "checkin", on_checkin)
+    sent += [line for line in trace.read_text().splitlines() if "\tF\t" in line]

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, text
 
 from db.jobs import AttemptResult, finish_jobs
 from db.states import JobStatus
-from tests.helpers import insert_unqueued_job
+from tests.helpers import insert_unqueued_job, sent_to_postgres
 from vqueue.queueing import ENQUEUED_SET, JobQueue
 from vqueue.settings import Settings
 from worker.claims import Claimer
@@ -78,25 +78,10 @@ def test_a_claim_is_one_statement_with_no_begin_or_commit(
     """In a burst every round trip is one more wait for the worker's GIL, and the claim is on
     every job's path to the engine: the UPDATE goes alone, as its own transaction."""
     job_ids = [insert_unqueued_job(db) for _ in range(3)]
-    trace = tmp_path / "frontend.trace"
-
-    def on_checkout(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.pgconn.trace(sink.fileno())
-
-    def on_checkin(dbapi_connection: Any, *_: Any) -> None:
-        dbapi_connection.pgconn.untrace()
-
     try:
-        with trace.open("w") as sink:
-            event.listen(db, "checkout", on_checkout)
-            event.listen(db, "checkin", on_checkin)
-            try:
-                claimed = claimer.claim(job_ids)
-            finally:
-                event.remove(db, "checkout", on_checkout)
-                event.remove(db, "checkin", on_checkin)
+        with sent_to_postgres(db, tmp_path / "frontend.trace") as sent:
+            claimed = claimer.claim(job_ids)
         assert set(claimed) == set(job_ids)
-        sent = [line for line in trace.read_text().splitlines() if "\tF\t" in line]
         assert sum("UPDATE jobs" in line for line in sent) == 1
         assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
     finally:

@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -14,7 +15,7 @@ from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import Engine, text
 
 from db.states import JobStatus
-from tests.helpers import insert_unqueued_job, recorded_successes
+from tests.helpers import insert_unqueued_job, recorded_successes, sent_to_postgres
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 from worker.claims import Claimer
@@ -107,6 +108,33 @@ def test_runs_ending_during_a_round_are_recorded_together_in_the_next(
         }
         # Each job's token log announces its end, for the streams that follow it.
         assert [recorded_successes(redis, job_id) for job_id in job_ids] == [1, 1, 1]
+    finally:
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})
+
+
+def test_results_are_stored_in_one_statement_with_no_begin_or_commit(
+    parts: tuple[Recorder, Claimer], db: Engine, tmp_path: Path
+) -> None:
+    """Every job's done event waits for its result to be stored: as the runs of a burst end,
+    the UPDATE goes alone, as its own transaction, not in three round trips."""
+    recorder, claimer = parts
+    job_ids = [insert_unqueued_job(db) for _ in range(3)]
+    rows = claimer.claim(job_ids)
+    ended = [
+        (rows[job_id], Outcome(JobStatus.SUCCEEDED, text="done", completion_tokens=1))
+        for job_id in job_ids
+    ]
+    try:
+        with sent_to_postgres(db, tmp_path / "frontend.trace") as sent:
+            recorder.record(ended).result(timeout=10)
+        assert sum("UPDATE jobs" in line for line in sent) == 1
+        assert not [line for line in sent if "BEGIN" in line or "COMMIT" in line], sent
+        with db.connect() as conn:
+            statuses = conn.execute(
+                text("SELECT status FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids}
+            ).scalars()
+            assert list(statuses) == ["succeeded"] * 3
     finally:
         with db.begin() as conn:
             conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})

@@ -65,6 +65,10 @@ class Recorder:
     ) -> None:
         self.host = host
         self.db = db
+        # The results go in one statement, its own transaction: no BEGIN and COMMIT round
+        # trips, each another wait for the GIL beside the engine loop while a burst ends,
+        # and every job's done event waits for this write.
+        self._results_db = db.execution_options(isolation_level="AUTOCOMMIT")
         self.publisher = publisher
         self.queue = queue
         self._rounds: Gatherer[list[Ended], None] = Gatherer(
@@ -148,7 +152,7 @@ class Recorder:
         delay = 0.5
         while True:
             try:
-                with self.db.begin() as conn:
+                with self._results_db.connect() as conn:
                     written = set(conn.execute(statement).scalars())
                 break
             except OperationalError as exc:
