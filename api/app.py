@@ -18,9 +18,10 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from api.auth import KeyCache, authenticate
 from api.body_limit import BodyLimitMiddleware
 from api.coalesce import ReadCoalescer
-from api.deps import Resources
+from api.deps import Resources, all_rows
 from api.errors import install_error_handlers, shaped_response
 from api.hub import EventHub
+from api.job_rows import JobRows
 from api.limits import QueueDepth
 from api.live_workers import LiveWorkers
 from api.openai_errors import OPENAI_PREFIX
@@ -29,6 +30,7 @@ from api.routes import batches, health, jobs, observe, openai, openai_batches, p
 from api.schemas import ErrorBody, ErrorResponse
 from api.submitter import Submitter
 from db.engine import make_async_engine, make_sync_engine
+from db.jobs import get_jobs
 from vqueue.batch_feeder import BatchFeeder
 from vqueue.gc_heap import GcPauses, freeze_startup_heap
 from vqueue.logs import configure_logging
@@ -76,7 +78,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     gc_pauses = GcPauses().install()
     beat = ProcessBeat(redis, gc_pauses, settings.worker_heartbeat_s)
     app.state.resources = Resources(
-        settings, db, redis, hub, queue, submitter, feeder, keys, depth, ReadCoalescer(), gc_pauses
+        settings,
+        db,
+        redis,
+        hub,
+        queue,
+        submitter,
+        feeder,
+        keys,
+        depth,
+        ReadCoalescer(),
+        JobRows(lambda job_ids: all_rows(db, get_jobs(job_ids))),
+        gc_pauses,
     )
     # This process's event loop serves every stream it holds: a full collection over the
     # startup heap (~90 ms on the 2-core test machine) would stall them all (vqueue/gc_heap.py).

@@ -1,6 +1,6 @@
-"""Concurrent reads of one key share one query: a thousand SSE clients of one job that ends
-(or a thousand requests whose API key just left the cache) cost one Postgres read, not a
-thousand waiting on a pool of forty.
+"""Concurrent reads of one key share one query: a thousand requests whose API key just left
+the cache cost one Postgres read, not a thousand waiting on a pool of forty. (Jobs' rows are
+read many ids at a time: api/job_rows.py.)
 
 A read never returns data older than its caller: a call that arrives while a query for its
 key is running does not join it (that query may have started before the change the caller

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.coalesce import ReadCoalescer
 from api.hub import EventHub
+from api.job_rows import JobRows
 from api.submitter import Submitter
 from vqueue.batch_feeder import BatchFeeder
 from vqueue.gc_heap import GcPauses
@@ -34,6 +35,7 @@ class Resources:
     keys: "KeyCache"
     depth: "QueueDepth"
     reads: ReadCoalescer
+    job_rows: JobRows
     gc_pauses: GcPauses
 
 
@@ -49,3 +51,9 @@ async def first_row(db: AsyncEngine, statement: Executable) -> Mapping[Any, Any]
     """The first row a read-only statement returns, or None, on a connection of its own."""
     async with db.connect() as conn:
         return (await conn.execute(statement)).mappings().first()
+
+
+async def all_rows(db: AsyncEngine, statement: Executable) -> list[Mapping[Any, Any]]:
+    """Every row a read-only statement returns, on a connection of its own."""
+    async with db.connect() as conn:
+        return list((await conn.execute(statement)).mappings().all())

@@ -14,11 +14,10 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
-from api.deps import Resources, first_row
+from api.deps import Resources
 from api.hub import Subscription
 from api.stream_cursor import Delta, Ended, Gap, Restart, StreamCursor
 from api.token_log import log_exists, read_after
-from db.jobs import get_job
 from db.states import JobStatus
 from vqueue.contract import LogEntry
 
@@ -43,13 +42,11 @@ FollowEvent = Delta | Restart | Final | Idle
 async def load_job(
     resources: Resources, job_id: uuid.UUID, scope: uuid.UUID | None
 ) -> Mapping[str, Any] | None:
-    """The job, if a caller of this scope (Caller.scope) may see it; concurrent loads of one
-    job (its many stream readers) share one query."""
-
-    async def query() -> Mapping[str, Any] | None:
-        return await first_row(resources.db, get_job(job_id, scope))
-
-    row: Mapping[str, Any] | None = await resources.reads.read(("job", job_id, scope), query)
+    """The job, if a caller of this scope (Caller.scope: an owner, or None for every job) may
+    see it; concurrent loads, of one job or of many, share one query (api/job_rows.py)."""
+    row = await resources.job_rows.read(job_id)
+    if row is None or (scope is not None and row["owner_id"] != scope):
+        return None
     return row
 
 

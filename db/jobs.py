@@ -92,6 +92,11 @@ def get_job(job_id: uuid.UUID, scope: uuid.UUID | None = None) -> Select[Any]:
     return select(jobs).where(jobs.c.id == job_id, owned_by(jobs.c.owner_id, scope))
 
 
+def get_jobs(job_ids: list[uuid.UUID]) -> Select[Any]:
+    """Many jobs by id, whoever owns them (the caller checks the owner)."""
+    return select(jobs).where(_id_among(job_ids))
+
+
 def get_job_by_idempotency_key(owner_id: uuid.UUID, key: str) -> Select[Any]:
     return select(jobs).where(jobs.c.owner_id == owner_id, jobs.c.idempotency_key == key)
 
