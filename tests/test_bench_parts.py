@@ -17,7 +17,13 @@ from vqueue import stack
 from vqueue.bench import queue_side
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
 from vqueue.bench.gc_pauses import describe, heartbeats_after, pauses_in_run
-from vqueue.bench.intake import intake_lines, intake_stages, with_intake
+from vqueue.bench.intake import (
+    intake_lines,
+    intake_stages,
+    record_lines,
+    record_stages,
+    with_intake,
+)
 from vqueue.bench.late_tokens import describe as late_describe
 from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.step_tap import StepTap
@@ -237,6 +243,18 @@ def test_the_worker_logs_how_each_message_reached_its_engine(
     assert [line["jobs"] for line in lines] == [1]
     (line,) = lines
     assert before <= line["claim_sent"] <= line["claimed"] <= line["ready"] <= line["loop_last"]
+    # And how its end was recorded: the round's line follows the done event closely.
+    rounds: list[dict[str, float]] = []
+    deadline = time.time() + 10
+    while not rounds and time.time() < deadline:
+        rounds = record_lines(settings.run_dir, (before, time.time()))
+        time.sleep(0.1)
+    assert [each["jobs"] for each in rounds] == [1]
+    (each,) = rounds
+    assert line["loop_last"] <= each["last_run_ended"] <= each["taken"]
+    assert each["taken"] <= each["written"] <= each["published"] <= each["observed"]
+    stages = record_stages(rounds, before)
+    assert list(stages) == ["run_ended", "result_written", "end_published"]
 
 
 def test_the_clients_report_their_own_gc_pauses(base_url: str) -> None:

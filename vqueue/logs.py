@@ -37,7 +37,7 @@ def job_context(job_id: str) -> Iterator[None]:
         current_job.reset(token)
 
 
-STRUCTURED_FIELDS = ("intake",)
+STRUCTURED_FIELDS = ("intake", "record")
 
 
 class JobIdFilter(logging.Filter):

@@ -6,6 +6,7 @@ Latencies are measured from the job's creation: time in queue (to start), time t
 token, and end to end.
 """
 
+from collections import Counter, defaultdict
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -24,32 +25,48 @@ def _since(start: datetime | None, end: datetime | None) -> float | None:
     return None if start is None or end is None else max(0.0, (end - start).total_seconds())
 
 
-def observe_job(
-    pipe: Any,
-    *,
-    status: str,
-    created_at: datetime,
-    started_at: datetime | None,
-    first_token_at: datetime | None,
-    finished_at: datetime,
-    completion_tokens: int,
-) -> None:
-    """Queue the HINCRBYs recording one finished run on a Redis pipeline."""
-    pipe.hincrby(METRICS_KEY, f"finished:{status}", 1)
-    pipe.hincrby(METRICS_KEY, "output_tokens", completion_tokens)
-    values = {
-        "queue": _since(created_at, started_at),
-        "ttft": _since(created_at, first_token_at),
-        "duration": _since(created_at, finished_at),
-    }
-    for name, value in values.items():
-        if value is None:
-            continue
-        for bound in BUCKETS:
-            if value <= bound:
-                pipe.hincrby(METRICS_KEY, f"{name}:le:{bound}", 1)
-        pipe.hincrby(METRICS_KEY, f"{name}:count", 1)
-        pipe.hincrbyfloat(METRICS_KEY, f"{name}:sum", value)
+class FinishedRuns:
+    """The figures of runs that finished together, summed here and sent as one increment per
+    field. A run adds to ~50 fields; sent one command each, the 256 runs of a GPU burst that
+    end together made a pipeline of ~12,800 commands, built and read back in the worker's
+    recorder thread (beside the busy engine loop) while the next runs' results waited."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.sums: defaultdict[str, float] = defaultdict(float)
+
+    def add(
+        self,
+        *,
+        status: str,
+        created_at: datetime,
+        started_at: datetime | None,
+        first_token_at: datetime | None,
+        finished_at: datetime,
+        completion_tokens: int,
+    ) -> None:
+        self.counts[f"finished:{status}"] += 1
+        self.counts["output_tokens"] += completion_tokens
+        values = {
+            "queue": _since(created_at, started_at),
+            "ttft": _since(created_at, first_token_at),
+            "duration": _since(created_at, finished_at),
+        }
+        for name, value in values.items():
+            if value is None:
+                continue
+            for bound in BUCKETS:
+                if value <= bound:
+                    self.counts[f"{name}:le:{bound}"] += 1
+            self.counts[f"{name}:count"] += 1
+            self.sums[f"{name}:sum"] += value
+
+    def send(self, pipe: Any) -> None:
+        """Queue the increments on a Redis pipeline (the caller executes it)."""
+        for field, count in self.counts.items():
+            pipe.hincrby(METRICS_KEY, field, count)
+        for field, total in self.sums.items():
+            pipe.hincrbyfloat(METRICS_KEY, field, total)
 
 
 def _label(value: object) -> str:

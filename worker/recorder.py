@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +28,7 @@ from db.jobs import AttemptResult, finish_jobs, hand_back_job
 from db.states import JobStatus
 from vqueue.contract import EntryKind, LogEntry
 from vqueue.logs import job_context
-from vqueue.metrics import observe_job
+from vqueue.metrics import FinishedRuns
 from vqueue.queueing import JobQueue
 from worker.engine import EngineHost
 from worker.gather import Gatherer
@@ -54,9 +54,35 @@ class Outcome:
     first_token_at: datetime | None = None
     error: str | None = None
     handed_back: bool = False
+    ended_at: float | None = None  # time.time() when the run ended on the engine loop
 
 
 Ended = tuple[Row, Outcome]  # a claimed job's row and how its run ended
+
+
+@dataclass
+class Recording:
+    """How long one round took to store its runs' results and announce their ends
+    (time.time() instants), logged as a line a benchmark reads (`record` in the JSON log):
+    every job's done event waits for this."""
+
+    jobs: int
+    last_run_ended: float
+    taken: float  # the round began
+    written: float  # the results are in Postgres
+    published: float  # the END entries are in Redis
+
+    def log(self, observed: float) -> None:
+        log.info(
+            "recorded %d runs: began %.1f ms after the last ended, written in %.1f ms, "
+            "ends published %.1f ms later, metrics and log lines %.1f ms after that",
+            self.jobs,
+            (self.taken - self.last_run_ended) * 1000,
+            (self.written - self.taken) * 1000,
+            (self.published - self.written) * 1000,
+            (observed - self.published) * 1000,
+            extra={"record": {**asdict(self), "observed": observed}},
+        )
 
 
 class Recorder:
@@ -91,6 +117,7 @@ class Recorder:
         return [None] * len(rounds)
 
     def _record_now(self, ended: list[Ended]) -> None:
+        taken = time.time()
         results: list[AttemptResult] = []
         rows: dict[uuid.UUID, Row] = {}
         for row, outcome in ended:
@@ -114,16 +141,21 @@ class Recorder:
         if not results:
             return
         recorded = self._finish(results)
+        written = time.time()
         ends = [
             LogEntry(str(r.job_id), r.attempt, EntryKind.END, len(r.text or ""), status=r.status)
             for r in recorded
         ]
         if ends:
             self.host.submit(self._publish(ends)).result()
+        published = time.time()
         self._observe([(rows[r.job_id], r) for r in recorded])
         for r in recorded:
             with job_context(str(r.job_id)):
                 log.info("job %s: %s, %d tokens", r.job_id, r.status, r.completion_tokens or 0)
+        runs_ended = [outcome.ended_at for _, outcome in ended if outcome.ended_at is not None]
+        timing = Recording(len(recorded), max(runs_ended, default=taken), taken, written, published)
+        timing.log(time.time())
 
     def _finish(self, results: list[AttemptResult]) -> list[AttemptResult]:
         """Write the results; the ones recorded (a newer attempt's job keeps its row)."""
@@ -177,18 +209,20 @@ class Recorder:
         """The runs' latencies and tokens, for GET /metrics."""
         if not recorded:
             return
+        finished = FinishedRuns()
+        now = datetime.now(UTC)
+        for row, result in recorded:
+            finished.add(
+                status=result.status,
+                created_at=row["created_at"],
+                started_at=row["started_at"],
+                first_token_at=result.first_token_at,
+                finished_at=now,
+                completion_tokens=result.completion_tokens or 0,
+            )
         try:
             pipe = self.queue.redis.pipeline(transaction=False)
-            for row, result in recorded:
-                observe_job(
-                    pipe,
-                    status=result.status,
-                    created_at=row["created_at"],
-                    started_at=row["started_at"],
-                    first_token_at=result.first_token_at,
-                    finished_at=datetime.now(UTC),
-                    completion_tokens=result.completion_tokens or 0,
-                )
+            finished.send(pipe)
             pipe.execute()
         except RedisError as exc:
             log.warning("metrics of %d jobs not recorded: %s", len(recorded), exc)

@@ -321,4 +321,5 @@ class JobRunner:
             outcome.error = f"{type(exc).__name__}: {exc}"
         # The stored text is exactly the published deltas joined, so streams and polls agree.
         outcome.text = "".join(parts)
+        outcome.ended_at = time.time()
         return outcome

@@ -13,7 +13,13 @@ from vqueue.bench import queue_side
 from vqueue.bench.bare_side import BareEngine
 from vqueue.bench.cpu_use import CpuUse
 from vqueue.bench.gc_pauses import heartbeats_after, pauses_in_run
-from vqueue.bench.intake import intake_lines, intake_stages, with_intake
+from vqueue.bench.intake import (
+    intake_lines,
+    intake_stages,
+    record_lines,
+    record_stages,
+    with_intake,
+)
 from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.profile import Profiler
 from vqueue.bench.step_tap import StepTap
@@ -85,7 +91,8 @@ async def queue_phase(
         }
         intake = intake_lines(settings.run_dir, window)
         details = {
-            "timeline": with_intake(timeline(rows, started), intake_stages(intake, window[0])),
+            "timeline": with_intake(timeline(rows, started), intake_stages(intake, window[0]))
+            | record_stages(record_lines(settings.run_dir, window), window[0]),
             "cpu": cpu_use,
             "window": window,
             "at_redis": at_redis,

@@ -221,21 +221,26 @@ def _last_tokens(at: dict[str, Any] | None) -> str:
 
 
 def _stage_rows(stages: dict[str, Any], ends: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
-    """The timeline's rows in the order a job passes them: the stored stages, then the
-    clients' view of its end ("done received" last, after the stored result)."""
-    rows = [
-        (s.replace("_", " "), at) for s, at in stages.items() if s not in ("workers", "finished")
-    ]
-    rows += [
-        (moment, ends[moment])
-        for moment in ("last token made", "last token received")
-        if moment in ends
-    ]
-    if "finished" in stages:
-        rows.append(("finished (stored)", stages["finished"]))
-    if "done received" in ends:
-        rows.append(("done received", ends["done received"]))
+    """The timeline's rows in the order a job passes them: to its first token, then from its
+    last token to its done event, in the worker, Postgres and the clients."""
+    rows = [(s.replace("_", " "), at) for s, at in stages.items() if s not in _END_STAGES]
+    for name, source, key in _END_ROWS:
+        if key in (at := stages if source == "stages" else ends):
+            rows.append((name, at[key]))
     return rows
+
+
+# The rows after the first token, in the order a job passes them: (row, source, key).
+_END_ROWS = [
+    ("last token made", "ends", "last token made"),
+    ("last token received", "ends", "last token received"),
+    ("run ended in the worker (its round's last)", "stages", "run_ended"),
+    ("storing began (finished_at)", "stages", "finished"),
+    ("result written", "stages", "result_written"),
+    ("end published", "stages", "end_published"),
+    ("done received", "ends", "done received"),
+]
+_END_STAGES = {"workers", *(key for _, source, key in _END_ROWS if source == "stages")}
 
 
 def _processes(result: dict[str, Any]) -> str:
