@@ -18,6 +18,7 @@ from api.deps import Resources
 from api.hub import Subscription
 from api.stream_cursor import Delta, Ended, Gap, Restart, StreamCursor
 from api.token_log import log_exists, read_after
+from db.schema import may_see
 from db.states import JobStatus
 from vqueue.contract import LogEntry
 
@@ -45,7 +46,7 @@ async def load_job(
     """The job, if a caller of this scope (Caller.scope: an owner, or None for every job) may
     see it; concurrent loads, of one job or of many, share one query (api/job_rows.py)."""
     row = await resources.job_rows.read(job_id)
-    if row is None or (scope is not None and row["owner_id"] != scope):
+    if row is None or not may_see(row["owner_id"], scope):
         return None
     return row
 

@@ -41,6 +41,11 @@ def owned_by(column: Column[uuid.UUID], scope: uuid.UUID | None) -> ColumnElemen
     return true() if scope is None else column == scope
 
 
+def may_see(owner_id: uuid.UUID, scope: uuid.UUID | None) -> bool:
+    """`owned_by` for a row already read: whether a caller of this scope may see it."""
+    return scope is None or owner_id == scope
+
+
 def _owner() -> Column[uuid.UUID]:
     return Column("owner_id", Uuid, nullable=False, server_default=text(f"'{ANONYMOUS_OWNER}'"))
 
