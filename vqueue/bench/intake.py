@@ -11,7 +11,7 @@ from typing import Any
 
 import orjson
 
-from vqueue.bench.timeline import spread
+from vqueue.bench.workload import spread
 
 # The stage name in the timeline, and the field of the line it is read from.
 INTAKE_STAGES = {"prompts_ready": "ready", "on_engine_loop": "loop_last"}

@@ -23,9 +23,9 @@ from vqueue.bench.intake import (
 from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.profile import Profiler
 from vqueue.bench.step_tap import StepTap
-from vqueue.bench.timeline import claim_offsets, job_times, spread, timeline
+from vqueue.bench.timeline import claim_offsets, job_times, timeline
 from vqueue.bench.turns import SETTLE_S, QueueRun, median_pair, take_turns
-from vqueue.bench.workload import Prompts, RunResult, Workload, ms, percentile
+from vqueue.bench.workload import Prompts, RunResult, Workload, ms, percentile, spread
 from vqueue.settings import Settings
 
 SINGLE_RUNS = 3

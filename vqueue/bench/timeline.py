@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import create_engine, select
 
 from db.schema import jobs
-from vqueue.bench.workload import percentile
+from vqueue.bench.workload import spread
 
 STAGES = {
     "committed": jobs.c.created_at,  # the row was inserted (the API's group commit)
@@ -53,22 +53,9 @@ def claim_offsets(rows: list[Any], started: datetime) -> list[float]:
     return sorted((row[claimed] - started).total_seconds() for row in rows if row[claimed])
 
 
-def spread(offsets_ms: list[float]) -> dict[str, float | None]:
-    """First, median and last of some jobs' offsets, in ms to a tenth."""
-    return {
-        "first": round(min(offsets_ms), 1) if offsets_ms else None,
-        "p50": _round(percentile(offsets_ms, 50)),
-        "last": round(max(offsets_ms), 1) if offsets_ms else None,
-    }
-
-
 def _stages(rows: list[Any], started: datetime) -> dict[str, dict[str, float | None]]:
     result: dict[str, dict[str, float | None]] = {}
     for index, stage in enumerate(STAGES):
         offsets = [(row[index] - started).total_seconds() * 1000 for row in rows if row[index]]
         result[stage] = spread(offsets)
     return result
-
-
-def _round(value: float | None) -> float | None:
-    return None if value is None else round(value, 1)

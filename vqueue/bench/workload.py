@@ -130,11 +130,7 @@ class RunResult:
             "replay_lag_p99_ms": ms(percentile(self.replay_lag_s, 99)),
             "late": late_bursts(self.lag_s, self.lag_received_at, self.started_at),
             "ends": {
-                moment: {
-                    "first": ms(min(offsets)),
-                    "p50": ms(percentile(offsets, 50)),
-                    "last": ms(max(offsets)),
-                }
+                moment: spread([1000 * offset for offset in offsets])
                 for moment, offsets in self.ends.items()
                 if offsets
             },
@@ -151,3 +147,16 @@ def percentile(values: list[float], p: float) -> float | None:
 
 def ms(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds * 1000, 2)
+
+
+def spread(offsets_ms: list[float]) -> dict[str, float | None]:
+    """First, median and last of some jobs' offsets, in ms to a tenth."""
+    return {
+        "first": _tenth(min(offsets_ms)) if offsets_ms else None,
+        "p50": _tenth(percentile(offsets_ms, 50)),
+        "last": _tenth(max(offsets_ms)) if offsets_ms else None,
+    }
+
+
+def _tenth(value: float | None) -> float | None:
+    return None if value is None else round(value, 1)
