@@ -41,6 +41,13 @@ def forget_jobs(db: Engine, job_ids: list[str]) -> None:
         conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})
 
 
+def wait_until_pruned(queue: JobQueue, job_ids: list[str]) -> None:
+    deadline = time.monotonic() + 10
+    while any(queue.broker.smismember(ENQUEUED_SET, job_ids)):
+        assert time.monotonic() < deadline, "the ids stayed in the enqueued set"
+        time.sleep(0.01)
+
+
 def test_each_job_is_claimed_once_however_often_it_is_delivered(
     claimer: Claimer, db: Engine, queue: JobQueue
 ) -> None:
@@ -64,8 +71,8 @@ def test_each_job_is_claimed_once_however_often_it_is_delivered(
             1,
         )
         assert claimed["lease_expires_at"] is not None
-        # Taken off the queue: the reconciler will not send them again.
-        assert queue.broker.smismember(ENQUEUED_SET, [first, second]) == [0, 0]
+        # Taken off the queue (just after the claim): the reconciler will not send them again.
+        wait_until_pruned(queue, [first, second])
         # A later delivery of a job that already runs gets nothing.
         assert claimer.claim([second]) == {}
     finally:
@@ -156,3 +163,39 @@ def test_results_of_runs_that_ended_together_are_recorded_in_one_statement(
         assert (third.status, third.text, third.finished_at) == ("running", None, None)
     finally:
         forget_jobs(db, job_ids)
+
+
+def test_claimed_rows_come_before_the_enqueued_set_is_pruned_and_failed_claims_prune_too(
+    claimer: Claimer, db: Engine, queue: JobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The SREM is not on the jobs' path to the engine; a job whose claim failed leaves the
+    set all the same, so the reconciler, finding it queued and unknown, sends it again."""
+    claimed_job, failing_job = insert_unqueued_job(db), insert_unqueued_job(db)
+    queue.broker.sadd(ENQUEUED_SET, claimed_job, failing_job)
+    pruning = threading.Event()
+    let_prune = threading.Event()
+    prune = queue.prune
+
+    def held_prune(job_ids: Any) -> None:
+        pruning.set()
+        assert let_prune.wait(timeout=30)
+        prune(job_ids)
+
+    monkeypatch.setattr(queue, "prune", held_prune)
+    try:
+        assert set(claimer.claim([claimed_job])) == {claimed_job}  # while the prune is held
+        assert pruning.wait(timeout=10)
+        assert queue.broker.sismember(ENQUEUED_SET, claimed_job)
+        let_prune.set()
+
+        def refused(job_ids: list[str]) -> Any:
+            raise ConnectionError("Postgres is out of reach")
+
+        monkeypatch.setattr(claimer, "_claim", refused)
+        with pytest.raises(ConnectionError):
+            claimer.claim([failing_job])
+        wait_until_pruned(queue, [claimed_job, failing_job])
+        assert queue.unknown([failing_job]) == [failing_job]
+    finally:
+        let_prune.set()
+        forget_jobs(db, [claimed_job, failing_job])

@@ -89,3 +89,32 @@ def test_closing_serves_what_is_pending_then_refuses_more(held: Held) -> None:
     assert (first.result(timeout=1), pending.result(timeout=1)) == (1, 2)
     with pytest.raises(RuntimeError, match="shutting down"):
         gatherer.submit([3])
+
+
+def test_work_after_a_round_waits_for_its_callers_and_runs_after_a_failure_too(
+    held: Held,
+) -> None:
+    after: list[list[list[int]]] = []
+    callers_answered = threading.Event()
+
+    def then(requests: list[list[int]]) -> None:
+        # The round's callers have their answers before this runs, not after it.
+        assert callers_answered.wait(timeout=10)
+        after.append(requests)
+        if [-2] in requests:
+            raise RuntimeError("the work after this round fails")
+
+    gatherer: Gatherer[list[int], int] = Gatherer("test-gatherer", held, len, 10, then=then)
+    held.release.set()
+    try:
+        assert gatherer.submit([2, 3]).result(timeout=10) == 5
+        callers_answered.set()
+        with pytest.raises(ValueError, match="cannot serve"):
+            gatherer.submit([-1]).result(timeout=10)
+        # Failing work after a round is logged; the rounds after it are served.
+        gatherer.submit([-2]).result(timeout=10)
+        assert gatherer.submit([4]).result(timeout=10) == 4
+        wait_for(lambda: len(after) == 4)
+    finally:
+        gatherer.close()
+    assert after == [[[2, 3]], [[-1]], [[-2]], [[4]]]

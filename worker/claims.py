@@ -1,11 +1,11 @@
 """Claims in bulk: the jobs a worker has just been handed move to running in one round trip.
 
 Each task thread that receives a message hands its job ids to the claimer and waits. One
-thread (worker/gather.py) takes every id that has gathered, drops them from the broker's
-enqueued set with one SREM, and claims them with one UPDATE ... RETURNING. With hundreds of
-jobs arriving at once this replaces hundreds of Redis and Postgres round trips (each
-contending for the GIL with the engine loop) by a few, so jobs reach the engine together, in
-its first prefill steps.
+thread (worker/gather.py) takes every id that has gathered, claims them with one UPDATE ...
+RETURNING and, once the task threads have their rows, drops them from the broker's enqueued
+set with one SREM. With hundreds of jobs arriving at once this replaces hundreds of Redis
+and Postgres round trips (each contending for the GIL with the engine loop) by a few, so
+jobs reach the engine together, in its first prefill steps.
 """
 
 import logging
@@ -39,7 +39,7 @@ class Claimer:
         self._worker_name = worker_name
         self._lease_s = lease_s
         self._rounds: Gatherer[list[str], dict[str, Row]] = Gatherer(
-            "claimer", self._serve, len, MAX_CLAIM
+            "claimer", self._serve, len, MAX_CLAIM, then=self._prune
         )
 
     def claim(self, job_ids: list[str]) -> dict[str, Row]:
@@ -60,9 +60,15 @@ class Claimer:
             for job_ids in deliveries
         ]
 
+    def _prune(self, deliveries: list[list[str]]) -> None:
+        # Taken off the queue: no longer "enqueued", claimed or not. A job whose claim failed
+        # stays queued, its message spent: out of the set, the reconciler sends it again.
+        # After the claim, off the jobs' path to the engine; an id left in the set a while
+        # (or for good, if the worker dies now) the reconciler drops itself once it runs.
+        self._queue.prune(dict.fromkeys(job_id for job_ids in deliveries for job_id in job_ids))
+
     def _claim(self, job_ids: list[str]) -> dict[str, Row]:
         unique = list(dict.fromkeys(job_ids))
-        self._queue.prune(unique)  # taken off the queue: no longer "enqueued"
         statement = claim_jobs(
             [uuid.UUID(job_id) for job_id in unique], self._worker_name, self._lease_s
         )

@@ -8,6 +8,7 @@ loop; and a thread whose message's runs end one after another would otherwise re
 after another, the last waiting behind all the others.
 """
 
+import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -16,11 +17,15 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+log = logging.getLogger(__name__)
+
 
 class Gatherer(Generic[T, R]):
     """`submit` from any thread; `serve` gets the requests that gathered, in order, up to
     `limit` in all as counted by `size` (a bigger one goes alone), and returns one result for
-    each. What `serve` raises goes to every request of its round."""
+    each. What `serve` raises goes to every request of its round. `then`, if given, gets each
+    round's requests once their callers have its results or its error: work that is not on
+    their path (what it raises is logged)."""
 
     def __init__(
         self,
@@ -28,8 +33,10 @@ class Gatherer(Generic[T, R]):
         serve: Callable[[list[T]], list[R]],
         size: Callable[[T], int],
         limit: int,
+        then: Callable[[list[T]], None] | None = None,
     ) -> None:
         self._serve = serve
+        self._then = then
         self._size = size
         self._limit = limit
         self._pending: list[tuple[T, Future[R]]] = []
@@ -81,11 +88,18 @@ class Gatherer(Generic[T, R]):
         return batch
 
     def _settle(self, batch: list[tuple[T, "Future[R]"]]) -> None:
+        requests = [request for request, _ in batch]
         try:
-            results = self._serve([request for request, _ in batch])
+            results = self._serve(requests)
         except BaseException as exc:
             for _, future in batch:
                 future.set_exception(exc)
+        else:
+            for (_, future), result in zip(batch, results, strict=True):
+                future.set_result(result)
+        if self._then is None:
             return
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
+        try:
+            self._then(requests)
+        except Exception:
+            log.exception("%s: the work after a round failed", self._thread.name)
