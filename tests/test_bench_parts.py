@@ -203,16 +203,24 @@ def test_the_step_tap_times_each_token_as_it_reaches_redis(
     tap = StepTap(settings.redis_url).start()
     now = time.time()
     step = [
-        LogEntry("job-a", 1, EntryKind.DELTA, 5, "Hello", at=now - 100),
-        LogEntry("job-a", 1, EntryKind.END, 5, status="succeeded", at=now - 200),
+        LogEntry("job-a", 1, EntryKind.DELTA, 10, "Hello", at=now - 100),
+        LogEntry("job-a", 1, EntryKind.END, 10, status="succeeded", at=now - 200),
+    ]
+    # A prefill step: two jobs' first tokens and a third job's later one.
+    prefill = [
+        LogEntry("job-b", 1, EntryKind.DELTA, 2, "Hi", at=now - 50),
+        LogEntry("job-c", 1, EntryKind.DELTA, 3, "Yes", at=now - 50),
+        LogEntry("job-d", 1, EntryKind.DELTA, 9, "more", at=now - 50),
     ]
     redis.publish(EVENTS_CHANNEL, encode_events(step))
+    redis.publish(EVENTS_CHANNEL, encode_events(prefill))
     time.sleep(0.5)
-    received, lags = tap.stop()
+    received, lags, firsts = tap.stop()
     # The delta, about 100 s after it was made; the END entry is not a token.
     assert [lag for lag in lags if lag > 99] == [pytest.approx(100, abs=5)]
     assert max(lags) < 199
     assert len(received) == len(lags)
+    assert firsts == [(now - 50, 2)]
 
 
 def test_the_intake_stages_count_each_job_of_a_message_at_its_time() -> None:
@@ -271,3 +279,14 @@ def test_the_clients_report_their_own_gc_pauses(base_url: str) -> None:
     ]
     # Uninstalled once the run is over: the process's later collections are not counted.
     assert not any(isinstance(getattr(cb, "__self__", None), GcPauses) for cb in gc.callbacks)
+
+
+def test_a_run_summary_shows_where_first_tokens_and_ends_fell() -> None:
+    # Two prefill steps: half the jobs' first tokens at 100 ms, the other half at 300 ms.
+    run = RunResult(
+        4, 40, 1.0, [0.1, 0.1, 0.3, 0.3], ends={"done received": [0.9, 1.0, 0.95, 0.91]}
+    )
+    summary = run.summary()
+    deciles = summary["ttft_deciles_ms"]
+    assert (len(deciles), deciles[0], deciles[4], deciles[-1]) == (9, 100.0, 200.0, 300.0)
+    assert summary["ends"]["done received"] == {"first": 900.0, "p50": 930.0, "last": 1000.0}

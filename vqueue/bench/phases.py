@@ -77,7 +77,7 @@ async def queue_phase(
         cpu = CpuUse()
         run = await run_streamed(prompts.take(name, n))
         cpu_use = cpu.read()
-        received, lags = await asyncio.to_thread(tap.stop)
+        received, lags, firsts = await asyncio.to_thread(tap.stop)
         if profiler is not None:  # the first measured run only
             await asyncio.to_thread(profiler.wait)
             profiler = None
@@ -88,6 +88,12 @@ async def queue_phase(
             "lag_p50_ms": ms(percentile(lags, 50)),
             "lag_p99_ms": ms(percentile(lags, 99)),
             "late": late_bursts(lags, received, run.started_at),
+            # (ms after the first submit, jobs): when the burst's prefill steps ended.
+            "first_tokens_by_step": [
+                [round(1000 * (made - run.started_at), 1), count]
+                for made, count in firsts
+                if window[0] <= made <= window[1]
+            ],
         }
         intake = intake_lines(settings.run_dir, window)
         details = {

@@ -142,6 +142,13 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
             f"{at_redis['lag_p99_ms']} ms after they were made. "
             + late_tokens.describe(at_redis["late"]),
         ]
+        if steps := at_redis.get("first_tokens_by_step"):
+            listed = ", ".join(f"{count} at {offset} ms" for offset, count in steps)
+            lines += [
+                "",
+                f"The jobs' first tokens came from {len(steps)} engine steps (jobs, and when "
+                f"the worker had the step's output, after the first submit): {listed}.",
+            ]
     fan = result["fan_out"]
     lines += [
         "",
@@ -200,6 +207,19 @@ def write_markdown(path: Path, result: dict[str, Any], command: str) -> None:
                     f"| {name} | {own['jobs']} | {claimed['first']} / {claimed['p50']} / "
                     f"{claimed['last']} | {first['first']} / {first['p50']} / {first['last']} |"
                 )
+    if (q_tenths := queue["streamed"].get("ttft_deciles_ms")) and (
+        b_tenths := bare["streamed"].get("ttft_deciles_ms")
+    ):
+        lines += [
+            "",
+            "Time to first token, p10 to p90 (ms after each job's own submit; a burst's "
+            "prefill takes a few engine steps, each a step in these rows):",
+            "",
+            "| side | " + " | ".join(f"p{p}" for p in range(10, 100, 10)) + " |",
+            "| --- |" + " --- |" * len(q_tenths),
+            "| queue | " + " | ".join(str(v) for v in q_tenths) + " |",
+            "| bare | " + " | ".join(str(v) for v in b_tenths) + " |",
+        ]
     if cpu := queue.get("cpu"):
         parts = ", ".join(f"{group} {cores}" for group, cores in cpu["busy_cores"].items())
         lines += [

@@ -17,13 +17,15 @@ from redis import Redis
 
 from vqueue.contract import EVENTS_CHANNEL
 
-# When each entry reached the tap, and how long after the worker made it.
-Arrivals = tuple[list[float], list[float]]
+# When each entry reached the tap, and how long after the worker made it; and for each engine
+# step that gave jobs their first token, when the worker made it and how many jobs it served.
+Arrivals = tuple[list[float], list[float], list[tuple[float, int]]]
 
 
 def _listen(redis_url: str, ready: Any, stop: Any, results: Connection) -> None:
     received: list[float] = []
     lags: list[float] = []
+    firsts: list[tuple[float, int]] = []
     with Redis.from_url(redis_url) as redis, redis.pubsub(ignore_subscribe_messages=True) as sub:
         sub.subscribe(EVENTS_CHANNEL)
         sub.get_message(timeout=1.0)  # the subscription's confirmation
@@ -33,16 +35,22 @@ def _listen(redis_url: str, ready: Any, stop: Any, results: Connection) -> None:
             if message is None:
                 continue
             now = time.time()
-            for _, _, kind, _, _, _, made in orjson.loads(message["data"]):
+            step_made, step_firsts = 0.0, 0
+            for _, _, kind, end, text, _, made in orjson.loads(message["data"]):
                 if kind == "delta" and made:  # the tokens the clients time, no END entries
                     received.append(now)
                     lags.append(now - made)
-    results.send((received, lags))
+                    if end == len(text):  # starts at 0: the job's first token
+                        step_made, step_firsts = made, step_firsts + 1
+            if step_firsts:
+                firsts.append((step_made, step_firsts))
+    results.send((received, lags, firsts))
     results.close()
 
 
 class StepTap:
-    """`start()` before a run, `stop()` after it: every entry's arrival and lag at Redis."""
+    """`start()` before a run, `stop()` after it: every entry's arrival and lag at Redis, and
+    how many jobs each engine step gave their first token (the prefill steps of a burst)."""
 
     def __init__(self, redis_url: str) -> None:
         context = multiprocessing.get_context("spawn")
@@ -67,6 +75,6 @@ class StepTap:
         if not self._results.poll(timeout):
             self._process.kill()
             raise RuntimeError("the step tap sent nothing back")
-        received, lags = self._results.recv()
+        arrivals: Arrivals = self._results.recv()
         self._process.join(timeout)
-        return received, lags
+        return arrivals

@@ -124,6 +124,9 @@ class RunResult:
             "tok_s": round(self.tok_s, 1),
             "ttft_p50_ms": ms(percentile(self.ttft_s, 50)),
             "ttft_p99_ms": ms(percentile(self.ttft_s, 99)),
+            # Where the jobs' first tokens fell, p10 to p90: a burst's prefill takes a few
+            # engine steps, and a median between two of them reads either one.
+            "ttft_deciles_ms": [ms(percentile(self.ttft_s, p)) for p in range(10, 100, 10)],
             "lag_p50_ms": ms(percentile(self.lag_s, 50)),
             "lag_p99_ms": ms(percentile(self.lag_s, 99)),
             "replayed_tokens": len(self.replay_lag_s),
