@@ -5,6 +5,7 @@ run's jobs reached the engine."""
 
 import asyncio
 import gc
+import random
 import socket
 import subprocess
 import sys
@@ -12,7 +13,9 @@ import time
 
 import pytest
 from redis import Redis
+from sqlalchemy import Engine, delete, select
 
+from db.schema import jobs
 from vqueue import stack
 from vqueue.bench import queue_side
 from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
@@ -29,6 +32,7 @@ from vqueue.bench.late_tokens import late_bursts
 from vqueue.bench.step_tap import StepTap
 from vqueue.bench.turns import QueueRun, median_pair, take_turns
 from vqueue.bench.workload import Prompts, RunResult, Workload
+from vqueue.bench.write_probe import running_jobs, write_ms
 from vqueue.client import VQueueClient
 from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events
 from vqueue.gc_heap import GcPauses
@@ -290,3 +294,20 @@ def test_a_run_summary_shows_where_first_tokens_and_ends_fell() -> None:
     deciles = summary["ttft_deciles_ms"]
     assert (len(deciles), deciles[0], deciles[4], deciles[-1]) == (9, 100.0, 200.0, 300.0)
     assert summary["ends"]["done received"] == {"first": 900.0, "p50": 930.0, "last": 1000.0}
+
+
+def test_the_write_probe_records_every_result_however_it_splits_them(db: Engine) -> None:
+    rng = random.Random(0)
+    for split in (1, 3):
+        results = running_jobs(db, 7, rng)
+        ids = [result.job_id for result in results]
+        try:
+            assert write_ms(db, results, split) > 0
+            with db.connect() as conn:
+                stored = conn.execute(
+                    select(jobs.c.id, jobs.c.status, jobs.c.text).where(jobs.c.id.in_(ids))
+                ).all()
+            assert sorted(stored) == sorted((r.job_id, "succeeded", r.text) for r in results)
+        finally:
+            with db.begin() as conn:
+                conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))

@@ -9,32 +9,43 @@ import random
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from vqueue.bench.workload import WORDS
 from vqueue.settings import get_settings
 from worker.model_source import load_tokenizer
 
 
-def tokenize_beside_busy_threads(tokenizer: object, prompts: list[str], busy: int) -> float:
-    """Seconds to tokenize `prompts` one by one on this thread while `busy` threads spin."""
+@contextmanager
+def busy_threads(count: int) -> Iterator[None]:
+    """`count` threads running Python while the block runs, as a busy engine loop and the
+    other task threads do beside a worker's thread: each of its calls that gives up the GIL
+    waits for it behind them."""
     stop = threading.Event()
 
     def spin() -> None:
-        total = 0
         while not stop.is_set():
-            total += sum(range(1000))
+            sum(range(1000))
 
-    threads = [threading.Thread(target=spin, daemon=True) for _ in range(busy)]
+    threads = [threading.Thread(target=spin, daemon=True) for _ in range(count)]
     for thread in threads:
         thread.start()
-    started = time.perf_counter()
-    for prompt in prompts:
-        tokenizer(prompt)  # type: ignore[operator]
-    seconds = time.perf_counter() - started
-    stop.set()
-    for thread in threads:
-        thread.join()
-    return seconds
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+
+
+def tokenize_beside_busy_threads(tokenizer: object, prompts: list[str], busy: int) -> float:
+    """Seconds to tokenize `prompts` one by one on this thread while `busy` threads spin."""
+    with busy_threads(busy):
+        started = time.perf_counter()
+        for prompt in prompts:
+            tokenizer(prompt)  # type: ignore[operator]
+        return time.perf_counter() - started
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from vqueue.bench.gil_convoy import busy_threads
 from vqueue.bench.workload import WORDS
 from vqueue.logs import configure_logging
 from vqueue.settings import get_settings
@@ -151,11 +152,6 @@ def intake_ms(host: ProbeHost, rows: dict[str, dict[str, Any]]) -> float:
     return taken
 
 
-def spin(stop: threading.Event) -> None:
-    while not stop.is_set():
-        sum(range(1000))
-
-
 def main() -> None:
     jobs = int(sys.argv[1]) if len(sys.argv) > 1 else 256
     busy_counts = [int(arg) for arg in sys.argv[2:]] or [0, 1, 2]
@@ -169,19 +165,15 @@ def main() -> None:
     intake_ms(hosts[WAYS[-1]], message(jobs, rng))  # imports and first calls, not measured
     print(f"{jobs} jobs, {ROUNDS} rounds, stand-in engine {ADD_MS:g} ms per request; medians")
     for busy in busy_counts:
-        stop = threading.Event()
-        threads = [threading.Thread(target=spin, args=(stop,), daemon=True) for _ in range(busy)]
-        for thread in threads:
-            thread.start()
         taken: dict[Way, list[float]] = {way: [] for way in WAYS}
         prompts: dict[Way, list[float]] = {way: [] for way in WAYS}
-        for _ in range(ROUNDS):
-            for way, host in hosts.items():
-                configure_logging("json", stream=lines, queued=way.queued_lines)
-                taken[way].append(intake_ms(host, message(jobs, rng)))
-                intake = intakes.seen[-1]
-                prompts[way].append((intake["ready"] - intake["claimed"]) * 1000)
-        stop.set()
+        with busy_threads(busy):
+            for _ in range(ROUNDS):
+                for way, host in hosts.items():
+                    configure_logging("json", stream=lines, queued=way.queued_lines)
+                    taken[way].append(intake_ms(host, message(jobs, rng)))
+                    intake = intakes.seen[-1]
+                    prompts[way].append((intake["ready"] - intake["claimed"]) * 1000)
         for way in WAYS:
             times = taken[way]
             print(
