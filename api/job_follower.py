@@ -1,9 +1,13 @@
-"""Following one job: its deltas from the token log, live, then the final row from Postgres.
+"""Following one job: its deltas from the token log, live, then its final state.
 
 The follower subscribes to live events first, then replays the log from its position, then
 follows the live tail. Whatever Redis no longer holds is taken from Postgres once the job has
-ended, so the deltas always join up to exactly the job's text. Used by the SSE stream and by
-the OpenAI-compatible endpoints; stopping the iteration only stops following, never the job.
+ended, so the deltas always join up to exactly the job's text. The final state is the summary
+the worker's END entry carries, written by Postgres as it recorded the result, when the
+reader has had the whole text and needs no more than the summary; otherwise (an END from
+elsewhere, a reader that missed text, a caller that wants the text) the row is read. Used by
+the SSE stream and by the OpenAI-compatible endpoints; stopping the iteration only stops
+following, never the job.
 """
 
 import logging
@@ -12,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.exceptions import RedisError
 
 from api.deps import Resources
@@ -27,7 +32,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Final:
-    """The job ended; `row` is its final state in Postgres."""
+    """The job ended; `row` is its final state in Postgres: the whole row, or only its
+    db.jobs.SUMMARY_COLUMNS (no "text"), where the follower was made with `needs_text=False`."""
 
     row: Mapping[str, Any]
 
@@ -52,11 +58,19 @@ async def load_job(
 
 
 class JobFollower:
-    def __init__(self, resources: Resources, job_id: uuid.UUID, cursor: StreamCursor) -> None:
+    def __init__(
+        self,
+        resources: Resources,
+        job_id: uuid.UUID,
+        cursor: StreamCursor,
+        *,
+        needs_text: bool = False,
+    ) -> None:
         self.resources = resources
         self.job_id = job_id
         self.key = str(job_id)
         self.cursor = cursor
+        self.needs_text = needs_text
         # Set when Redis cannot fill a gap: further deltas wait for the final text in Postgres.
         self.broken = False
 
@@ -77,7 +91,7 @@ class JobFollower:
             events, ended = await self._apply(entries)
             for event in events:
                 yield event
-            if ended and (row := await self._final_row()) is not None:
+            if ended is not None and (row := await self._ended_row(ended)) is not None:
                 for event in self._final(row):
                     yield event
                 return
@@ -94,13 +108,27 @@ class JobFollower:
                 return
             entries = []
 
+    async def _ended_row(self, ended: Ended) -> Mapping[str, Any] | None:
+        """The final state once an END arrived: the summary it carries where that will do
+        (at a burst's end, every stream's read of its row was a query the done event waited
+        for), else the row from Postgres."""
+        if ended.final and not self.broken and not self.needs_text:
+            try:
+                summary: dict[str, Any] = orjson.loads(ended.final)
+            except orjson.JSONDecodeError:
+                log.warning("job %s: unreadable summary in its END entry", self.key)
+            else:
+                if summary.get("attempt") == self.cursor.attempt:
+                    return summary
+        return await self._final_row()
+
     async def _final_row(self) -> Mapping[str, Any] | None:
         row = await load_job(self.resources, self.job_id, None)
         return row if row is not None and JobStatus(row["status"]).is_terminal else None
 
-    async def _apply(self, entries: list[LogEntry]) -> tuple[list[FollowEvent], bool]:
+    async def _apply(self, entries: list[LogEntry]) -> tuple[list[FollowEvent], Ended | None]:
         found: list[FollowEvent] = []
-        ended = False
+        ended: Ended | None = None
         queue = list(entries)
         reread = False
         while queue:
@@ -120,7 +148,7 @@ class JobFollower:
                 continue
             for event in events:
                 if isinstance(event, Ended):
-                    ended = True
+                    ended = event
                 elif isinstance(event, Delta | Restart):
                     found.append(event)
         return found, ended
@@ -132,7 +160,7 @@ class JobFollower:
             if self.cursor.position > 0:
                 events.append(Restart(row["attempt"]))
             self.cursor = StreamCursor(row["attempt"], 0)
-        for event in self.cursor.rest_of(row["text"] or ""):
+        for event in self.cursor.rest_of(row.get("text") or ""):
             assert isinstance(event, Delta)
             events.append(event)
         events.append(Final(row))

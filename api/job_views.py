@@ -45,6 +45,12 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
     )
 
 
+# Not in a stream's final summary: the job's input, and the text the stream already sent.
+_NOT_SUMMED: dict[str, Any] = {"text": None, "prompt": None, "messages": None, "params": {}}
+
+
 def job_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The final state sent at the end of a stream: everything but the (already streamed) text."""
-    return job_public(row).model_dump(mode="json", exclude={"text", "prompt", "messages", "params"})
+    """The final state sent at the end of a stream: everything but the (already streamed) text
+    and the input. Needs only db.jobs.SUMMARY_COLUMNS of the row (what a worker's END entry
+    carries), as strings where the row has dates and ids."""
+    return job_public({**row, **_NOT_SUMMED}).model_dump(mode="json", exclude=set(_NOT_SUMMED))

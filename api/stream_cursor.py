@@ -26,6 +26,9 @@ class Restart:
 @dataclass(frozen=True, slots=True)
 class Ended:
     status: str
+    # The attempt's summary as Postgres recorded it (LogEntry.final), when the END carried one
+    # and this reader has had the attempt's whole text: the stream can end without a read.
+    final: str = ""
 
 
 CursorEvent = Delta | Restart | Ended
@@ -51,7 +54,8 @@ class StreamCursor:
             self.attempt, self.position = entry.attempt, 0
         if entry.kind is EntryKind.END:
             # Whatever text this reader lacks then comes from Postgres (see rest_of).
-            events.append(Ended(entry.status))
+            complete = entry.end == self.position
+            events.append(Ended(entry.status, entry.final if complete else ""))
             return events
         if entry.end <= self.position:
             return events

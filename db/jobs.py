@@ -12,10 +12,13 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     Select,
+    Text,
     Update,
     any_,
     bindparam,
+    cast,
     func,
+    literal_column,
     or_,
     select,
     update,
@@ -25,6 +28,42 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from db.schema import ANONYMOUS_OWNER, jobs, owned_by
 from db.states import TERMINAL_STATES, JobStatus, sources_of
+
+# What the end of a job's stream reports (api/job_views.job_summary): every column a client
+# sees but the texts of the job's input and output.
+SUMMARY_COLUMNS = (
+    "id",
+    "status",
+    "priority",
+    "timeout_s",
+    "expires_at",
+    "cancel_requested_at",
+    "model",
+    "attempt",
+    "finish_reason",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "created_at",
+    "started_at",
+    "first_token_at",
+    "finished_at",
+    "batch_id",
+    "custom_id",
+    "metadata",
+)
+
+
+def _quoted(name: str) -> Any:
+    # A constant, not a parameter: json_build_object cannot type an untyped parameter.
+    return literal_column(f"'{name}'")
+
+
+def summary_json() -> Any:
+    """A row's SUMMARY_COLUMNS as one JSON object, written by Postgres (one text value to
+    fetch, no per-column decoding in Python)."""
+    pairs = [part for name in SUMMARY_COLUMNS for part in (_quoted(name), jobs.c[name])]
+    return cast(func.json_build_object(*pairs), Text)
 
 
 def _seconds(value: float) -> Any:
@@ -174,7 +213,7 @@ assert all(set(sources_of(s)) == set(_FINISHABLE) for s in TERMINAL_STATES)
 
 def finish_jobs(results: list[AttemptResult]) -> Update:
     """Record each attempt's outcome in one statement, except where a newer attempt has started
-    (that row does not change); returns the ids of the rows recorded.
+    (that row does not change); returns the id and the summary_json() of each row recorded.
 
     Still `queued` with the same attempt means the reconciler requeued the job while this
     worker could not reach Postgres, and nobody claimed it since: the result is kept."""
@@ -208,7 +247,7 @@ def finish_jobs(results: list[AttemptResult]) -> Update:
             finished_at=func.now(),
             lease_expires_at=None,
         )
-        .returning(jobs.c.id)
+        .returning(jobs.c.id, summary_json().label("summary"))
     )
 
 

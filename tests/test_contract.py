@@ -23,3 +23,19 @@ def test_events_of_many_jobs_share_one_message() -> None:
         LogEntry("a", 1, EntryKind.END, 3, status="failed"),
     ]
     assert decode_events(encode_events(entries)) == entries
+
+
+def test_an_end_carries_the_jobs_summary_in_the_place_of_its_text() -> None:
+    summary = '{"id": "job", "status": "succeeded", "attempt": 1}'
+    end = LogEntry("job", 1, EntryKind.END, end=40, status="succeeded", final=summary)
+    assert end.start == 40  # an END has no text of its own
+    assert end.stream_fields()["t"] == summary
+    assert entry_from_stream("job", end.stream_id, end.stream_fields()) == end
+    assert decode_events(encode_events([end])) == [end]
+
+
+def test_an_end_from_an_earlier_writer_has_no_summary() -> None:
+    fields = {"k": "end", "t": "", "s": "failed", "w": "0.0"}
+    assert entry_from_stream("job", "1-9", fields) == LogEntry(
+        "job", 1, EntryKind.END, 8, status="failed"
+    )

@@ -6,16 +6,21 @@ import threading
 import time
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import pytest
 from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
+from db.jobs import SUMMARY_COLUMNS
+from db.schema import jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, recorded_successes, sent_to_postgres
+from vqueue.contract import EntryKind, entry_from_stream, token_log_key
 from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 from worker.claims import Claimer
@@ -135,6 +140,41 @@ def test_results_are_stored_in_one_statement_with_no_begin_or_commit(
                 text("SELECT status FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids}
             ).scalars()
             assert list(statuses) == ["succeeded"] * 3
+    finally:
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})
+
+
+def test_each_end_carries_the_summary_postgres_recorded(
+    parts: tuple[Recorder, Claimer], db: Engine, redis: Redis
+) -> None:
+    """A stream that had the whole text ends with the summary in the END entry, not a read of
+    the row: it must be the row as written, finished_at and all."""
+    recorder, claimer = parts
+    job_ids = [insert_unqueued_job(db) for _ in range(2)]
+    rows = claimer.claim(job_ids)
+    outcomes = {
+        job_ids[0]: Outcome(JobStatus.SUCCEEDED, "ok", "stop", 4, 1),
+        job_ids[1]: Outcome(JobStatus.FAILED, "", None, 4, 0, error="it broke"),
+    }
+    try:
+        recorder.record([(rows[job_id], outcomes[job_id]) for job_id in job_ids]).result(10)
+        for job_id in job_ids:
+            (end,) = [
+                entry
+                for stream_id, fields in redis.xrange(token_log_key(job_id))  # type: ignore[union-attr]
+                if (entry := entry_from_stream(job_id, stream_id, fields)).kind is EntryKind.END
+            ]
+            summary = orjson.loads(end.final)
+            assert set(summary) == set(SUMMARY_COLUMNS)
+            with db.connect() as conn:
+                row = conn.execute(select(jobs).where(jobs.c.id == job_id)).mappings().one()
+            assert summary["status"] == end.status == row["status"]
+            assert summary["error"] == row["error"] == outcomes[job_id].error
+            for name in ("id", "attempt", "prompt_tokens", "completion_tokens", "metadata"):
+                assert summary[name] == (str(row[name]) if name == "id" else row[name])
+            for name in ("created_at", "started_at", "finished_at"):
+                assert datetime.fromisoformat(summary[name]) == row[name]
     finally:
         with db.begin() as conn:
             conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})

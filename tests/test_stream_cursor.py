@@ -45,3 +45,12 @@ def test_end_and_the_rest_from_postgres() -> None:
     assert cursor.accept(end) == [Ended("succeeded")]
     assert cursor.rest_of("abcdefgh") == [Delta("defgh", 8)]
     assert cursor.rest_of("abcdefgh") == []
+
+
+def test_an_end_passes_its_summary_on_only_to_a_reader_that_has_the_whole_text() -> None:
+    end = LogEntry("job", 1, EntryKind.END, 8, status="succeeded", final='{"attempt": 1}')
+    assert StreamCursor(attempt=1, position=8).accept(end) == [Ended("succeeded", '{"attempt": 1}')]
+    # Behind: the rest of the text, and so the final state, comes from Postgres.
+    assert StreamCursor(attempt=1, position=3).accept(end) == [Ended("succeeded")]
+    # A reader of an older attempt starts this one from nothing.
+    assert StreamCursor(attempt=0, position=5).accept(end) == [Restart(1), Ended("succeeded")]

@@ -58,6 +58,11 @@ class LogEntry:
     status: str = ""
     # Unix time at which the worker produced the entry (delivery lag is measured against it).
     at: float = 0.0
+    # END only, where the writer had it: the job's summary as Postgres recorded it (a JSON
+    # object of db.jobs.SUMMARY_COLUMNS), so a stream can end without reading the row back.
+    # On the wire it takes the text's place, which an END has none of: readers of earlier
+    # releases ignore it there, and an END from an earlier writer comes without one.
+    final: str = ""
 
     @property
     def start(self) -> int:
@@ -70,8 +75,20 @@ class LogEntry:
         seq = self.end + 1 if self.kind is EntryKind.END else self.end
         return f"{self.attempt}-{seq}"
 
+    @property
+    def wire_text(self) -> str:
+        return self.final if self.kind is EntryKind.END else self.text
+
     def stream_fields(self) -> dict[str, str]:
-        return {"k": self.kind.value, "t": self.text, "s": self.status, "w": repr(self.at)}
+        return {"k": self.kind.value, "t": self.wire_text, "s": self.status, "w": repr(self.at)}
+
+
+def _entry(
+    job_id: str, attempt: int, kind: EntryKind, end: int, text: str, status: str, at: float
+) -> LogEntry:
+    if kind is EntryKind.END:
+        return LogEntry(job_id, attempt, kind, end, "", status, at, final=text)
+    return LogEntry(job_id, attempt, kind, end, text, status, at)
 
 
 # A log whose job never ends (its worker died) still goes away eventually.
@@ -108,19 +125,19 @@ def entry_from_stream(job_id: str, stream_id: str, fields: dict[str, str]) -> Lo
     kind = EntryKind(fields["k"])
     end = seq - 1 if kind is EntryKind.END else seq
     at = float(fields.get("w", 0.0))
-    return LogEntry(job_id, attempt, kind, end, fields.get("t", ""), fields.get("s", ""), at)
+    return _entry(job_id, attempt, kind, end, fields.get("t", ""), fields.get("s", ""), at)
 
 
 def encode_events(entries: list[LogEntry]) -> bytes:
     """One pub/sub message for all entries of one engine step, whatever job they belong to."""
     return orjson.dumps(
-        [[e.job_id, e.attempt, e.kind.value, e.end, e.text, e.status, e.at] for e in entries]
+        [[e.job_id, e.attempt, e.kind.value, e.end, e.wire_text, e.status, e.at] for e in entries]
     )
 
 
 def decode_events(payload: bytes | str) -> list[LogEntry]:
     return [
-        LogEntry(job_id, attempt, EntryKind(kind), end, text, status, at)
+        _entry(job_id, attempt, EntryKind(kind), end, text, status, at)
         for job_id, attempt, kind, end, text, status, at in orjson.loads(payload)
     ]
 

@@ -58,6 +58,7 @@ class Outcome:
 
 
 Ended = tuple[Row, Outcome]  # a claimed job's row and how its run ended
+Recorded = tuple[AttemptResult, str]  # a result written, and its row's summary (JSON) after
 
 
 @dataclass
@@ -142,23 +143,32 @@ class Recorder:
             return
         recorded = self._finish(results)
         written = time.time()
+        # Each END carries the job's summary as written: its stream ends without a read.
         ends = [
-            LogEntry(str(r.job_id), r.attempt, EntryKind.END, len(r.text or ""), status=r.status)
-            for r in recorded
+            LogEntry(
+                str(r.job_id),
+                r.attempt,
+                EntryKind.END,
+                len(r.text or ""),
+                status=r.status,
+                final=summary,
+            )
+            for r, summary in recorded
         ]
         if ends:
             self.host.submit(self._publish(ends)).result()
         published = time.time()
-        self._observe([(rows[r.job_id], r) for r in recorded])
-        for r in recorded:
+        self._observe([(rows[r.job_id], r) for r, _ in recorded])
+        for r, _ in recorded:
             with job_context(str(r.job_id)):
                 log.info("job %s: %s, %d tokens", r.job_id, r.status, r.completion_tokens or 0)
         runs_ended = [outcome.ended_at for _, outcome in ended if outcome.ended_at is not None]
         timing = Recording(len(recorded), max(runs_ended, default=taken), taken, written, published)
         timing.log(time.time())
 
-    def _finish(self, results: list[AttemptResult]) -> list[AttemptResult]:
-        """Write the results; the ones recorded (a newer attempt's job keeps its row)."""
+    def _finish(self, results: list[AttemptResult]) -> list[Recorded]:
+        """Write the results; the ones recorded (a newer attempt's job keeps its row), each with
+        its row's summary as written."""
         try:
             return self._write(results)
         except Exception as exc:
@@ -178,14 +188,16 @@ class Recorder:
             )
             return self._write([failed])
 
-    def _write(self, results: list[AttemptResult]) -> list[AttemptResult]:
+    def _write(self, results: list[AttemptResult]) -> list[Recorded]:
         statement = finish_jobs(results)
         deadline = time.monotonic() + FINISH_RETRY_S
         delay = 0.5
         while True:
             try:
                 with self._results_db.connect() as conn:
-                    written = set(conn.execute(statement).scalars())
+                    written: dict[uuid.UUID, str] = {
+                        row[0]: row[1] for row in conn.execute(statement)
+                    }
                 break
             except OperationalError as exc:
                 if time.monotonic() > deadline:
@@ -198,7 +210,7 @@ class Recorder:
                 log.warning(
                     "job %s: attempt %d superseded, result dropped", result.job_id, result.attempt
                 )
-        return [result for result in results if result.job_id in written]
+        return [(result, written[result.job_id]) for result in results if result.job_id in written]
 
     async def _publish(self, entries: list[LogEntry]) -> None:
         for entry in entries:

@@ -107,7 +107,10 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
     job = _validated(fields)
     row = await _submit(resources, caller, job, body)
     reply = Reply(endpoint, row, body.get("model") or settings.model_name)
-    follower = JobFollower(resources, row["id"], StreamCursor(row["attempt"], 0))
+    # The whole reply carries the text: its final row is read back from Postgres.
+    follower = JobFollower(
+        resources, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream
+    )
     headers = {"X-Job-Id": str(row["id"])}
     if stream:
         chunks = reply.chunks(follower.events(row), bool(options.get("include_usage")))
