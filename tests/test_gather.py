@@ -118,3 +118,37 @@ def test_work_after_a_round_waits_for_its_callers_and_runs_after_a_failure_too(
     finally:
         gatherer.close()
     assert after == [[[2, 3]], [[-1]], [[-2]], [[4]]]
+
+
+def test_with_two_threads_what_gathers_during_a_round_goes_out_at_once(held: Held) -> None:
+    gatherer: Gatherer[list[int], int] = Gatherer("test-gatherer", held, len, 10, threads=2)
+    try:
+        first = gatherer.submit([1])
+        wait_for(lambda: len(held.rounds) == 1)
+        # The first round is held; the second thread serves what comes meanwhile.
+        assert gatherer.submit([2, 3]).result(timeout=10) == 5
+        assert not first.done()
+        held.release.set()
+        assert first.result(timeout=10) == 1
+    finally:
+        gatherer.close()
+    assert held.rounds == [[[1]], [[2, 3]]]
+
+
+def test_closing_with_two_threads_serves_everything_pending(held: Held) -> None:
+    gatherer: Gatherer[list[int], int] = Gatherer("test-gatherer", held, len, 1, threads=2)
+    futures = [gatherer.submit([value]) for value in range(1, 6)]
+    wait_for(lambda: len(held.rounds) >= 1)
+    closing = threading.Thread(target=gatherer.close)
+    closing.start()
+    held.release.set()
+    closing.join(timeout=10)
+    assert not closing.is_alive()
+    assert [future.result(timeout=1) for future in futures] == [1, 2, 3, 4, 5]
+    assert sorted(request for round_ in held.rounds for request in round_) == [
+        [1],
+        [2],
+        [3],
+        [4],
+        [5],
+    ]

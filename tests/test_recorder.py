@@ -25,7 +25,7 @@ from vqueue.queueing import JobQueue
 from vqueue.settings import Settings
 from worker.claims import Claimer
 from worker.publisher import TokenLogPublisher
-from worker.recorder import Ended, Outcome, Recorder
+from worker.recorder import RECORD_ROUNDS_AT_ONCE, Ended, Outcome, Recorder
 
 T = TypeVar("T")
 
@@ -71,11 +71,11 @@ def parts(settings: Settings, db: Engine) -> Iterator[tuple[Recorder, Claimer]]:
     queue.close()
 
 
-def test_runs_ending_during_a_round_are_recorded_together_in_the_next(
+def test_runs_ending_while_every_round_is_out_are_recorded_together_in_the_next(
     parts: tuple[Recorder, Claimer], db: Engine, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     recorder, claimer = parts
-    job_ids = [insert_unqueued_job(db) for _ in range(3)]
+    job_ids = [insert_unqueued_job(db) for _ in range(RECORD_ROUNDS_AT_ONCE + 2)]
     rows = claimer.claim(job_ids)
     rounds: list[int] = []
     release = threading.Event()
@@ -83,8 +83,8 @@ def test_runs_ending_during_a_round_are_recorded_together_in_the_next(
 
     def held(ended: list[Ended]) -> None:
         rounds.append(len(ended))
-        if len(rounds) == 1:
-            release.wait(timeout=30)  # the first round is slow: the next runs end meanwhile
+        if len(rounds) <= RECORD_ROUNDS_AT_ONCE:
+            release.wait(timeout=30)  # the first rounds are slow: the next runs end meanwhile
         record_now(ended)
 
     monkeypatch.setattr(recorder, "_record_now", held)
@@ -94,15 +94,18 @@ def test_runs_ending_during_a_round_are_recorded_together_in_the_next(
         return [(rows[job_id], outcome)]
 
     try:
-        first = recorder.record(ended(job_ids[0]))
-        while not rounds:
-            time.sleep(0.01)
-        # The runs of two other messages end while the first round is being written.
-        later = [recorder.record(ended(job_id)) for job_id in job_ids[1:]]
+        # Each run ends alone while the rounds before it are out: a round each, at once.
+        first = []
+        for count, job_id in enumerate(job_ids[:RECORD_ROUNDS_AT_ONCE], start=1):
+            first.append(recorder.record(ended(job_id)))
+            while len(rounds) < count:
+                time.sleep(0.01)
+        # The runs of two other messages end while every round is being written.
+        later = [recorder.record(ended(job_id)) for job_id in job_ids[RECORD_ROUNDS_AT_ONCE:]]
         release.set()
-        for future in [first, *later]:
+        for future in [*first, *later]:
             future.result(timeout=10)
-        assert rounds == [1, 2]
+        assert rounds == [1] * RECORD_ROUNDS_AT_ONCE + [2]
         with db.begin() as conn:
             stored = conn.execute(
                 text("SELECT id, status, text, completion_tokens FROM jobs WHERE id = ANY(:ids)"),
@@ -112,7 +115,7 @@ def test_runs_ending_during_a_round_are_recorded_together_in_the_next(
             (job_id, "succeeded", f"text of {job_id}", 3) for job_id in job_ids
         }
         # Each job's token log announces its end, for the streams that follow it.
-        assert [recorded_successes(redis, job_id) for job_id in job_ids] == [1, 1, 1]
+        assert [recorded_successes(redis, job_id) for job_id in job_ids] == [1] * len(job_ids)
     finally:
         with db.begin() as conn:
             conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})

@@ -10,6 +10,7 @@ after another, the last waiting behind all the others.
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Generic, TypeVar
@@ -25,7 +26,10 @@ class Gatherer(Generic[T, R]):
     `limit` in all as counted by `size` (a bigger one goes alone), and returns one result for
     each. What `serve` raises goes to every request of its round. `then`, if given, gets each
     round's requests once their callers have its results or its error: work that is not on
-    their path (what it raises is logged)."""
+    their path (what it raises is logged).
+
+    With `threads` > 1, that many rounds may be served at once (`serve` must allow it): what
+    gathers while a round is out goes out at once, not after it."""
 
     def __init__(
         self,
@@ -34,6 +38,7 @@ class Gatherer(Generic[T, R]):
         size: Callable[[T], int],
         limit: int,
         then: Callable[[list[T]], None] | None = None,
+        threads: int = 1,
     ) -> None:
         self._serve = serve
         self._then = then
@@ -43,8 +48,15 @@ class Gatherer(Generic[T, R]):
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._closed = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        self._name = name
+        self._threads = [
+            threading.Thread(
+                target=self._loop, name=name if threads == 1 else f"{name}-{index}", daemon=True
+            )
+            for index in range(threads)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def submit(self, request: T) -> "Future[R]":
         future: Future[R] = Future()
@@ -60,7 +72,9 @@ class Gatherer(Generic[T, R]):
         with self._lock:
             self._closed = True
         self._wake.set()
-        self._thread.join(timeout=30)
+        deadline = time.monotonic() + 30
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _loop(self) -> None:
         while True:
@@ -102,4 +116,4 @@ class Gatherer(Generic[T, R]):
         try:
             self._then(requests)
         except Exception:
-            log.exception("%s: the work after a round failed", self._thread.name)
+            log.exception("%s: the work after a round failed", self._name)

@@ -1,14 +1,15 @@
 """Records how runs ended: the results in Postgres (exactly once), then the end of each job's
 token log and its metrics.
 
-Runs that end together are recorded together, whatever message they came in: one thread
-(worker/gather.py) takes every ended run that has gathered and writes one UPDATE for all their
-results, makes one hop to the engine loop for their log entries and one Redis pipeline for
-their metrics. A burst of jobs of one length ends within a few engine steps. Recorded one by
-one (three blocking round trips each, every one waiting for the GIL beside the busy engine
-loop) the last of 256 waited a good fraction of a second; recorded by the thread of their
-message, one after another as they ended, the last of a message of 64 waited behind the
-other 63, and a GPU run's throughput fell from 0.91 to 0.84 of bare.
+Runs that end together are recorded together, whatever message they came in: a recorder
+thread (worker/gather.py; two of them, so that a round never waits for another) takes every
+ended run that has gathered and writes one UPDATE for all their results, makes one hop to the
+engine loop for their log entries and one Redis pipeline for their metrics. A burst of jobs
+of one length ends within a few engine steps. Recorded one by one (three blocking round trips
+each, every one waiting for the GIL beside the busy engine loop) the last of 256 waited a good
+fraction of a second; recorded by the thread of their message, one after another as they
+ended, the last of a message of 64 waited behind the other 63, and a GPU run's throughput
+fell from 0.91 to 0.84 of bare.
 """
 
 import logging
@@ -40,6 +41,12 @@ log = logging.getLogger(__name__)
 FINISH_RETRY_S = 300.0
 # Runs per round: bounded, so one statement never carries an unbounded amount of text.
 MAX_RECORD = 512
+# Rounds written at once. A burst's runs end over a few engine steps, and their task threads
+# hand them over as they wake: with one round at a time, runs handed over just after a
+# round was taken waited for all of it (the write, the END entries, the metrics and log
+# lines), 45-80 ms at the end of a 256-job burst on an H200 (runs 45 and 48 in
+# docs/benchmarks), while the write itself mostly waits on Postgres.
+RECORD_ROUNDS_AT_ONCE = 2
 
 Row = Mapping[Any, Any]
 
@@ -99,7 +106,7 @@ class Recorder:
         self.publisher = publisher
         self.queue = queue
         self._rounds: Gatherer[list[Ended], None] = Gatherer(
-            "recorder", self._serve, len, MAX_RECORD
+            "recorder", self._serve, len, MAX_RECORD, threads=RECORD_ROUNDS_AT_ONCE
         )
 
     def record(self, ended: list[Ended]) -> "Future[None]":
