@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class Final:
     """The job ended; `row` is its final state in Postgres: the whole row, or only its
-    db.jobs.SUMMARY_COLUMNS (no "text"), where the follower was made with `needs_text=False`."""
+    db.attempts.SUMMARY_COLUMNS (no "text"), where the follower was made with `needs_text=False`."""
 
     row: Mapping[str, Any]
 

@@ -51,6 +51,6 @@ _NOT_SUMMED: dict[str, Any] = {"text": None, "prompt": None, "messages": None, "
 
 def job_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
     """The final state sent at the end of a stream: everything but the (already streamed) text
-    and the input. Needs only db.jobs.SUMMARY_COLUMNS of the row (what a worker's END entry
+    and the input. Needs only db.attempts.SUMMARY_COLUMNS of the row (what a worker's END entry
     carries), as strings where the row has dates and ids."""
     return job_public({**row, **_NOT_SUMMED}).model_dump(mode="json", exclude=set(_NOT_SUMMED))

@@ -1,24 +1,21 @@
-"""Every query on the jobs table, as statements that both the async API and sync workers run.
+"""Every query on the jobs table, as statements that both the async API and sync workers run,
+but a worker's own attempts (claim, lease, result, hand-back: db/attempts.py).
 
 State changes are conditional UPDATEs filtered on the allowed source states (and the attempt),
 so that two workers racing on one job, or a job delivered twice, change it at most once.
 """
 
 import uuid
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
     BindParameter,
     Select,
-    Text,
     Update,
     any_,
     bindparam,
-    cast,
     func,
-    literal_column,
     or_,
     select,
     update,
@@ -27,50 +24,14 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.sql.dml import ReturningInsert
 
 from db.schema import ANONYMOUS_OWNER, jobs, owned_by
-from db.states import TERMINAL_STATES, JobStatus, sources_of
-
-# What the end of a job's stream reports (api/job_views.job_summary): every column a client
-# sees but the texts of the job's input and output.
-SUMMARY_COLUMNS = (
-    "id",
-    "status",
-    "priority",
-    "timeout_s",
-    "expires_at",
-    "cancel_requested_at",
-    "model",
-    "attempt",
-    "finish_reason",
-    "error",
-    "prompt_tokens",
-    "completion_tokens",
-    "created_at",
-    "started_at",
-    "first_token_at",
-    "finished_at",
-    "batch_id",
-    "custom_id",
-    "metadata",
-)
+from db.states import JobStatus
 
 
-def _quoted(name: str) -> Any:
-    # A constant, not a parameter: json_build_object cannot type an untyped parameter.
-    return literal_column(f"'{name}'")
-
-
-def summary_json() -> Any:
-    """A row's SUMMARY_COLUMNS as one JSON object, written by Postgres (one text value to
-    fetch, no per-column decoding in Python)."""
-    pairs = [part for name in SUMMARY_COLUMNS for part in (_quoted(name), jobs.c[name])]
-    return cast(func.json_build_object(*pairs), Text)
-
-
-def _seconds(value: float) -> Any:
+def interval_s(value: float) -> Any:
     return func.make_interval(0, 0, 0, 0, 0, 0, value)
 
 
-def _array(name: str, column_name: str, items: list[Any]) -> BindParameter[Any]:
+def array_param(name: str, column_name: str, items: list[Any]) -> BindParameter[Any]:
     """One array parameter typed like a jobs column. A list of any length is one parameter,
     so the statement's text is the same for every batch size: SQLAlchemy compiles it once and
     psycopg parses it once. A VALUES list or an IN list has a placeholder per item, and
@@ -79,9 +40,9 @@ def _array(name: str, column_name: str, items: list[Any]) -> BindParameter[Any]:
     return bindparam(name, items, type_=ARRAY(jobs.c[column_name].type))
 
 
-def _id_among(job_ids: list[uuid.UUID]) -> Any:
+def id_among(job_ids: list[uuid.UUID]) -> Any:
     """`jobs.id` is one of the list's, as one array parameter."""
-    return jobs.c.id == any_(_array("job_ids", "id", job_ids))
+    return jobs.c.id == any_(array_param("job_ids", "id", job_ids))
 
 
 def job_row(
@@ -133,7 +94,7 @@ def get_job(job_id: uuid.UUID, scope: uuid.UUID | None = None) -> Select[Any]:
 
 def get_jobs(job_ids: list[uuid.UUID]) -> Select[Any]:
     """Many jobs by id, whoever owns them (the caller checks the owner)."""
-    return select(jobs).where(_id_among(job_ids))
+    return select(jobs).where(id_among(job_ids))
 
 
 def get_job_by_idempotency_key(owner_id: uuid.UUID, key: str) -> Select[Any]:
@@ -157,115 +118,11 @@ def count_jobs(*, status: JobStatus | None, scope: uuid.UUID | None) -> Select[A
     return query
 
 
-def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
-    """Queued -> running with a new attempt and a lease, for every job of the list that is
-    still queued; returns the rows only to the claimant.
-
-    An expired job is not claimed: the reconciler fails it. The rows are locked in id order,
-    so two workers claiming overlapping lists (a message delivered twice) wait for each
-    other instead of deadlocking; the second then finds the job running and skips it."""
-    claimable = (
-        select(jobs.c.id)
-        .where(
-            _id_among(job_ids),
-            jobs.c.status.in_(sources_of(JobStatus.RUNNING)),
-            jobs.c.expires_at > func.now(),
-        )
-        .order_by(jobs.c.id)
-        .with_for_update()
-    )
-    return (
-        update(jobs)
-        .where(jobs.c.id.in_(claimable.scalar_subquery()))
-        .values(
-            status=JobStatus.RUNNING,
-            attempt=jobs.c.attempt + 1,
-            worker=worker,
-            started_at=func.now(),
-            lease_expires_at=func.now() + _seconds(lease_s),
-            first_token_at=None,
-            text=None,
-            error=None,
-        )
-        .returning(jobs)
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptResult:
-    """What one attempt of a job produced, to be recorded by `finish_jobs`."""
-
-    job_id: uuid.UUID
-    attempt: int
-    status: JobStatus
-    text: str | None = None
-    finish_reason: str | None = None
-    prompt_tokens: int | None = None
-    completion_tokens: int | None = None
-    first_token_at: datetime | None = None
-    error: str | None = None
-
-
-# Every terminal state is reached from exactly these, so one filter serves a mixed list.
-_FINISHABLE = sorted(set.intersection(*(set(sources_of(s)) for s in TERMINAL_STATES)))
-assert all(set(sources_of(s)) == set(_FINISHABLE) for s in TERMINAL_STATES)
-
-
-def finish_jobs(results: list[AttemptResult]) -> Update:
-    """Record each attempt's outcome in one statement, except where a newer attempt has started
-    (that row does not change); returns the id and the summary_json() of each row recorded.
-
-    Still `queued` with the same attempt means the reconciler requeued the job while this
-    worker could not reach Postgres, and nobody claimed it since: the result is kept."""
-    assert results
-    assert all(result.status.is_terminal for result in results)
-    fields: dict[str, list[Any]] = {
-        "id": [r.job_id for r in results],
-        "attempt": [r.attempt for r in results],
-        "status": [str(r.status) for r in results],
-        "text": [r.text for r in results],
-        "finish_reason": [r.finish_reason for r in results],
-        "prompt_tokens": [r.prompt_tokens for r in results],
-        "completion_tokens": [r.completion_tokens for r in results],
-        "first_token_at": [r.first_token_at for r in results],
-        "error": [r.error for r in results],
-    }
-    finished = (
-        func.unnest(*(_array(f"finished_{name}", name, items) for name, items in fields.items()))
-        .table_valued(*fields)
-        .render_derived(name="finished")
-    )
-    return (
-        update(jobs)
-        .where(
-            jobs.c.id == finished.c.id,
-            jobs.c.attempt == finished.c.attempt,
-            jobs.c.status.in_(_FINISHABLE),
-        )
-        .values(
-            **{name: finished.c[name] for name in list(fields)[2:]},
-            finished_at=func.now(),
-            lease_expires_at=None,
-        )
-        .returning(jobs.c.id, summary_json().label("summary"))
-    )
-
-
-def hand_back_job(job_id: uuid.UUID, attempt: int) -> Update:
-    """Running -> queued: a worker shutting down returns a job it could not finish."""
-    return (
-        update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == JobStatus.RUNNING)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, released_at=func.now())
-        .returning(jobs.c.id, jobs.c.priority)
-    )
-
-
 def fail_unqueued_jobs(job_ids: list[uuid.UUID], error: str) -> Update:
     """Queued -> failed, for jobs that can never start (their enqueue failed)."""
     return (
         update(jobs)
-        .where(_id_among(job_ids), jobs.c.status == JobStatus.QUEUED)
+        .where(id_among(job_ids), jobs.c.status == JobStatus.QUEUED)
         .values(status=JobStatus.FAILED, error=error, finished_at=func.now())
     )
 
@@ -304,21 +161,9 @@ def request_cancel_running_job(job_id: uuid.UUID, scope: uuid.UUID | None = None
 
 def cancel_requested(job_ids: list[uuid.UUID]) -> Select[Any]:
     return select(jobs.c.id).where(
-        _id_among(job_ids),
+        id_among(job_ids),
         jobs.c.status == JobStatus.RUNNING,
         jobs.c.cancel_requested_at.is_not(None),
-    )
-
-
-def renew_leases(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
-    return (
-        update(jobs)
-        .where(
-            _id_among(job_ids),
-            jobs.c.status == JobStatus.RUNNING,
-            jobs.c.worker == worker,
-        )
-        .values(lease_expires_at=func.now() + _seconds(lease_s))
     )
 
 
@@ -329,7 +174,7 @@ def _lost(live_workers: list[str], lease_s: float) -> list[Any]:
     # A lapsed lease of a worker that still heartbeats usually means it cannot reach
     # Postgres, not that it died: its result is on the way, and running the job again would
     # waste it. Only a lease lapsed for long (the worker lost track of the job) counts then.
-    lost_track = jobs.c.lease_expires_at < func.now() - _seconds(max(10 * lease_s, 60))
+    lost_track = jobs.c.lease_expires_at < func.now() - interval_s(max(10 * lease_s, 60))
     return [
         jobs.c.status == JobStatus.RUNNING,
         jobs.c.lease_expires_at < func.now(),
@@ -384,7 +229,7 @@ def stale_queued_jobs(older_than_s: float, limit: int) -> Select[Any]:
         select(jobs.c.id, jobs.c.priority)
         .where(
             jobs.c.status == JobStatus.QUEUED,
-            jobs.c.released_at < func.now() - _seconds(older_than_s),
+            jobs.c.released_at < func.now() - interval_s(older_than_s),
         )
         .order_by(jobs.c.released_at)
         .limit(limit)
@@ -392,4 +237,4 @@ def stale_queued_jobs(older_than_s: float, limit: int) -> Select[Any]:
 
 
 def queued_among(job_ids: list[uuid.UUID]) -> Select[Any]:
-    return select(jobs.c.id).where(_id_among(job_ids), jobs.c.status == JobStatus.QUEUED)
+    return select(jobs.c.id).where(id_among(job_ids), jobs.c.status == JobStatus.QUEUED)

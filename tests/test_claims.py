@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
-from db.jobs import AttemptResult, finish_jobs
+from db.attempts import AttemptResult, finish_jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, sent_to_postgres
 from vqueue.queueing import ENQUEUED_SET, JobQueue

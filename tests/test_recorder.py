@@ -16,7 +16,7 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import Engine, select, text
 
-from db.jobs import SUMMARY_COLUMNS
+from db.attempts import SUMMARY_COLUMNS
 from db.schema import jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, recorded_successes, sent_to_postgres

@@ -59,7 +59,7 @@ class LogEntry:
     # Unix time at which the worker produced the entry (delivery lag is measured against it).
     at: float = 0.0
     # END only, where the writer had it: the job's summary as Postgres recorded it (a JSON
-    # object of db.jobs.SUMMARY_COLUMNS), so a stream can end without reading the row back.
+    # object of db.attempts.SUMMARY_COLUMNS), so a stream can end without reading the row back.
     # On the wire it takes the text's place, which an END has none of: readers of earlier
     # releases ignore it there, and an END from an earlier writer comes without one.
     final: str = ""

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from db.jobs import claim_jobs
+from db.attempts import claim_jobs
 from vqueue.queueing import JobQueue
 from vqueue.task_messages import MAX_JOBS_PER_MESSAGE
 from worker.gather import Gatherer

@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from db.jobs import AttemptResult, finish_jobs, hand_back_job
+from db.attempts import AttemptResult, finish_jobs, hand_back_job
 from db.states import JobStatus
 from vqueue.contract import EntryKind, LogEntry
 from vqueue.logs import job_context

@@ -7,7 +7,8 @@ import uuid
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.jobs import cancel_requested, renew_leases
+from db.attempts import renew_leases
+from db.jobs import cancel_requested
 from vqueue.periodic import PeriodicThread
 from vqueue.settings import Settings
 from worker.runner import JobRunner, StopReason

@@ -20,8 +20,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, delete
 
+from db.attempts import AttemptResult, claim_jobs, finish_jobs
 from db.engine import make_sync_engine
-from db.jobs import AttemptResult, claim_jobs, finish_jobs, insert_jobs, job_row
+from db.jobs import insert_jobs, job_row
 from db.schema import jobs
 from db.states import JobStatus
 from vqueue.bench.gil_convoy import busy_threads

@@ -1,0 +1,171 @@
+"""A job's attempts on a worker: claimed with a lease, the lease renewed, the outcome recorded
+once (returning the summary a stream ends with), or the job handed back to the queue.
+
+Like every state change in db/jobs.py, each is a conditional UPDATE on the allowed source
+states and the attempt, so a job delivered twice or raced for changes at most once.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Text, Update, cast, func, literal_column, select, update
+
+from db.jobs import array_param, id_among, interval_s
+from db.schema import jobs
+from db.states import TERMINAL_STATES, JobStatus, sources_of
+
+# What the end of a job's stream reports (api/job_views.job_summary): every column a client
+# sees but the texts of the job's input and output.
+SUMMARY_COLUMNS = (
+    "id",
+    "status",
+    "priority",
+    "timeout_s",
+    "expires_at",
+    "cancel_requested_at",
+    "model",
+    "attempt",
+    "finish_reason",
+    "error",
+    "prompt_tokens",
+    "completion_tokens",
+    "created_at",
+    "started_at",
+    "first_token_at",
+    "finished_at",
+    "batch_id",
+    "custom_id",
+    "metadata",
+)
+
+
+def _quoted(name: str) -> Any:
+    # A constant, not a parameter: json_build_object cannot type an untyped parameter.
+    return literal_column(f"'{name}'")
+
+
+def summary_json() -> Any:
+    """A row's SUMMARY_COLUMNS as one JSON object, written by Postgres (one text value to
+    fetch, no per-column decoding in Python)."""
+    pairs = [part for name in SUMMARY_COLUMNS for part in (_quoted(name), jobs.c[name])]
+    return cast(func.json_build_object(*pairs), Text)
+
+
+def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
+    """Queued -> running with a new attempt and a lease, for every job of the list that is
+    still queued; returns the rows only to the claimant.
+
+    An expired job is not claimed: the reconciler fails it. The rows are locked in id order,
+    so two workers claiming overlapping lists (a message delivered twice) wait for each
+    other instead of deadlocking; the second then finds the job running and skips it."""
+    claimable = (
+        select(jobs.c.id)
+        .where(
+            id_among(job_ids),
+            jobs.c.status.in_(sources_of(JobStatus.RUNNING)),
+            jobs.c.expires_at > func.now(),
+        )
+        .order_by(jobs.c.id)
+        .with_for_update()
+    )
+    return (
+        update(jobs)
+        .where(jobs.c.id.in_(claimable.scalar_subquery()))
+        .values(
+            status=JobStatus.RUNNING,
+            attempt=jobs.c.attempt + 1,
+            worker=worker,
+            started_at=func.now(),
+            lease_expires_at=func.now() + interval_s(lease_s),
+            first_token_at=None,
+            text=None,
+            error=None,
+        )
+        .returning(jobs)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What one attempt of a job produced, to be recorded by `finish_jobs`."""
+
+    job_id: uuid.UUID
+    attempt: int
+    status: JobStatus
+    text: str | None = None
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    first_token_at: datetime | None = None
+    error: str | None = None
+
+
+# Every terminal state is reached from exactly these, so one filter serves a mixed list.
+_FINISHABLE = sorted(set.intersection(*(set(sources_of(s)) for s in TERMINAL_STATES)))
+assert all(set(sources_of(s)) == set(_FINISHABLE) for s in TERMINAL_STATES)
+
+
+def finish_jobs(results: list[AttemptResult]) -> Update:
+    """Record each attempt's outcome in one statement, except where a newer attempt has started
+    (that row does not change); returns the id and the summary_json() of each row recorded.
+
+    Still `queued` with the same attempt means the reconciler requeued the job while this
+    worker could not reach Postgres, and nobody claimed it since: the result is kept."""
+    assert results
+    assert all(result.status.is_terminal for result in results)
+    fields: dict[str, list[Any]] = {
+        "id": [r.job_id for r in results],
+        "attempt": [r.attempt for r in results],
+        "status": [str(r.status) for r in results],
+        "text": [r.text for r in results],
+        "finish_reason": [r.finish_reason for r in results],
+        "prompt_tokens": [r.prompt_tokens for r in results],
+        "completion_tokens": [r.completion_tokens for r in results],
+        "first_token_at": [r.first_token_at for r in results],
+        "error": [r.error for r in results],
+    }
+    finished = (
+        func.unnest(
+            *(array_param(f"finished_{name}", name, items) for name, items in fields.items())
+        )
+        .table_valued(*fields)
+        .render_derived(name="finished")
+    )
+    return (
+        update(jobs)
+        .where(
+            jobs.c.id == finished.c.id,
+            jobs.c.attempt == finished.c.attempt,
+            jobs.c.status.in_(_FINISHABLE),
+        )
+        .values(
+            **{name: finished.c[name] for name in list(fields)[2:]},
+            finished_at=func.now(),
+            lease_expires_at=None,
+        )
+        .returning(jobs.c.id, summary_json().label("summary"))
+    )
+
+
+def hand_back_job(job_id: uuid.UUID, attempt: int) -> Update:
+    """Running -> queued: a worker shutting down returns a job it could not finish."""
+    return (
+        update(jobs)
+        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == JobStatus.RUNNING)
+        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, released_at=func.now())
+        .returning(jobs.c.id, jobs.c.priority)
+    )
+
+
+def renew_leases(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
+    return (
+        update(jobs)
+        .where(
+            id_among(job_ids),
+            jobs.c.status == JobStatus.RUNNING,
+            jobs.c.worker == worker,
+        )
+        .values(lease_expires_at=func.now() + interval_s(lease_s))
+    )
