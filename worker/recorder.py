@@ -44,7 +44,7 @@ MAX_RECORD = 512
 # Rounds written at once. A burst's runs end over a few engine steps, and their task threads
 # hand them over as they wake: with one round at a time, runs handed over just after a
 # round was taken waited for all of it (the write, the END entries, the metrics and log
-# lines), 45-80 ms at the end of a 256-job burst on an H200 (runs 45 and 48 in
+# lines), 49 and 81 ms at the end of a 256-job burst on an H200 (runs 45 and 48 in
 # docs/benchmarks), while the write itself mostly waits on Postgres.
 RECORD_ROUNDS_AT_ONCE = 2
 
