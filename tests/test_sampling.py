@@ -23,6 +23,9 @@ def test_stored_parameters_reach_the_engine() -> None:
     assert params.ignore_eos is True
     assert (params.presence_penalty, params.frequency_penalty) == (0.5, -0.25)
     assert params.output_kind == RequestOutputKind.DELTA
+    # Each job's own: the engine takes it without a deep copy on its loop.
+    assert params.skip_clone is True
+    assert params.clone() is not params
 
 
 def test_unset_parameters_keep_the_engine_defaults() -> None:

@@ -205,12 +205,26 @@ class JobRunner:
                     log.warning("job %s: failed before generating: %s", job_id, exc)
                 requests[job_id] = Outcome(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         token_ids = self._tokenize([text for text, _ in ready.values()])
+        # Typed, as vLLM's own front end passes rendered prompts: the engine loop only checks
+        # it, where an untyped prompt is rendered again (since vLLM 0.32 on the renderer's
+        # thread pool, a hop there and back for each request).
         for (job_id, (_, sampling)), ids in zip(ready.items(), token_ids, strict=True):
             row = rows[job_id]
+            if len(ids) > self.host.max_model_len:
+                # Checked here, with a message that does not change with vLLM's version (the
+                # engine's own check stays behind it).
+                error = (
+                    "the prompt is longer than the model's maximum context length of "
+                    f"{self.host.max_model_len} tokens"
+                )
+                with job_context(job_id):
+                    log.warning("job %s: failed before generating: %s", job_id, error)
+                requests[job_id] = Outcome(JobStatus.FAILED, error=error)
+                continue
             requests[job_id] = self._generate(
                 job_id,
                 row["attempt"],
-                {"prompt_token_ids": ids},
+                {"type": "token", "prompt_token_ids": ids},
                 sampling,
                 row["priority"],
                 row["timeout_s"],
@@ -242,7 +256,7 @@ class JobRunner:
         1.3 s beside one busy thread (python -m vqueue.bench.gil_convoy). One call at a time:
         vLLM's tokenizer keeps only a couple of copies for concurrent callers and deep-copies
         another for each extra one. As vLLM does, a text is cut one token past the context, so
-        an over-long prompt still fails the engine's length check."""
+        an over-long prompt is still known as one."""
         if not texts:
             return []
         with self._tokenizer_lock:
@@ -258,7 +272,7 @@ class JobRunner:
         self,
         job_id: str,
         attempt: int,
-        prompt: dict[str, list[int]],
+        prompt: dict[str, Any],
         sampling: Any,
         priority: int,
         timeout_s: int,

@@ -62,7 +62,10 @@ async def warm_up(engine: Any) -> tuple[int, int]:
     async def run(name: str, lengths: list[int], params: Any) -> None:
         # Handed over together, so the engine takes them in one step where the budget allows.
         prompts = [
-            {"prompt_token_ids": [rng.randrange(1, SAFE_VOCAB) for _ in range(length)]}
+            {
+                "type": "token",
+                "prompt_token_ids": [rng.randrange(1, SAFE_VOCAB) for _ in range(length)],
+            }
             for length in lengths
         ]
         await asyncio.gather(
