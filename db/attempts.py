@@ -41,6 +41,23 @@ SUMMARY_COLUMNS = (
 )
 
 
+# What a worker reads of a job it has claimed: its input and how to run it (worker/runner.py),
+# and the times its metrics are measured from (worker/recorder.py). Only these come back: the
+# rows are decoded in the worker beside its busy engine loop, on every job's way to the engine,
+# and the other 20 columns (batch, owner, idempotency, lease, result...) are not used there.
+CLAIMED_COLUMNS = (
+    "id",
+    "attempt",
+    "prompt",
+    "messages",
+    "params",
+    "priority",
+    "timeout_s",
+    "created_at",
+    "started_at",
+)
+
+
 def _quoted(name: str) -> Any:
     # A constant, not a parameter: json_build_object cannot type an untyped parameter.
     return literal_column(f"'{name}'")
@@ -55,7 +72,7 @@ def summary_json() -> Any:
 
 def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
     """Queued -> running with a new attempt and a lease, for every job of the list that is
-    still queued; returns the rows only to the claimant.
+    still queued; returns their CLAIMED_COLUMNS only to the claimant.
 
     An expired job is not claimed: the reconciler fails it. The rows are locked in id order,
     so two workers claiming overlapping lists (a message delivered twice) wait for each
@@ -83,7 +100,7 @@ def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
             text=None,
             error=None,
         )
-        .returning(jobs)
+        .returning(*(jobs.c[name] for name in CLAIMED_COLUMNS))
     )
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, select, text
 
-from db.attempts import AttemptResult, finish_jobs
+from db.attempts import CLAIMED_COLUMNS, AttemptResult, finish_jobs
+from db.schema import jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, sent_to_postgres
 from vqueue.queueing import ENQUEUED_SET, JobQueue
@@ -65,12 +66,14 @@ def test_each_job_is_claimed_once_however_often_it_is_delivered(
         for claim, asked in zip(claims, deliveries, strict=True):
             assert set(claim) <= set(asked)
         claimed = next(claim[first] for claim in claims if first in claim)
-        assert (claimed["status"], claimed["worker"], claimed["attempt"]) == (
-            "running",
-            WORKER,
-            1,
-        )
-        assert claimed["lease_expires_at"] is not None
+        # The worker gets back only what it reads of the row.
+        assert set(claimed) == set(CLAIMED_COLUMNS)
+        assert claimed["attempt"] == 1
+        assert claimed["started_at"] is not None
+        with db.connect() as conn:
+            stored = conn.execute(select(jobs).where(jobs.c.id == first)).mappings().one()
+        assert (stored["status"], stored["worker"], stored["attempt"]) == ("running", WORKER, 1)
+        assert stored["lease_expires_at"] is not None
         # Taken off the queue (just after the claim): the reconciler will not send them again.
         wait_until_pruned(queue, [first, second])
         # A later delivery of a job that already runs gets nothing.
