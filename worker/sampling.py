@@ -23,7 +23,7 @@ def to_sampling_params(params: dict[str, Any]) -> Any:
     given = {key: params[key] for key in SAMPLING_KEYS if params.get(key) is not None}
     # DELTA: each output carries only the new text, which is what the token log stores.
     # skip_clone: made fresh for one job, as vLLM's OpenAI server makes its own, so the engine
-    # need not deep-copy it on its loop. That copy was a third of the loop's time per request:
-    # 256 requests reached the engine core in 53 ms instead of 75 ms, 139 instead of 247 ms
-    # beside a busy thread (python -m vqueue.bench.add_probe).
+    # need not deep-copy it on its loop: 256 requests reached the engine core in 53 ms instead
+    # of 75 ms with the copy, 139 instead of 247 ms beside a busy thread (python -m
+    # vqueue.bench.add_probe).
     return SamplingParams(**given, output_kind=RequestOutputKind.DELTA, skip_clone=True)
