@@ -9,33 +9,43 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
-from api.auth import KeyCache, authenticate
-from api.body_limit import BodyLimitMiddleware
-from api.coalesce import ReadCoalescer
-from api.deps import Resources, all_rows
-from api.errors import install_error_handlers, shaped_response
-from api.hub import EventHub
-from api.job_rows import JobRows
-from api.limits import QueueDepth
-from api.live_workers import LiveWorkers
-from api.openai_errors import OPENAI_PREFIX
-from api.process_beat import ProcessBeat
-from api.routes import batches, health, jobs, observe, openai, openai_batches, page, stream
-from api.schemas import ErrorBody, ErrorResponse
-from api.submitter import Submitter
+from api.batches import routes as batches
+from api.core.auth import authenticate
+from api.core.body_limit import BodyLimitMiddleware
+from api.core.callers import KeyCache
+from api.core.coalesce import ReadCoalescer
+from api.core.error_schemas import ErrorBody, ErrorResponse
+from api.core.errors import install_error_handlers, shaped_response
+from api.core.hub import EventHub
+from api.core.queue_depth import QueueDepth
+from api.core.redis_pool import redis_client
+from api.core.resources import Resources, all_rows
+from api.jobs import routes as jobs
+from api.jobs import stream_routes as stream
+from api.jobs.context_check import ContextCheck
+from api.jobs.rows import JobRows
+from api.jobs.submitter import Submitter
+from api.openai import batch_routes as openai_batches
+from api.openai import file_routes as openai_files
+from api.openai import routes as openai
+from api.openai.errors import OPENAI_PREFIX
+from api.ops import health_routes as health
+from api.ops import observe_routes as observe
+from api.ops import page_routes as page
+from api.ops.live_workers import LiveWorkers
+from api.ops.process_beat import ProcessBeat
 from db.engine import make_async_engine, make_sync_engine
 from db.jobs import get_jobs
-from vqueue.batch_feeder import BatchFeeder
+from vqueue.contract.queueing import JobQueue
 from vqueue.gc_heap import GcPauses, freeze_startup_heap
 from vqueue.logs import configure_logging
-from vqueue.queueing import JobQueue
-from vqueue.reconciler import Reconciler
+from vqueue.loops.batch_feeder import BatchFeeder
+from vqueue.loops.reconciler import Reconciler
 from vqueue.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -56,13 +66,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     db = make_async_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+    redis = redis_client(settings, settings.redis_url)
     hub = EventHub(redis)
     hub.start()
     queue = JobQueue.from_settings(settings)
-    broker = Redis.from_url(
-        settings.effective_broker_url, socket_timeout=5, socket_connect_timeout=2
-    )
+    broker = redis_client(settings, settings.effective_broker_url)
     workers = LiveWorkers(redis)
     workers.start()
     submitter = Submitter(db, broker, settings.queue_name, settings.jobs_per_message, workers)
@@ -73,10 +81,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     reconciler.start()
     feeder = BatchFeeder(settings, background_db, queue)
     feeder.start()
-    keys = KeyCache(settings.key_cache_s)
+    keys = KeyCache(settings.key_cache_s, settings.auth_failures_per_minute)
     depth = QueueDepth(db)
     gc_pauses = GcPauses().install()
     beat = ProcessBeat(redis, gc_pauses, settings.worker_heartbeat_s)
+    context = ContextCheck(settings, workers)
+    context.start()
     app.state.resources = Resources(
         settings,
         db,
@@ -90,9 +100,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         ReadCoalescer(),
         JobRows(lambda job_ids: all_rows(db, get_jobs(job_ids))),
         gc_pauses,
+        context,
     )
     # This process's event loop serves every stream it holds: a full collection over the
-    # startup heap (~90 ms on the 2-core test machine) would stall them all (vqueue/gc_heap.py).
+    # startup heap (tens of milliseconds) would stall them all (vqueue/gc_heap.py).
     freeze_startup_heap()
     beat.start()
     try:
@@ -148,12 +159,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(PoolTimeoutError, _database_busy)
     app.add_exception_handler(RedisConnectionError, _redis_down)
     app.add_exception_handler(RedisTimeoutError, _redis_down)
-    # Everything but the page, its assets and the probes needs a key (api/auth.py).
+    # Everything but the page, its assets and the probes needs a key (api/core/auth.py).
     keyed = [Depends(authenticate)]
     for module in (jobs, batches, stream, observe):
         app.include_router(module.router, dependencies=keyed, responses=ERRORS)
-    for module in (openai, openai_batches):
+    for module in (openai, openai_files, openai_batches):
         app.include_router(module.router, dependencies=keyed)
+    app.include_router(observe.scrape_router)
     app.include_router(health.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")

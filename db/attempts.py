@@ -10,11 +10,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Text, Update, cast, func, literal_column, select, update
+from sqlalchemy import Select, Text, Update, cast, func, literal_column, select, update
 
+from db.conflicts import locked_in_id_order
 from db.jobs import array_param, id_among, interval_s
 from db.schema import jobs
 from db.states import TERMINAL_STATES, JobStatus, sources_of
+from db.transitions import job_move
 
 # What the end of a job's stream reports (api/job_views.job_summary): every column a client
 # sees but the texts of the job's input and output.
@@ -77,21 +79,13 @@ def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
     An expired job is not claimed: the reconciler fails it. The rows are locked in id order,
     so two workers claiming overlapping lists (a message delivered twice) wait for each
     other instead of deadlocking; the second then finds the job running and skips it."""
-    claimable = (
-        select(jobs.c.id)
-        .where(
-            id_among(job_ids),
-            jobs.c.status.in_(sources_of(JobStatus.RUNNING)),
-            jobs.c.expires_at > func.now(),
-        )
-        .order_by(jobs.c.id)
-        .with_for_update()
-    )
+    move = job_move(JobStatus.RUNNING)
+    claimable = locked_in_id_order(id_among(job_ids), move.guard, jobs.c.expires_at > func.now())
     return (
         update(jobs)
-        .where(jobs.c.id.in_(claimable.scalar_subquery()))
+        .where(claimable)
         .values(
-            status=JobStatus.RUNNING,
+            **move.values,
             attempt=jobs.c.attempt + 1,
             worker=worker,
             started_at=func.now(),
@@ -153,6 +147,7 @@ def finish_jobs(results: list[AttemptResult]) -> Update:
     return (
         update(jobs)
         .where(
+            locked_in_id_order(id_among(fields["id"]), jobs.c.status.in_(_FINISHABLE)),
             jobs.c.id == finished.c.id,
             jobs.c.attempt == finished.c.attempt,
             jobs.c.status.in_(_FINISHABLE),
@@ -162,27 +157,33 @@ def finish_jobs(results: list[AttemptResult]) -> Update:
             finished_at=func.now(),
             lease_expires_at=None,
         )
-        .returning(jobs.c.id, summary_json().label("summary"))
+        .returning(jobs.c.id, jobs.c.attempt, summary_json().label("summary"))
     )
 
 
 def hand_back_job(job_id: uuid.UUID, attempt: int) -> Update:
     """Running -> queued: a worker shutting down returns a job it could not finish."""
+    move = job_move(JobStatus.QUEUED, only_from=[JobStatus.RUNNING])
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, jobs.c.status == JobStatus.RUNNING)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, released_at=func.now())
+        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, move.guard)
+        .values(**move.values, worker=None, lease_expires_at=None, released_at=func.now())
         .returning(jobs.c.id, jobs.c.priority)
     )
 
 
 def renew_leases(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
+    """Extend the leases of the worker's running jobs; returns (id, attempt) of each renewed:
+    a run of an older attempt than its row's is no longer wanted."""
+    mine = (id_among(job_ids), jobs.c.status == JobStatus.RUNNING, jobs.c.worker == worker)
     return (
         update(jobs)
-        .where(
-            id_among(job_ids),
-            jobs.c.status == JobStatus.RUNNING,
-            jobs.c.worker == worker,
-        )
+        .where(locked_in_id_order(*mine), *mine)
         .values(lease_expires_at=func.now() + interval_s(lease_s))
+        .returning(jobs.c.id, jobs.c.attempt)
     )
+
+
+def current_attempts(job_ids: list[uuid.UUID]) -> Select[Any]:
+    """(id, attempt, status, worker) of each job, read without locks."""
+    return select(jobs.c.id, jobs.c.attempt, jobs.c.status, jobs.c.worker).where(id_among(job_ids))

@@ -6,20 +6,21 @@ never sits in the broker ahead of everybody else's jobs.
 """
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
 import orjson
 from psycopg import AsyncConnection
-from sqlalchemy import Select, Update, and_, case, exists, func, select, update
+from sqlalchemy import Delete, Select, Update, and_, delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import Insert
 
+from db.conflicts import locked_in_id_order
 from db.schema import batches, jobs, owned_by
 from db.states import TERMINAL_STATES, BatchStatus, JobStatus
+from db.transitions import batch_move, either, job_move
 
 ACTIVE_JOB_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
-OPEN_BATCH_STATES = (BatchStatus.IN_PROGRESS, BatchStatus.CANCELLING)
 
 # The columns COPY fills for each job of a batch, in this order (see job_copy_row()).
 JOB_COPY_COLUMNS = (
@@ -92,17 +93,19 @@ async def copy_jobs(conn: AsyncConnection[Any], rows: Iterable[tuple[Any, ...]])
 
 
 def insert_batch() -> Insert:
+    """A new batch; returns its id, or no row when its owner's Idempotency-Key is taken."""
     conflict = ["owner_id", "idempotency_key"]
-    return insert(batches).on_conflict_do_nothing(index_elements=conflict)
+    return insert(batches).on_conflict_do_nothing(index_elements=conflict).returning(batches.c.id)
 
 
 def start_batch(batch_id: uuid.UUID, *, total: int, skipped: int, line_errors: Any) -> Update:
     """validating -> in_progress, in the transaction that stored its jobs."""
+    move = batch_move(BatchStatus.IN_PROGRESS)
     return (
         update(batches)
-        .where(batches.c.id == batch_id, batches.c.status == BatchStatus.VALIDATING)
+        .where(batches.c.id == batch_id, move.guard)
         .values(
-            status=BatchStatus.IN_PROGRESS,
+            **move.values,
             total=total,
             skipped=skipped,
             line_errors=line_errors,
@@ -112,7 +115,7 @@ def start_batch(batch_id: uuid.UUID, *, total: int, skipped: int, line_errors: A
     )
 
 
-# `scope`: the owner whose batches a caller may see, None for all (see api/auth.py).
+# `scope`: the owner whose batches a caller may see, None for all (see api/core/auth.py).
 
 
 def get_batch(batch_id: uuid.UUID, scope: uuid.UUID | None) -> Select[Any]:
@@ -156,8 +159,11 @@ def batch_job_counts(batch_ids: Sequence[uuid.UUID]) -> Select[Any]:
     )
 
 
-def batch_results(batch_id: uuid.UUID, *, by_completion: bool) -> Select[Any]:
-    """The finished jobs of a batch, in input order or in the order they finished."""
+def batch_results(
+    batch_id: uuid.UUID, *, by_completion: bool, statuses: Collection[str] = TERMINAL_STATES
+) -> Select[Any]:
+    """The finished jobs of a batch (those of `statuses`), in input order or in the order they
+    finished."""
     order = (jobs.c.finished_at, jobs.c.batch_line) if by_completion else (jobs.c.batch_line,)
     return (
         select(
@@ -174,7 +180,7 @@ def batch_results(batch_id: uuid.UUID, *, by_completion: bool) -> Select[Any]:
             jobs.c.created_at,
             jobs.c.finished_at,
         )
-        .where(jobs.c.batch_id == batch_id, jobs.c.status.in_(TERMINAL_STATES))
+        .where(jobs.c.batch_id == batch_id, jobs.c.status.in_(statuses))
         .order_by(*order)
     )
 
@@ -195,21 +201,24 @@ def batch_jobs(
 
 
 def request_cancel_batch(batch_id: uuid.UUID) -> Update:
+    move = batch_move(BatchStatus.CANCELLING)
     return (
         update(batches)
-        .where(batches.c.id == batch_id, batches.c.status == BatchStatus.IN_PROGRESS)
-        .values(status=BatchStatus.CANCELLING, cancel_requested_at=func.now())
+        .where(batches.c.id == batch_id, move.guard)
+        .values(**move.values, cancel_requested_at=func.now())
         .returning(batches)
     )
 
 
 def cancel_batch_queued_jobs(batch_id: uuid.UUID) -> Update:
     """Its queued jobs end at once; the released ones' broker messages are skipped on claim."""
+    move = job_move(JobStatus.CANCELLED, only_from=[JobStatus.QUEUED])
+    queued = (jobs.c.batch_id == batch_id, move.guard)
     return (
         update(jobs)
-        .where(jobs.c.batch_id == batch_id, jobs.c.status == JobStatus.QUEUED)
+        .where(locked_in_id_order(*queued), *queued)
         .values(
-            status=JobStatus.CANCELLED,
+            **move.values,
             cancel_requested_at=func.now(),
             finished_at=func.now(),
             error="cancelled with its batch while queued",
@@ -220,9 +229,10 @@ def cancel_batch_queued_jobs(batch_id: uuid.UUID) -> Update:
 
 def cancel_batch_running_jobs(batch_id: uuid.UUID) -> Update:
     """Its running jobs are aborted by their workers, keeping their partial text."""
+    running = (jobs.c.batch_id == batch_id, jobs.c.status == JobStatus.RUNNING)
     return (
         update(jobs)
-        .where(jobs.c.batch_id == batch_id, jobs.c.status == JobStatus.RUNNING)
+        .where(locked_in_id_order(*running), *running)
         .values(cancel_requested_at=func.coalesce(jobs.c.cancel_requested_at, func.now()))
     )
 
@@ -278,14 +288,15 @@ def finish_batches() -> Update:
     no_active_jobs = ~exists().where(
         and_(jobs.c.batch_id == batches.c.id, jobs.c.status.in_(ACTIVE_JOB_STATES))
     )
+    move = either(
+        batch_move(BatchStatus.CANCELLED, only_from=[BatchStatus.CANCELLING]),
+        batch_move(BatchStatus.COMPLETED, only_from=[BatchStatus.IN_PROGRESS]),
+    )
     return (
         update(batches)
-        .where(batches.c.status.in_(OPEN_BATCH_STATES), no_active_jobs)
+        .where(move.guard, no_active_jobs)
         .values(
-            status=case(
-                (batches.c.status == BatchStatus.CANCELLING, BatchStatus.CANCELLED.value),
-                else_=BatchStatus.COMPLETED.value,
-            ),
+            **move.values,
             finished_at=func.now(),
         )
         .returning(batches.c.id, batches.c.status)
@@ -294,14 +305,15 @@ def finish_batches() -> Update:
 
 def fail_interrupted_uploads(older_than_s: float) -> Update:
     """A batch still validating long after its upload began lost its API process midway."""
+    move = batch_move(BatchStatus.FAILED)
     return (
         update(batches)
         .where(
-            batches.c.status == BatchStatus.VALIDATING,
+            move.guard,
             batches.c.created_at < func.now() - func.make_interval(0, 0, 0, 0, 0, 0, older_than_s),
         )
         .values(
-            status=BatchStatus.FAILED,
+            **move.values,
             error="the upload was interrupted before its jobs were stored; upload it again",
             finished_at=func.now(),
         )
@@ -323,3 +335,8 @@ def list_openai_batches(
         cursor = select(batches.c.created_at).where(batches.c.id == after).scalar_subquery()
         query = query.where(batches.c.created_at < cursor)
     return query
+
+
+def delete_batch(batch_id: uuid.UUID) -> Delete:
+    """A batch whose upload failed before it started (its jobs go with it)."""
+    return delete(batches).where(batches.c.id == batch_id)

@@ -3,7 +3,7 @@
 import time
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, exc
+from sqlalchemy import Engine, TextClause, create_engine, event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # A pooled connection that has been idle this long is pinged before it is used: it may have
@@ -55,3 +55,8 @@ def ping_when_idle(engine: Engine, idle_s: float) -> None:
 
     event.listen(engine, "checkin", returned)
     event.listen(engine, "checkout", checked_out)
+
+
+def ping() -> TextClause:
+    """The cheapest statement that proves the database answers (GET /ready)."""
+    return text("SELECT 1")

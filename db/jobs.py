@@ -23,8 +23,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.sql.dml import ReturningInsert
 
+from db.conflicts import locked_in_id_order
 from db.schema import ANONYMOUS_OWNER, jobs, owned_by
 from db.states import JobStatus
+from db.transitions import job_move
 
 
 def interval_s(value: float) -> Any:
@@ -85,7 +87,7 @@ def insert_jobs() -> ReturningInsert[Any]:
     return insert(jobs).on_conflict_do_nothing(index_elements=conflict).returning(jobs)
 
 
-# `scope`: the owner whose jobs a caller may see, None for all (see api/auth.py).
+# `scope`: the owner whose jobs a caller may see, None for all (see api/core/auth.py).
 
 
 def get_job(job_id: uuid.UUID, scope: uuid.UUID | None = None) -> Select[Any]:
@@ -120,23 +122,22 @@ def count_jobs(*, status: JobStatus | None, scope: uuid.UUID | None) -> Select[A
 
 def fail_unqueued_jobs(job_ids: list[uuid.UUID], error: str) -> Update:
     """Queued -> failed, for jobs that can never start (their enqueue failed)."""
+    move = job_move(JobStatus.FAILED, only_from=[JobStatus.QUEUED])
+    queued = (id_among(job_ids), move.guard)
     return (
         update(jobs)
-        .where(id_among(job_ids), jobs.c.status == JobStatus.QUEUED)
-        .values(status=JobStatus.FAILED, error=error, finished_at=func.now())
+        .where(locked_in_id_order(*queued), *queued)
+        .values(**move.values, error=error, finished_at=func.now())
     )
 
 
 def cancel_queued_job(job_id: uuid.UUID, scope: uuid.UUID | None = None) -> Update:
+    move = job_move(JobStatus.CANCELLED, only_from=[JobStatus.QUEUED])
     return (
         update(jobs)
-        .where(
-            jobs.c.id == job_id,
-            jobs.c.status == JobStatus.QUEUED,
-            owned_by(jobs.c.owner_id, scope),
-        )
+        .where(jobs.c.id == job_id, move.guard, owned_by(jobs.c.owner_id, scope))
         .values(
-            status=JobStatus.CANCELLED,
+            **move.values,
             cancel_requested_at=func.now(),
             finished_at=func.now(),
             error="cancelled while queued",
@@ -176,7 +177,6 @@ def _lost(live_workers: list[str], lease_s: float) -> list[Any]:
     # waste it. Only a lease lapsed for long (the worker lost track of the job) counts then.
     lost_track = jobs.c.lease_expires_at < func.now() - interval_s(max(10 * lease_s, 60))
     return [
-        jobs.c.status == JobStatus.RUNNING,
         jobs.c.lease_expires_at < func.now(),
         or_(jobs.c.worker.is_(None), jobs.c.worker.not_in(live_workers), lost_track),
     ]
@@ -184,21 +184,25 @@ def _lost(live_workers: list[str], lease_s: float) -> list[Any]:
 
 def requeue_lost_jobs(max_attempts: int, live_workers: list[str], lease_s: float) -> Update:
     """Running jobs whose worker died (lease lapsed, no heartbeat) go back to the queue."""
+    move = job_move(JobStatus.QUEUED, only_from=[JobStatus.RUNNING])
+    lost = (move.guard, *_lost(live_workers, lease_s), jobs.c.attempt < max_attempts)
     return (
         update(jobs)
-        .where(*_lost(live_workers, lease_s), jobs.c.attempt < max_attempts)
-        .values(status=JobStatus.QUEUED, worker=None, lease_expires_at=None, released_at=func.now())
+        .where(locked_in_id_order(*lost, skip_locked=True), *lost)
+        .values(**move.values, worker=None, lease_expires_at=None, released_at=func.now())
         .returning(jobs.c.id, jobs.c.priority)
     )
 
 
 def give_up_lost_jobs(max_attempts: int, live_workers: list[str], lease_s: float) -> Update:
     """Lost jobs that already used every attempt fail instead of looping forever."""
+    move = job_move(JobStatus.FAILED, only_from=[JobStatus.RUNNING])
+    lost = (move.guard, *_lost(live_workers, lease_s), jobs.c.attempt >= max_attempts)
     return (
         update(jobs)
-        .where(*_lost(live_workers, lease_s), jobs.c.attempt >= max_attempts)
+        .where(locked_in_id_order(*lost, skip_locked=True), *lost)
         .values(
-            status=JobStatus.FAILED,
+            **move.values,
             error=f"gave up after {max_attempts} attempts: the worker running it was lost "
             "each time",
             finished_at=func.now(),
@@ -209,11 +213,13 @@ def give_up_lost_jobs(max_attempts: int, live_workers: list[str], lease_s: float
 
 
 def expire_queued_jobs() -> Update:
+    move = job_move(JobStatus.FAILED, only_from=[JobStatus.QUEUED])
+    expired = (move.guard, jobs.c.expires_at <= func.now())
     return (
         update(jobs)
-        .where(jobs.c.status == JobStatus.QUEUED, jobs.c.expires_at <= func.now())
+        .where(locked_in_id_order(*expired, skip_locked=True), *expired)
         .values(
-            status=JobStatus.FAILED,
+            **move.values,
             error="expired: waited in the queue longer than its queue timeout",
             finished_at=func.now(),
         )

@@ -137,7 +137,7 @@ jobs = Table(
     Column("custom_id", Text),
     Column("metadata", JSONB),
     # When the job's message was (last) handed to the broker. A batch's jobs are inserted
-    # with none and released a window at a time (vqueue/batch_feeder.py).
+    # with none and released a window at a time (vqueue/loops/batch_feeder.py).
     Column("released_at", DateTime(timezone=True), server_default=func.now()),
     _owner(),
     CheckConstraint(f"status IN ({_status_values})", name="jobs_status_valid"),

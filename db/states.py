@@ -1,4 +1,5 @@
-"""Job states and the transitions allowed between them, in one place."""
+"""Job and batch states, and the transitions allowed between them, in one place: every
+statement that changes a status is built from these tables (db/transitions.py)."""
 
 from enum import StrEnum
 
@@ -50,4 +51,16 @@ class BatchStatus(StrEnum):
 
     @property
     def is_terminal(self) -> bool:
-        return self in (BatchStatus.COMPLETED, BatchStatus.FAILED, BatchStatus.CANCELLED)
+        return not BATCH_TRANSITIONS[self]
+
+
+BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
+    # Stored whole (in_progress) or not at all: an interrupted upload fails.
+    BatchStatus.VALIDATING: frozenset({BatchStatus.IN_PROGRESS, BatchStatus.FAILED}),
+    BatchStatus.IN_PROGRESS: frozenset({BatchStatus.COMPLETED, BatchStatus.CANCELLING}),
+    # Cancelling until its running jobs have been aborted.
+    BatchStatus.CANCELLING: frozenset({BatchStatus.CANCELLED}),
+    BatchStatus.COMPLETED: frozenset(),
+    BatchStatus.FAILED: frozenset(),
+    BatchStatus.CANCELLED: frozenset(),
+}

@@ -11,7 +11,8 @@ _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
 
 class CuttableProxy:
     """Forwards 127.0.0.1:<port> to a server; `cut()` drops every connection and resets new
-    ones (the server looks down), `restore()` serves again.
+    ones (the server looks down), `restore()` serves again; `cut_after()` arms a cut that
+    the server's own bytes set off.
 
     The listening socket stays open while cut: were it closed, the kernel could hand its
     port to some other outgoing connection as an ephemeral port, and `restore()` could not
@@ -26,6 +27,10 @@ class CuttableProxy:
         self._lock = threading.Lock()
         self._sockets: set[socket.socket] = set()
         self._up = True
+        # Bytes the server may still send before an armed cut; None: no cut armed.
+        self._until_cut: int | None = None
+        self._down_s = 0.0
+        self.cuts = 0
         threading.Thread(target=self._accept, daemon=True).start()
 
     def cut(self) -> None:
@@ -38,6 +43,33 @@ class CuttableProxy:
     def restore(self) -> None:
         with self._lock:
             self._up = True
+
+    def cut_after(self, server_bytes: int, down_s: float) -> None:
+        """Once the server has sent `server_bytes` (over all connections, headers included),
+        cut there, mid-message, and restore `down_s` seconds later. Unlike a cut made by the
+        test's clock, it falls at the same place in the stream however slowly the client
+        started or the machine ran."""
+        with self._lock:
+            self._until_cut, self._down_s = server_bytes, down_s
+
+    def _let_through(self, data: bytes) -> tuple[bytes, bool]:
+        """The part of the server's `data` that goes on, and whether the armed cut is due."""
+        with self._lock:
+            if self._until_cut is None:
+                return data, False
+            passed = data[: self._until_cut]
+            self._until_cut -= len(passed)
+            if self._until_cut > 0:
+                return passed, False
+            self._until_cut = None
+            self.cuts += 1
+            return passed, True
+
+    def _cut_for_a_while(self) -> None:
+        self.cut()
+        timer = threading.Timer(self._down_s, self.restore)
+        timer.daemon = True
+        timer.start()
 
     def _accept(self) -> None:
         while True:
@@ -59,12 +91,21 @@ class CuttableProxy:
                     continue
                 self._sockets.update((client, server))
             for source, sink in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+                pipe = threading.Thread(
+                    target=self._pipe, args=(source, sink, source is server), daemon=True
+                )
+                pipe.start()
 
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+    def _pipe(self, source: socket.socket, sink: socket.socket, from_server: bool) -> None:
         try:
             while data := source.recv(65536):
+                cut_due = False
+                if from_server:
+                    data, cut_due = self._let_through(data)
                 sink.sendall(data)
+                if cut_due:
+                    self._cut_for_a_while()
+                    return
         except OSError:
             pass
         finally:

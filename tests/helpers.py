@@ -14,9 +14,9 @@ import orjson
 from redis import Redis
 from sqlalchemy import Engine, event, text
 
-from vqueue.client import VQueueClient
-from vqueue.contract import EntryKind, entry_from_stream, token_log_key
-from vqueue.task_messages import queue_key
+from vqueue.client.api_client import VQueueClient
+from vqueue.contract.task_messages import queue_key
+from vqueue.contract.wire import EntryKind, entry_from_stream, token_log_key
 
 # The admin key conftest.py makes for the suite; `http` sends it, like an authorised client.
 ADMIN_KEY = os.environ["VQUEUE_API_KEY"]

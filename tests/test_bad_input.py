@@ -50,6 +50,12 @@ BAD_BODIES: list[tuple[str, Any, set[str]]] = [
     ("empty stop string", {"prompt": "hi", "stop": [""]}, {"stop.0"}),
     ("too many stop strings", {"prompt": "hi", "stop": [str(i) for i in range(17)]}, {"stop"}),
     ("ignore_eos not a bool", {"prompt": "hi", "ignore_eos": "maybe"}, {"ignore_eos"}),
+    # Numbers and flags are taken as sent, never coerced.
+    ("max_tokens as a string", {"prompt": "hi", "max_tokens": "1"}, {"max_tokens"}),
+    ("max_tokens as a boolean", {"prompt": "hi", "max_tokens": True}, {"max_tokens"}),
+    ("temperature as a string", {"prompt": "hi", "temperature": "0.5"}, {"temperature"}),
+    ("priority as a boolean", {"prompt": "hi", "priority": False}, {"priority"}),
+    ("ignore_eos as a number", {"prompt": "hi", "ignore_eos": 1}, {"ignore_eos"}),
     ("body is a list", [{"prompt": "hi"}], set()),
 ]
 
@@ -168,3 +174,13 @@ def test_prompts_are_data_stored_and_returned_exactly(base_url: str, db: Engine)
     (line,) = http.get(f"{base_url}/batches/{upload.json()['id']}/jobs").json()["data"]
     assert line["prompt"] == HOSTILE
     assert line["metadata"] == {"note": HOSTILE}
+
+
+@pytest.mark.parametrize("value", ["1", True])
+def test_openai_routes_take_numbers_as_sent(base_url: str, db: Engine, value: Any) -> None:
+    before = count_jobs(db)
+    body = {"prompt": "hi", "max_tokens": value}
+    response = http.post(f"{base_url}/v1/completions", json=body)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["param"] == "max_tokens"
+    assert count_jobs(db) == before

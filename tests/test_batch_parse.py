@@ -4,7 +4,7 @@ import io
 
 import pytest
 
-from api.batch_parse import (
+from api.batches.parse import (
     BatchFormat,
     NoPromptColumnError,
     ParsedBatch,
@@ -127,7 +127,8 @@ def test_openai_batch_lines_map_to_jobs() -> None:
         ),
         (
             '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", '
-            '"body": {"messages": [{"role": "user", "content": "x"}], "tools": []}}',
+            '"body": {"messages": [{"role": "user", "content": "x"}], '
+            '"tools": [{"type": "function"}]}}',
             "body.tools",
         ),
         (

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.helpers import http
-from vqueue.client import VQueueClient
+from vqueue.client.api_client import VQueueClient
 
 
 def counts_add_up(batch: dict[str, Any]) -> bool:

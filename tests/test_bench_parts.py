@@ -5,7 +5,6 @@ run's jobs reached the engine."""
 
 import asyncio
 import gc
-import random
 import socket
 import subprocess
 import sys
@@ -13,31 +12,29 @@ import time
 
 import pytest
 from redis import Redis
-from sqlalchemy import Engine, delete, select
 
-from db.schema import jobs
-from vqueue import stack
-from vqueue.bench import queue_side
-from vqueue.bench.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
-from vqueue.bench.gc_pauses import describe, heartbeats_after, pauses_in_run
-from vqueue.bench.intake import (
+from benchmarks import queue_side
+from benchmarks.cpu_use import BARE_ENGINE, BENCH, CpuUse, group_of
+from benchmarks.gc_pauses import describe, heartbeats_after, pauses_in_run
+from benchmarks.intake import (
     intake_lines,
     intake_stages,
     record_lines,
     record_stages,
     with_intake,
 )
-from vqueue.bench.late_tokens import describe as late_describe
-from vqueue.bench.late_tokens import late_bursts
-from vqueue.bench.step_tap import StepTap
-from vqueue.bench.turns import QueueRun, median_pair, take_turns
-from vqueue.bench.workload import Prompts, RunResult, Workload
-from vqueue.bench.write_probe import running_jobs, write_ms
-from vqueue.client import VQueueClient
-from vqueue.contract import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events
+from benchmarks.late_tokens import describe as late_describe
+from benchmarks.late_tokens import late_bursts
+from benchmarks.step_tap import StepTap
+from benchmarks.turns import QueueRun, median_pair, take_turns
+from benchmarks.watch_probe import run_one
+from benchmarks.workload import Prompts, RunResult, Workload
+from vqueue.client.api_client import VQueueClient
+from vqueue.contract.wire import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events
+from vqueue.dev import stack
 from vqueue.gc_heap import GcPauses
+from vqueue.models.default_model import prepared_path
 from vqueue.settings import Settings
-from worker.default_model import prepared_path
 
 
 def test_each_run_gets_new_prompts_and_both_sides_the_same(settings: Settings) -> None:
@@ -55,7 +52,7 @@ def test_each_run_gets_new_prompts_and_both_sides_the_same(settings: Settings) -
 BENCH_PID = 100
 PROCESSES = {
     1: (0, "/sbin/init", 0),
-    BENCH_PID: (1, "python -m vqueue.bench --label x", 0),
+    BENCH_PID: (1, "python -m benchmarks --label x", 0),
     101: (BENCH_PID, "python -m api", 0),
     102: (101, "python -c from multiprocessing.spawn import spawn_main", 0),
     103: (BENCH_PID, "[celeryd: celery@vm:MainProcess] -active- ()", 0),
@@ -296,18 +293,11 @@ def test_a_run_summary_shows_where_first_tokens_and_ends_fell() -> None:
     assert summary["ends"]["done received"] == {"first": 900.0, "p50": 930.0, "last": 1000.0}
 
 
-def test_the_write_probe_records_every_result_however_it_splits_them(db: Engine) -> None:
-    rng = random.Random(0)
-    for split in (1, 3):
-        results = running_jobs(db, 7, rng)
-        ids = [result.job_id for result in results]
-        try:
-            assert write_ms(db, results, split) > 0
-            with db.connect() as conn:
-                stored = conn.execute(
-                    select(jobs.c.id, jobs.c.status, jobs.c.text).where(jobs.c.id.in_(ids))
-                ).all()
-            assert sorted(stored) == sorted((r.job_id, "succeeded", r.text) for r in results)
-        finally:
-            with db.begin() as conn:
-                conn.execute(delete(jobs).where(jobs.c.id.in_(ids)))
+def test_the_watch_probe_times_a_job_by_its_own_timestamps(client: VQueueClient) -> None:
+    workload = Workload(jobs=1, prompt_tokens=0, output_tokens=16)
+    for watched in (True, False):
+        run = run_one(client, workload, watched)
+        # 15 tokens after the first, over the worker's first-token-to-finish span: a real
+        # decode speed, not the client's wait (the unwatched side polls once a second).
+        assert 1 < run["tok_s"] < 10_000
+        assert run["to_first_ms"] > 0

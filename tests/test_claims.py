@@ -16,7 +16,7 @@ from db.attempts import CLAIMED_COLUMNS, AttemptResult, finish_jobs
 from db.schema import jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, sent_to_postgres
-from vqueue.queueing import ENQUEUED_SET, JobQueue
+from vqueue.contract.queueing import ENQUEUED_SET, JobQueue
 from vqueue.settings import Settings
 from worker.claims import Claimer
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from api.coalesce import ReadCoalescer
+from api.core.coalesce import ReadCoalescer
 
 
 class Source:

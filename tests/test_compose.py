@@ -1,5 +1,5 @@
 """docker-compose.yml: valid against the Compose schema once interpolated, and wired as the
-README says (no Docker engine here, so `docker compose config` cannot run)."""
+docs/deploy.md says (no Docker engine here, so `docker compose config` cannot run)."""
 
 import json
 import re
@@ -90,3 +90,15 @@ def test_services_are_wired_as_documented(compose: dict[str, Any]) -> None:
     )
     assert worker["environment"]["HF_HUB_ENABLE_HF_TRANSFER"] == "1"
     assert set(compose["volumes"]) == {"pgdata", "models"}
+
+
+def test_every_long_running_service_restarts_and_checks_its_health(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    for name in ("postgres", "redis", "api", "worker", "worker-cpu"):
+        assert services[name]["restart"] == "unless-stopped", name
+        assert services[name]["healthcheck"]["test"], name
+    for name in ("worker", "worker-cpu"):
+        assert services[name]["healthcheck"]["test"][-1] == "worker.healthcheck"
+        assert services[name]["init"] is True  # no engine process outlives its worker

@@ -1,4 +1,10 @@
-from vqueue.contract import EntryKind, LogEntry, decode_events, encode_events, entry_from_stream
+from vqueue.contract.wire import (
+    EntryKind,
+    LogEntry,
+    decode_events,
+    encode_events,
+    entry_from_stream,
+)
 
 
 def test_delta_round_trips_through_stream_fields() -> None:

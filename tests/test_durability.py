@@ -12,31 +12,20 @@ from redis import Redis
 from sqlalchemy import Engine, text
 
 from tests.conftest import POSTGRES_PROXY
+from tests.durability import (
+    finals_of,
+    report,
+    running_jobs,
+    tally,
+    wait_for_restart,
+    wait_until,
+)
 from tests.helpers import http, insert_unqueued_job, recorded_successes, wait_for_text
-from vqueue import stack
-from vqueue.client import ServerEvent, VQueueClient
-from vqueue.contract import token_log_key
-from vqueue.reconciler import ADVISORY_LOCK_KEY, Reconciler
+from vqueue.client.api_client import ServerEvent, VQueueClient
+from vqueue.contract.wire import token_log_key
+from vqueue.dev import stack
+from vqueue.loops.reconciler import ADVISORY_LOCK_KEY, Reconciler
 from vqueue.settings import Settings
-
-
-def tally(redis: Redis, finals: list[dict[str, Any]], max_tokens: int) -> tuple[int, int]:
-    """(lost, duplicated) over the final states of jobs generated with ignore_eos."""
-    lost = sum(job["status"] != "succeeded" for job in finals)
-    duplicated = sum(
-        recorded_successes(redis, job["id"]) > 1 or job["usage"]["completion_tokens"] != max_tokens
-        for job in finals
-        if job["status"] == "succeeded"
-    )
-    return lost, duplicated
-
-
-def wait_until(predicate: Any, timeout: float, interval: float = 0.1) -> float:
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, "condition not met in time"
-        time.sleep(interval)
-    return time.monotonic() - started
 
 
 def wait_for_log_to_settle(redis: Redis, job_id: str, timeout: float) -> None:
@@ -60,38 +49,34 @@ def test_a_worker_killed_mid_generation_loses_and_doubles_nothing(
     durability_report: list[dict[str, Any]],
 ) -> None:
     max_tokens = 300
-    jobs = [
-        client.submit(prompt=f"Story number {i}:", max_tokens=max_tokens, ignore_eos=True)
-        for i in range(6)
-    ]
+    jobs = running_jobs(client, "Story number", 6, max_tokens)
     events: list[ServerEvent] = []
     reader = threading.Thread(target=lambda: events.extend(client.stream(jobs[0]["id"])))
     reader.start()
-    for job in jobs:
-        wait_for_text(client, job["id"])
 
-    stack.kill(settings, "worker", signal.SIGKILL)
+    worker = stack.kill(settings, "worker", signal.SIGKILL, group=True)
+    killed_at = time.monotonic()
     # With no worker left, the API's reconciler requeues the jobs once their leases lapse.
     requeue_s = wait_until(
         lambda: all(client.get(job["id"])["status"] == "queued" for job in jobs), timeout=60
     )
-    stack.up(settings)  # a fresh worker
-    finals = [client.wait(job["id"], timeout=600) for job in jobs]
+    wait_for_restart(settings, "worker", worker)  # by the supervisor
+    back_s = time.monotonic() - killed_at
+    finals = finals_of(client, [job["id"] for job in jobs], timeout=600)
     reader.join(timeout=60)
 
-    lost, duplicated = tally(redis, finals, max_tokens)
-    durability_report.append(
-        {
-            "fault": "worker killed mid-generation",
-            "injection": "SIGKILL to the worker's process group (engine core included)",
-            "in_flight": len(jobs),
-            "lost": lost,
-            "duplicated": duplicated,
-            "notes": f"requeued {requeue_s:.1f}s after the kill (lease {settings.lease_s:g}s); "
-            "each finished on attempt 2",
-        }
+    counts = tally(redis, finals, max_tokens)
+    report(
+        durability_report,
+        counts,
+        fault="worker killed mid-generation",
+        injection="SIGKILL to the worker's process group (engine core included)",
+        in_flight=len(jobs),
+        recovery=f"worker back in {back_s:.0f}s",
+        notes=f"requeued {requeue_s:.1f}s after the kill (lease {settings.lease_s:g}s); "
+        "each finished on attempt 2",
     )
-    assert (lost, duplicated) == (0, 0)
+    assert (counts.lost, counts.duplicated, counts.stuck) == (0, 0, 0)
     assert all(job["attempt"] == 2 for job in finals)
     assert requeue_s < settings.lease_s + 5
     # The stream marked the restart, and what followed it is the whole final text.
@@ -122,19 +107,20 @@ def test_redis_losing_its_data_loses_no_job(
     redis.client_kill_filter(_type="pubsub")
     redis.client_kill_filter(_type="normal", skipme=True)
 
-    finals = [client.wait(job["id"], timeout=600) for job in [*running, *queued]]
-    lost, duplicated = tally(redis, finals, max_tokens)
+    finals = finals_of(client, [job["id"] for job in [*running, *queued]], timeout=600)
+    counts = tally(redis, finals, max_tokens)
     durability_report.append(
         {
             "fault": "Redis lost its data",
             "injection": "FLUSHDB, then CLIENT KILL of every pub/sub and normal connection",
             "in_flight": f"{len(running)} running + {len(queued)} queued",
-            "lost": lost,
-            "duplicated": duplicated,
+            "lost": counts.lost,
+            "duplicated": counts.duplicated,
+            "stuck": counts.stuck,
             "notes": "queued jobs re-sent by the reconciler from Postgres",
         }
     )
-    assert (lost, duplicated) == (0, 0)
+    assert (counts.lost, counts.duplicated, counts.stuck) == (0, 0, 0)
 
 
 def test_a_crash_between_commit_and_enqueue_strands_no_job(
@@ -183,21 +169,22 @@ def test_postgres_down_fails_submits_fast_and_keeps_finished_results(
         assert status in {"running", "queued"}
     finally:
         POSTGRES_PROXY.restore()
-    final = client.wait(job["id"], timeout=120)
-    lost, duplicated = tally(redis, [final], max_tokens)
+    (final,) = finals_of(client, [job["id"]], timeout=120)
+    counts = tally(redis, [final], max_tokens)
     durability_report.append(
         {
             "fault": "Postgres unreachable",
             "injection": "TCP proxy between the stack and Postgres cut until generation ended",
             "in_flight": 1,
-            "lost": lost,
-            "duplicated": duplicated,
+            "lost": counts.lost,
+            "duplicated": counts.duplicated,
+            "stuck": counts.stuck,
             "notes": f"submit answered 503 in {refused_s:.2f}s; the finished result was "
             "written after the outage, same attempt",
         }
     )
     assert refused_s < 10
-    assert (lost, duplicated) == (0, 0)
+    assert (counts.lost, counts.duplicated, counts.stuck) == (0, 0, 0)
     assert final["attempt"] == 1
 
 
@@ -225,21 +212,23 @@ def test_sigterm_finishes_short_jobs_and_hands_back_long_ones(
     assert states[short["id"]]["status"] == "succeeded"
     assert all(states[job["id"]]["status"] == "queued" for job in long_jobs)
 
-    stack.up(settings)
-    finals = [client.wait(job["id"], timeout=600) for job in long_jobs]
-    lost, duplicated = tally(redis, finals, long_tokens)
+    # The supervisor starts a new worker, as after any exit.
+    wait_for_restart(settings, "worker", pid)
+    finals = finals_of(client, [job["id"] for job in long_jobs], timeout=600)
+    counts = tally(redis, finals, long_tokens)
     durability_report.append(
         {
             "fault": "graceful worker shutdown",
             "injection": "SIGTERM to the worker",
             "in_flight": len(long_jobs) + 1,
-            "lost": lost,
-            "duplicated": duplicated,
+            "lost": counts.lost,
+            "duplicated": counts.duplicated,
+            "stuck": counts.stuck,
             "notes": f"short job finished, long ones handed back; the worker exited "
             f"{exit_s:.1f}s after SIGTERM (grace {settings.shutdown_grace_s:g}s)",
         }
     )
-    assert (lost, duplicated) == (0, 0)
+    assert (counts.lost, counts.duplicated, counts.stuck) == (0, 0, 0)
     assert exit_s < settings.shutdown_grace_s + 30
     assert all(job["attempt"] == 2 for job in finals)
 
@@ -265,7 +254,7 @@ def test_a_job_whose_worker_keeps_dying_stops_after_max_attempts(
 
 def test_reconciler_rounds_exclude_each_other(settings: Settings, db: Engine) -> None:
     """Two processes reconciling at once: only one does the round (advisory lock)."""
-    from vqueue.queueing import JobQueue
+    from vqueue.contract.queueing import JobQueue
 
     queue = JobQueue.from_settings(settings)
     with db.begin() as conn:
@@ -273,47 +262,3 @@ def test_reconciler_rounds_exclude_each_other(settings: Settings, db: Engine) ->
         assert Reconciler(settings, db, queue).run_once() == {}
     assert Reconciler(settings, db, queue).run_once() != {}
     queue.close()
-
-
-def test_an_engine_crash_ends_the_worker_and_its_jobs_run_again(
-    client: VQueueClient,
-    settings: Settings,
-    redis: Redis,
-    durability_report: list[dict[str, Any]],
-) -> None:
-    import psutil
-
-    max_tokens = 200
-    jobs = [
-        client.submit(prompt=f"Essay {i}:", max_tokens=max_tokens, ignore_eos=True)
-        for i in range(3)
-    ]
-    for job in jobs:
-        wait_for_text(client, job["id"])
-    worker_pid = stack.running_pid(settings, "worker")
-    assert worker_pid is not None
-    (engine_core,) = [
-        child
-        for child in psutil.Process(worker_pid).children()
-        if "EngineCore" in child.name() or "EngineCore" in " ".join(child.cmdline())
-    ]
-    engine_core.kill()  # the engine dies under the worker
-    # The worker notices (EngineDeadError), exits rather than fail every job it gets...
-    assert stack.wait_exit(worker_pid, timeout=60)
-    # ...and once its leases lapse its jobs are queued again and run on a fresh worker.
-    stack.up(settings)
-    finals = [client.wait(job["id"], timeout=600) for job in jobs]
-    lost, duplicated = tally(redis, finals, max_tokens)
-    durability_report.append(
-        {
-            "fault": "engine crashed",
-            "injection": "SIGKILL to the vLLM engine-core process under the worker",
-            "in_flight": len(jobs),
-            "lost": lost,
-            "duplicated": duplicated,
-            "notes": "the worker exited (code 70) instead of failing jobs; a new worker ran "
-            "them as attempt 2",
-        }
-    )
-    assert (lost, duplicated) == (0, 0)
-    assert all(job["attempt"] == 2 for job in finals)

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from vqueue.queueing import JobQueue
+from vqueue.contract.queueing import JobQueue
 from vqueue.settings import Settings
 from worker.intake import held_jobs, jobs_in, limit_intake
 

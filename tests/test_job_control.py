@@ -11,8 +11,8 @@ from sqlalchemy import Engine
 
 from tests.conftest import count_jobs
 from tests.helpers import http, insert_unqueued_job, wait_for_text
-from vqueue.client import ServerEvent, VQueueClient
-from vqueue.queueing import JobQueue
+from vqueue.client.api_client import ServerEvent, VQueueClient
+from vqueue.contract.queueing import JobQueue
 from vqueue.settings import Settings
 
 LONG = {"prompt": "Write a very long essay about rivers.", "max_tokens": 1500, "ignore_eos": True}

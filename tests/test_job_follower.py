@@ -10,10 +10,10 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from api.hub import EventHub
-from api.job_follower import Final, JobFollower
-from api.stream_cursor import Delta, StreamCursor
-from vqueue.contract import LOG_SCRIPT, EntryKind, LogEntry, log_script_args
+from api.core.hub import EventHub
+from api.jobs.follower import Final, JobFollower
+from api.jobs.stream_cursor import Delta, StreamCursor
+from vqueue.contract.wire import LOG_SCRIPT, EntryKind, LogEntry, log_script_args
 from vqueue.settings import Settings
 
 
@@ -80,7 +80,7 @@ def test_a_reader_with_the_whole_text_ends_with_the_summary_and_no_read(
 ) -> None:
     entries, row, summary = finished_job(final=True)
     events, reads = follow(settings, entries, row)
-    assert events == [Delta("Hello", 5), Delta(" there", 11), Final(summary)]
+    assert events == [Delta("Hello", 5, 1), Delta(" there", 11, 1), Final(summary)]
     assert reads == 0
 
 
@@ -105,5 +105,5 @@ def test_a_reader_missing_text_takes_it_and_the_state_from_postgres(settings: Se
     # text from the log, so the summary will not do.
     entries, row, _ = finished_job(final=True)
     events, reads = follow(settings, entries[1:], row)
-    assert events == [Delta("Hello there", 11), Final(row)]
+    assert events == [Delta("Hello there", 11, 1), Final(row)]
     assert reads >= 1

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from api.job_rows import MAX_IDS, JobRows
+from api.jobs.rows import MAX_IDS, JobRows
 
 
 class Table:

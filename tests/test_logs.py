@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from vqueue.client import VQueueClient
+from vqueue.client.api_client import VQueueClient
 from vqueue.logs import JobIdFilter, JsonFormatter, QueuedLines, configure_logging, job_context
 from vqueue.settings import Settings
 

@@ -3,7 +3,7 @@
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from vqueue.metrics import BUCKETS, METRICS_KEY, FinishedRuns
+from vqueue.contract.metrics import BUCKETS, METRICS_KEY, FinishedRuns
 
 
 class Pipe:

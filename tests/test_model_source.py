@@ -2,9 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from vqueue.models import default_model
+from vqueue.models.source import ModelUnavailableError, resolve_model
 from vqueue.settings import DEFAULT_MODEL
-from worker import default_model
-from worker.model_source import ModelUnavailableError, resolve_model
 
 
 def test_a_local_folder_is_used_as_is(tmp_path: Path) -> None:
@@ -39,6 +39,7 @@ def _fake_hub_cache(cache: Path, repo_id: str, revision: str) -> Path:
     return snapshot
 
 
+@pytest.mark.slow
 def test_a_hub_id_resolves_through_snapshot_download(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

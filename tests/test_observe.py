@@ -3,7 +3,7 @@
 import re
 import time
 
-from vqueue.client import VQueueClient
+from vqueue.client.api_client import VQueueClient
 
 
 def metric(text: str, name: str, labels: str = "") -> float:

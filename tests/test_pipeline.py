@@ -10,10 +10,10 @@ from sqlalchemy import Engine
 from transformers import AutoTokenizer
 
 from tests.helpers import http, insert_unqueued_job
-from vqueue.client import ServerEvent, VQueueClient
-from vqueue.contract import token_log_key
+from vqueue.client.api_client import ServerEvent, VQueueClient
+from vqueue.contract.wire import token_log_key
+from vqueue.models.default_model import prepared_path
 from vqueue.settings import Settings
-from worker.default_model import prepared_path
 
 
 def deltas(events: list[ServerEvent]) -> list[ServerEvent]:
@@ -29,7 +29,7 @@ def assert_offsets_match(events: list[ServerEvent], start: int = 0) -> None:
     position = start
     for event in deltas(events):
         position += len(event.data["text"])
-        assert event.id == str(position)
+        assert event.id == f"1-{position}"
 
 
 def ts(job: dict[str, Any], key: str) -> datetime:
@@ -107,14 +107,14 @@ def test_a_reconnect_resumes_after_last_event_id(client: VQueueClient) -> None:
         if len(deltas(first)) == 5:
             break  # the client disconnects mid-stream
     assert first[-1].id is not None
-    resumed = list(client.stream(job["id"], last_event_id=int(first[-1].id)))
+    resumed = list(client.stream(job["id"], last_event_id=first[-1].id))
     final = client.wait(job["id"])
 
     # Disconnecting did not cancel the job: it ran to its full length.
     assert final["status"] == "succeeded"
     assert final["usage"]["completion_tokens"] == 96
     assert joined(first) + joined(resumed) == final["text"]
-    assert_offsets_match(resumed, start=int(first[-1].id))
+    assert_offsets_match(resumed, start=int(first[-1].id.removeprefix("1-")))
 
 
 def test_the_text_so_far_is_served_while_running(client: VQueueClient) -> None:
@@ -143,7 +143,7 @@ def test_streams_replay_from_postgres_once_the_log_is_gone(
 
     events = list(client.stream(job["id"]))
     assert joined(events) == final["text"]
-    assert events[0].id == str(len(final["text"]))
+    assert events[0].id == f"1-{len(final['text'])}"
     resumed = list(client.stream(job["id"], last_event_id=3))
     assert joined(resumed) == final["text"][3:]
     assert resumed[-1].data["status"] == "succeeded"
@@ -169,7 +169,14 @@ def test_sampling_parameters_take_effect(client: VQueueClient) -> None:
 def test_a_prompt_too_long_for_the_context_fails_the_job_not_the_worker(
     client: VQueueClient,
 ) -> None:
-    job = client.submit(prompt="hello " * 3000, max_tokens=4)  # past VQUEUE_MAX_MODEL_LEN=2048
+    too_long = "hello " * 3000  # past VQUEUE_MAX_MODEL_LEN=2048
+    # POST /jobs refuses it before anything is written; a batch's lines are not tokenized at
+    # upload, so such a line reaches the worker, which fails that job alone.
+    refused = client.http.post("/jobs", json={"prompt": too_long, "max_tokens": 4})
+    assert refused.status_code == 400
+    batch = client.upload_batch(too_long.encode() + b"\n", content_type="text/plain")
+    jobs = client.http.get(f"/batches/{batch['id']}/jobs").json()["data"]
+    job = jobs[0]
     events = list(client.stream(job["id"]))
     final = client.get(job["id"])
     assert final["status"] == "failed"

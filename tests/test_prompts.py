@@ -2,14 +2,12 @@
 real tokenizer and the job's own sampling parameters, or the error that keeps a job from
 running (the engine is not the subject: a stand-in host gives the tokenizer and context)."""
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from transformers import AutoTokenizer
 
+from tests.stand_ins import prompt_maker
 from vqueue.settings import Settings
-from worker.default_model import prepared_path
 from worker.prompts import EngineInput, PromptMaker
 
 CONTEXT = 64
@@ -17,9 +15,7 @@ CONTEXT = 64
 
 @pytest.fixture(scope="module")
 def maker(settings: Settings) -> PromptMaker:
-    tokenizer = AutoTokenizer.from_pretrained(prepared_path(settings.model_cache_dir))
-    host = SimpleNamespace(tokenizer=lambda: tokenizer, max_model_len=CONTEXT)
-    return PromptMaker(host)  # type: ignore[arg-type]
+    return prompt_maker(settings, CONTEXT)
 
 
 def row(**given: Any) -> dict[str, Any]:
@@ -62,3 +58,38 @@ def test_a_job_that_cannot_run_gets_its_reason_and_the_others_still_run(
     assert len(made["fits"].prompt["prompt_token_ids"]) <= CONTEXT
     assert isinstance(made["bad"], str)
     assert "max_tokens" in made["bad"]
+
+
+def test_a_prompt_and_max_tokens_over_the_context_are_refused_naming_both(
+    maker: PromptMaker,
+) -> None:
+    made = maker.make(
+        {
+            "over": row(prompt="word " * (CONTEXT - 10), params={"max_tokens": 20}),
+            "just": row(prompt="word " * (CONTEXT - 10), params={"max_tokens": 4}),
+        }
+    )
+    prompt_tokens = len(maker.host.tokenizer()("word " * (CONTEXT - 10)).input_ids)
+    assert made["over"] == (
+        f"the prompt ({prompt_tokens} tokens) and max_tokens (20) come to "
+        f"{prompt_tokens + 20} tokens, over the model's maximum context length of {CONTEXT} "
+        "tokens; shorten the prompt or lower max_tokens"
+    )
+    assert isinstance(made["just"], EngineInput)
+
+
+def test_stop_token_ids_outside_the_vocabulary_are_refused_before_the_engine(
+    maker: PromptMaker,
+) -> None:
+    vocab = maker.host.vocab_size  # type: ignore[attr-defined]
+    made = maker.make(
+        {
+            "outside": row(prompt="Hi", params={"max_tokens": 4, "stop_token_ids": [2, vocab]}),
+            "inside": row(prompt="Hi", params={"max_tokens": 4, "stop_token_ids": [vocab - 1]}),
+        }
+    )
+    assert made["outside"] == (
+        f"stop_token_ids [{vocab}] are outside the model's vocabulary of {vocab} tokens"
+    )
+    assert isinstance(made["inside"], EngineInput)
+    assert made["inside"].sampling.stop_token_ids == [vocab - 1]

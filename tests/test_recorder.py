@@ -20,8 +20,8 @@ from db.attempts import SUMMARY_COLUMNS
 from db.schema import jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, recorded_successes, sent_to_postgres
-from vqueue.contract import EntryKind, entry_from_stream, token_log_key
-from vqueue.queueing import JobQueue
+from vqueue.contract.queueing import JobQueue
+from vqueue.contract.wire import EntryKind, entry_from_stream, token_log_key
 from vqueue.settings import Settings
 from worker.claims import Claimer
 from worker.publisher import TokenLogPublisher

@@ -1,5 +1,8 @@
 from vllm.sampling_params import RequestOutputKind
 
+from api.batches.schemas import BatchOptions
+from api.jobs.schemas import SamplingFields
+from vqueue.contract.sampling import SAMPLING_KEYS
 from worker.sampling import to_sampling_params
 
 
@@ -41,3 +44,23 @@ def test_nul_characters_become_replacement_characters() -> None:
     assert storable("a\x00b") == "a\ufffdb"
     assert len(storable("\x00\x00")) == 2  # offsets are unchanged
     assert storable("plain") == "plain"
+
+
+def test_every_field_a_job_stores_reaches_the_engine_under_its_own_name() -> None:
+    # What the API validates and stores is what the worker hands on: no field dropped.
+    assert set(SamplingFields.model_fields) == set(SAMPLING_KEYS)
+    # A batch takes a default for each of them (query parameters of POST /batches).
+    assert set(SamplingFields.model_fields) <= set(BatchOptions.model_fields)
+    stored = SamplingFields(
+        max_tokens=8,
+        min_tokens=2,
+        min_p=0.1,
+        repetition_penalty=1.2,
+        stop_token_ids=[5],
+        skip_special_tokens=False,
+        include_stop_str_in_output=True,
+    ).sampling()
+    params = to_sampling_params(stored)
+    assert (params.min_tokens, params.min_p, params.repetition_penalty) == (2, 0.1, 1.2)
+    assert params.stop_token_ids == [5]
+    assert (params.skip_special_tokens, params.include_stop_str_in_output) == (False, True)

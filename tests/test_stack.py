@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 
 from db.keys import SHOWN_CHARS, revoke_key
 from tests.helpers import http
-from vqueue import stack
+from vqueue.dev import stack
 from vqueue.settings import Settings
 
 

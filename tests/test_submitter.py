@@ -2,6 +2,7 @@
 in about two task messages per live worker, or in one to a lone worker."""
 
 import asyncio
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,14 +12,14 @@ from redis import Redis
 from redis.asyncio import Redis as AsyncRedis
 from sqlalchemy import Engine, text
 
-from api.live_workers import LiveWorkers
-from api.submitter import Submitter
+from api.jobs.submitter import Submitter
+from api.ops.live_workers import LiveWorkers
 from db.engine import make_async_engine
 from db.jobs import job_row
 from tests.helpers import delivered_jobs
-from vqueue.contract import ENQUEUED_SET, WORKER_KEY_PREFIX, worker_key
+from vqueue.contract.task_messages import queue_key
+from vqueue.contract.wire import ENQUEUED_SET, WORKERS_KEY
 from vqueue.settings import Settings
-from vqueue.task_messages import queue_key
 
 QUEUE = "vqueue.split-check"
 
@@ -88,15 +89,16 @@ def count_now(url: str, start_with: int) -> int:
     return asyncio.run(refreshed())
 
 
-def test_live_workers_are_counted_from_their_heartbeats(settings: Settings, redis: Redis) -> None:
-    already = len(list(redis.scan_iter(match=f"{WORKER_KEY_PREFIX}*")))
-    fakes = [worker_key(f"split-check:{i}") for i in range(2)]
-    for key in fakes:
-        redis.set(key, "{}", ex=30)
+def test_live_workers_are_counted_from_their_registry(settings: Settings, redis: Redis) -> None:
+    already = redis.zcount(WORKERS_KEY, time.time(), "+inf")
+    fakes = [f"split-check:{i}" for i in range(2)]
+    # As heartbeats write them: live ones scored by when they expire; one that died long ago.
+    redis.zadd(WORKERS_KEY, {name: time.time() + 30 for name in fakes})
+    redis.zadd(WORKERS_KEY, {"split-check:dead": time.time() - 60})
     try:
         assert count_now(settings.redis_url, start_with=1) == already + 2
     finally:
-        redis.delete(*fakes)
+        redis.zrem(WORKERS_KEY, *fakes, "split-check:dead")
     # None live counts as one; an unreachable Redis keeps the last count.
     if already == 0:
         assert count_now(settings.redis_url, start_with=5) == 1

@@ -7,16 +7,16 @@ from celery import Celery
 from redis import Redis
 
 from tests.helpers import delivered_jobs
-from vqueue.contract import ENQUEUED_SET, TASK_RUN_JOBS
-from vqueue.queueing import configure_broker
-from vqueue.settings import Settings
-from vqueue.task_messages import (
+from vqueue.contract.queueing import configure_broker
+from vqueue.contract.task_messages import (
     MAX_JOBS_PER_MESSAGE,
     jobs_per_message,
     queue_enqueue_writes,
     queue_key,
     task_message,
 )
+from vqueue.contract.wire import ENQUEUED_SET, TASK_RUN_JOBS
+from vqueue.settings import Settings
 
 QUEUE = "vqueue.format-check"
 VARYING = {"id", "root_id", "correlation_id", "delivery_tag", "origin", "reply_to"}

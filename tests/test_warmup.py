@@ -6,9 +6,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+from vqueue.models.source import resolve_model
 from vqueue.settings import Settings, get_settings
 from worker.engine import EngineHost, warmup_wanted
-from worker.model_source import resolve_model
 from worker.warmup import prompt_lengths, step_sizes
 
 
@@ -42,6 +44,7 @@ def test_on_by_default_only_on_a_gpu(settings: Settings) -> None:
     assert warmup_wanted(settings.model_copy(update={"engine_warmup": True})) is True
 
 
+@pytest.mark.stack  # a real engine of its own
 def test_the_worker_engine_sweeps_before_it_is_ready_and_then_serves() -> None:
     # A context shorter than the step budget: the larger steps need several prompts.
     small = {

@@ -2,14 +2,14 @@
 
 A worker holds the engine's frontend, and torch, transformers and vLLM leave ~630,000 objects
 tracked by the collector (the CPU build with SmolLM2). A full collection, of generation 2,
-walks every one of them with the GIL held: 320 ms on this project's 2-core test machine, in
+walks every one of them with the GIL held: hundreds of milliseconds on a small machine, in
 which the engine loop, the publisher and every task thread stand still. Python starts one
 whenever the objects that survived into generation 2 since the last one reach a quarter of
 those already there, which a long burst of jobs can do in the middle of a run; it then shows
 as a stall in every job's token stream. Freezing the heap once the process is ready moves
 everything alive into a permanent generation the collector never walks, as vLLM's own server
 does (`freeze_gc_heap`); objects made later are collected as before. An API process holds
-~140,000 (~90 ms a full collection). `python -m vqueue.bench.gc_probe` measures both.
+fewer objects, but a full collection still stalls every stream it serves.
 
 `GcPauses` records how long each collection held the process, so a stall is visible in the
 worker's heartbeat and in the benchmark's report instead of guessed at.
@@ -27,9 +27,8 @@ RECENT_PAUSES = 64
 
 
 # How many objects this process froze, counted once when it froze them: gc.get_freeze_count()
-# walks the whole frozen list with the GIL held (54.5 ms over a worker's 632,298 objects on the
-# 2-core test machine, `python -m vqueue.bench.gc_probe`), which, called on every heartbeat,
-# stalled every thread of the worker.
+# walks the whole frozen list with the GIL held (tens of milliseconds over a worker's heap),
+# which, called on every heartbeat, stalled every thread of the worker.
 _frozen_objects = 0
 
 

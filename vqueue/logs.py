@@ -6,9 +6,8 @@ The job id comes from `job_context()` (set around a job's run in the worker), el
 
 A logging call only queues its record; one thread formats and writes the lines. Written by
 the caller, every line was a write to stderr that gave up the GIL and then waited for it
-behind the process's busy threads: with the per-job lines of a message of 256 jobs written
-by its task thread, the worker had their prompts ready in a median 112-115 ms beside one
-busy thread, against 37-41 ms with the lines queued (python -m vqueue.bench.intake_probe).
+behind the process's busy threads: the per-job lines of a large message, written by its task
+thread, took several times as long as the work of taking the message in.
 """
 
 import contextvars

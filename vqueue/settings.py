@@ -1,4 +1,6 @@
-"""The one settings object, read from VQUEUE_* environment variables (see README)."""
+"""The one settings object, read from VQUEUE_* environment variables. Each field's docstring is
+its documentation: docs/configuration.md is written from them
+(`python -m vqueue.dev.settings_doc`)."""
 
 from functools import lru_cache
 from pathlib import Path
@@ -10,121 +12,180 @@ DEFAULT_MODEL = "HuggingFaceTB/SmolLM2-135M-Instruct"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="VQUEUE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="VQUEUE_", extra="ignore", use_attribute_docstrings=True
+    )
 
     # Where state lives.
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/vqueue"
+    """Postgres, the source of truth for jobs, batches, files and keys (SQLAlchemy URL, psycopg
+    driver); `make migrate` creates the database if it is missing."""
     redis_url: str = "redis://127.0.0.1:6379/0"
-    # The Celery broker; empty means the same Redis as the token streams.
+    """Redis for token streams, pub/sub, worker heartbeats and rate windows."""
     broker_url: str = ""
+    """The Celery broker; empty means the same Redis as the token streams."""
     queue_name: str = "vqueue.jobs"
+    """The Celery queue the API enqueues on and workers consume; workers of one model share one."""
 
-    # "auto": JSON lines when stderr is not a terminal (a log file, a container), else text.
     log_format: str = Field("auto", pattern="^(auto|json|text)$")
+    """"auto": JSON lines when stderr is not a terminal (a log file, a container), else text."""
 
-    # Where `make up` keeps pid files and logs.
     run_dir: Path = Path(".run")
-    # How long `make up` / `make run` wait for the API and a loaded engine.
+    """Where `make up` keeps pid files and logs."""
     start_timeout_s: float = Field(900.0, gt=0)
+    """How long `make up` / `make run` wait for the API and a loaded engine."""
 
-    # Access: every request but the web page, /health and /ready needs an API key (`vqueue keys
-    # create`). Off only for a single user on a trusted machine.
     auth: bool = True
-    # How long an API process trusts a key it has looked up; a revoked key stops working
-    # within this.
+    """API keys required: every request but the web page, /health and /ready needs one (`vqueue
+    keys create`). Off only for a single user on a trusted machine."""
     key_cache_s: float = Field(5.0, ge=0)
-    # Jobs waiting in the queue, all callers together; past it submits are refused (503)
-    # rather than letting the backlog grow without end.
+    """How long an API process trusts a key it has looked up; a revoked key stops working
+    within this."""
+    metrics_token: str = ""
+    """GET /metrics answers an admin key, or this bearer token (for a Prometheus scraper, which
+    then needs no API key); empty: admin keys only."""
+    auth_failures_per_minute: int = Field(30, gt=0)
+    """Invalid keys one client address may present per minute; past it, that address is refused
+    (429) before any lookup, so a flood of guessed keys costs no queries."""
     max_queued_jobs: int = Field(200_000, gt=0)
+    """Jobs waiting in the queue, all callers together; past it submits are refused (503)
+    rather than letting the backlog grow without end."""
+    max_queued_tokens: int = Field(50_000_000, gt=0)
+    """The same bound in tokens (each queued job: max_tokens plus its prompt at ~4 characters a
+    token), so that a few very long jobs cannot fill the queue's wait where many are refused."""
+
+    redis_max_connections: int = Field(512, gt=0)
+    """An API process's Redis connections. A request that finds them all busy waits up to the
+    timeout for one (then 503), rather than failing at once while Redis is healthy."""
+    redis_pool_timeout_s: float = Field(10.0, gt=0)
+    """How long a request waits for a free Redis connection before it answers 503."""
 
     # The API process.
     api_host: str = "127.0.0.1"
+    """The address the API listens on."""
     api_port: int = 8000
-    # Processes serving the API (each with its own pub/sub fan-out); more for many SSE readers.
+    """The port the API listens on."""
     api_workers: int = Field(1, gt=0)
-    # How long an idle client connection stays open. Longer than a client's or proxy's own
-    # idle limit (httpx's 5 s, a load balancer's 60 s), so that the client always drops it
-    # first: a server closing it at the instant the client reuses it fails that request
-    # with no response at all.
+    """Processes serving the API (each with its own pub/sub fan-out); more for many SSE
+    readers."""
     api_keepalive_s: int = Field(75, gt=0)
+    """How long an idle client connection stays open. Longer than a client's or proxy's own
+    idle limit (httpx's 5 s, a load balancer's 60 s), so that the client always drops it first:
+    a server closing it at the instant the client reuses it fails that request with no response
+    at all."""
     sse_keepalive_s: float = Field(15.0, gt=0)
-    # How long a finished job's token log stays in Redis; after that streams replay from Postgres.
+    """Seconds between keep-alive comments on an idle SSE stream, so proxies keep it open."""
     stream_retention_s: int = Field(3600, gt=0)
+    """How long a finished job's token log stays in Redis; after that streams replay from
+    Postgres."""
     max_prompt_chars: int = Field(200_000, gt=0)
-    # Any request body but a batch upload's; larger ones are refused before they are read.
+    """The longest prompt (or all messages together) a job may have, in characters."""
     max_request_bytes: int = Field(4 * 1024 * 1024, gt=0)
+    """Any request body but a batch upload's; larger ones are refused before they are read."""
     max_messages: int = Field(256, gt=0)
+    """The most chat messages one job may have."""
     max_output_tokens: int = Field(8192, gt=0)
+    """The largest `max_tokens` a job may ask for."""
     max_stop_strings: int = Field(16, gt=0)
-    # Free-form metadata kept with a job (a batch line's extra CSV columns, say), as JSON.
+    """The most stop strings one job may have."""
     max_metadata_bytes: int = Field(16_384, gt=0)
+    """Free-form metadata kept with a job (a batch line's extra CSV columns, say), as JSON."""
 
     # Batches (bulk uploads).
     max_batch_bytes: int = Field(200 * 1024 * 1024, gt=0)
+    """The largest batch upload, in bytes."""
     max_batch_jobs: int = Field(50_000, gt=0)
-    # One line of an upload (a JSONL object, a CSV record); longer lines are refused.
+    """The most jobs (lines) one batch may have."""
     max_batch_line_bytes: int = Field(2 * 1024 * 1024, gt=0)
-    # Jobs of batches waiting in the broker at once; 0: twice the engine slots of the live
-    # workers (at least 64), enough to keep every engine full without queueing a whole
-    # batch ahead of single jobs.
+    """One line of an upload (a JSONL object, a CSV record); longer lines are refused."""
     batch_window: int = Field(0, ge=0)
-    # How often the batch feeder tops the window up (it is also woken by each upload).
+    """Jobs of batches waiting in the broker at once; 0: twice the engine slots of the live
+    workers (at least 64), enough to keep every engine full without queueing a whole batch
+    ahead of single jobs."""
     batch_feed_interval_s: float = Field(0.5, gt=0)
-    # Jobs sent together (one submit round, one batch release) share task messages of up to
-    # this many: a worker's Celery consumer takes messages one at a time, too slowly for bursts.
+    """How often the batch feeder tops the window up (it is also woken by each upload)."""
     jobs_per_message: int = Field(16, ge=1, le=1000)
+    """Jobs sent together (one submit round, one batch release) share task messages of up to
+    this many: a worker's Celery consumer takes messages one at a time, too slowly for bursts."""
 
     # Job control and durability.
-    # The longest a job may run, and the run time of a job that names none.
     max_job_timeout_s: int = Field(3600, gt=0)
-    # How long a job may wait in the queue before it expires (per job: up to this).
+    """The longest a job may run, and the run time of a job that names none."""
     queue_timeout_s: int = Field(86_400, gt=0)
-    # A running job whose worker has not renewed its lease this long is queued again.
+    """How long a job may wait in the queue before it expires (per job: up to this)."""
     lease_s: float = Field(30.0, gt=0)
-    # Runs (first one included) before a job whose workers keep dying is failed.
+    """A running job whose worker has not renewed its lease this long is queued again."""
     max_attempts: int = Field(3, gt=0)
+    """Runs (first one included) before a job whose workers keep dying is failed."""
     reconcile_interval_s: float = Field(5.0, gt=0)
-    # A queued job younger than this is not yet checked against the broker.
+    """How often the reconciler requeues jobs whose lease ran out and queued jobs missing from the
+    broker."""
     requeue_grace_s: float = Field(10.0, ge=0)
-    # How often a worker looks for cancel requests of the jobs it runs.
+    """A queued job younger than this is not yet checked against the broker."""
     cancel_poll_s: float = Field(0.25, gt=0)
-    # On SIGTERM a worker finishes its jobs for this long, then hands the rest back.
+    """How often a worker looks for cancel requests of the jobs it runs."""
     shutdown_grace_s: float = Field(30.0, ge=0)
+    """On SIGTERM a worker finishes its jobs for this long, then hands the rest back."""
 
     # The model and engine of a worker.
     model: str = DEFAULT_MODEL
+    """The model a worker serves: a Hugging Face id or a local folder."""
     model_revision: str | None = None
+    """A branch, tag or commit of `model` on the hub; None: the default branch."""
     model_cache_dir: Path = Path("~/.cache/vqueue").expanduser()
-    # A tokenizer folder or id other than the model's (e.g. for shape-only dummy models).
+    """Where downloaded and prepared models are kept; workers of one host may share it."""
     tokenizer: str | None = None
-    # "auto" loads the weights; "dummy" gives random weights of the real shape (benchmarks).
+    """A tokenizer folder or id other than the model's (e.g. for shape-only dummy models)."""
     load_format: str = "auto"
+    """"auto" loads the weights; "dummy" gives random weights of the real shape (benchmarks)."""
     served_model_name: str | None = None
+    """The model name clients see and send (`/v1/models`, `model` fields); None: `model`."""
     max_num_seqs: int = Field(256, gt=0)
+    """Jobs the engine runs in one batch at most (vLLM's max_num_seqs)."""
     max_num_batched_tokens: int = Field(8192, gt=0)
+    """Tokens the engine schedules in one step at most (vLLM's max_num_batched_tokens)."""
     max_model_len: int | None = Field(None, gt=0)
+    """The context length (prompt plus output, in tokens); None: the model's."""
     dtype: str = "auto"
+    """The engine's weight and activation type (vLLM's dtype). "auto" is the model's own, except
+    float32 on a CPU without native bf16 (AVX2 only), where bf16 runs several times slower."""
     tensor_parallel_size: int = Field(1, gt=0)
-    # None: the engine's default. On the CPU build it is the share of RAM vLLM reserves.
+    """GPUs one worker's engine spans (vLLM's tensor_parallel_size)."""
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
-    # None: eager on the CPU build (graph compilation triples its start-up), graphs on a GPU.
+    """The share of GPU memory vLLM may take; on the CPU build, the share of RAM it reserves,
+    which must be free at start. None: the engine's default."""
     enforce_eager: bool | None = None
+    """CUDA graphs and compilation off. None: eager on the CPU build (graph compilation triples
+    its start-up), graphs on a GPU; never set it true on a GPU."""
     seed: int = 0
-    # vLLM's per-step statistics: useful figures, but they cost a busy worker's event loop
-    # about a fifth of its time (profiled on an H100 at 256 concurrent jobs).
+    """The engine's random seed; a job's own `seed` overrides it for that job."""
     engine_stats: bool = False
-    # A sweep of prefill steps of every size before taking jobs, so kernels that compile per
-    # batch shape do it then (worker/warmup.py). None: on a GPU, not on the CPU build.
+    """vLLM's per-step statistics (the KV-cache and engine queue figures of /stats and /metrics):
+    useful, but they cost a busy worker's event loop a large share of its time at hundreds of
+    concurrent jobs."""
     engine_warmup: bool | None = None
-    # "priority" lets the engine order waiting requests by the jobs' priorities; "fcfs" does not.
+    """A sweep of prefill steps of every size before taking jobs, so kernels that compile per
+    batch shape do it then (worker/warmup.py). None: on a GPU, not on the CPU build."""
+    engine_stall_s: float = Field(300.0, gt=0)
+    """An engine with jobs on it that yields no output for this long is stuck (a hung device
+    call, a stopped engine process): the worker exits so that its jobs run elsewhere and a
+    fresh worker takes its place. Longer than the slowest prefill of a full batch."""
     scheduling_policy: str = Field("priority", pattern="^(priority|fcfs)$")
-    # Celery task threads feeding the one engine; 0: max_num_seqs, so the engine can batch fully.
+    """"priority" lets the engine order waiting requests by the jobs' priorities; "fcfs" does
+    not."""
     worker_concurrency: int = Field(0, ge=0)
-    # Jobs a worker holds at most (running, or claimed and waiting in its engine); past it the
-    # worker fetches no more messages and leaves them to workers with room. 0: 2 x max_num_seqs,
-    # so the engine has a full batch waiting as its running jobs end.
+    """Celery task threads feeding the one engine; 0: max_num_seqs, so the engine can batch
+    fully."""
     worker_max_jobs: int = Field(0, ge=0)
+    """Jobs a worker holds at most (running, or claimed and waiting in its engine); past it the
+    worker fetches no more messages and leaves them to workers with room. 0: 2 x max_num_seqs,
+    so the engine has a full batch waiting as its running jobs end."""
     worker_heartbeat_s: float = Field(5.0, gt=0)
+    """How often a worker announces itself in Redis; it is taken for dead after three missed
+    beats."""
+    worker_health_file: Path = Path("/tmp/vqueue-worker-alive")
+    """Touched at each heartbeat that reached Redis; `python -m worker.healthcheck` (a
+    container's health check) finds the worker healthy while it is fresh."""
 
     @property
     def effective_broker_url(self) -> str:

@@ -5,10 +5,12 @@ import os
 
 from celery import Celery, signals
 
-from vqueue.contract import TASK_RUN_JOB, TASK_RUN_JOBS
-from vqueue.queueing import configure_broker
+from vqueue.contract.queueing import configure_broker
+from vqueue.contract.wire import TASK_RUN_JOB, TASK_RUN_JOBS
 from vqueue.settings import get_settings
+from worker.broker_loss import survive_broker_loss
 from worker.intake import IntakeLimit
+from worker.memory_check import NotEnoughMemory
 from worker.runtime import WorkerRuntime
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ app.conf.update(
 )
 # No more jobs than the engine can soon run: the rest stay in the queue for other workers.
 app.steps["consumer"].add(IntakeLimit)
+survive_broker_loss()
 
 _runtime: WorkerRuntime | None = None
 
@@ -44,11 +47,22 @@ def _start_engine(**_: object) -> None:
     global _runtime
     try:
         _runtime = WorkerRuntime(settings)
-    except BaseException:
+    except BaseException as exc:
         # Celery would log a failed signal handler and go on consuming without an engine.
-        log.exception("the worker cannot start its engine; exiting")
+        if isinstance(exc, NotEnoughMemory):
+            log.error("%s", exc)  # says all there is: no traceback
+        else:
+            log.exception("the worker cannot start its engine; exiting")
         logging.shutdown()
         os._exit(EXIT_NO_ENGINE)
+
+
+@signals.worker_ready.connect
+def _announce(**_: object) -> None:
+    # Sent once the task consumer is on the queue; the heartbeat before it would list a worker
+    # that takes no jobs yet.
+    if _runtime is not None:
+        _runtime.announce()
 
 
 @signals.worker_shutting_down.connect
@@ -74,4 +88,5 @@ def run_jobs(job_ids: list[str]) -> int:
 @app.task(name=TASK_RUN_JOB)
 def run_job(job_id: str) -> int:
     """A message from a release that sent one job per message, still in a queue."""
-    return run_jobs([job_id])
+    ran: int = run_jobs([job_id])
+    return ran

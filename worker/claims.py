@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Engine
 
 from db.attempts import claim_jobs
-from vqueue.queueing import JobQueue
-from vqueue.task_messages import MAX_JOBS_PER_MESSAGE
+from db.conflicts import retry_conflicts
+from vqueue.contract.queueing import JobQueue
+from vqueue.contract.task_messages import MAX_JOBS_PER_MESSAGE
 from worker.gather import Gatherer
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,12 @@ class Claimer:
         statement = claim_jobs(
             [uuid.UUID(job_id) for job_id in unique], self._worker_name, self._lease_s
         )
-        with self._db.connect() as conn:
-            claimed = conn.execute(statement).mappings().all()
+
+        def claim() -> Any:
+            with self._db.connect() as conn:
+                return conn.execute(statement).mappings().all()
+
+        claimed = retry_conflicts(claim, "claiming jobs")
         if len(unique) > 1:
             log.debug("claimed %d of %d jobs in one round trip", len(claimed), len(unique))
         return {str(row["id"]): row for row in claimed}

@@ -14,7 +14,9 @@ from pathlib import Path
 from typing import Any, Self, TypeVar
 
 from vqueue.settings import Settings
+from worker.engine_guard import mark_as_owner, reap_stale_engines
 from worker.engine_stats import SchedulerSnapshot
+from worker.memory_check import check_cpu_memory
 from worker.warmup import warm_up
 
 T = TypeVar("T")
@@ -43,7 +45,7 @@ def engine_args(settings: Settings, model_path: Path) -> Any:
     if enforce_eager is None:
         enforce_eager = current_platform.is_cpu()
     # max_num_seqs and the token budget are always explicit: AsyncLLM's own defaults (128
-    # sequences, a small budget) cut throughput by more than half (see docs/ARCHITECTURE.md).
+    # sequences, a small budget) cut throughput by more than half (see docs/design.md).
     optional = {}
     dtype = cpu_dtype(settings.dtype) if current_platform.is_cpu() else settings.dtype
     if settings.gpu_memory_utilization is not None:
@@ -102,6 +104,8 @@ class EngineHost:
         self._thread = threading.Thread(target=self._run_loop, name="engine-loop", daemon=True)
         self.engine: Any = None
         self.max_model_len = 0
+        self.vocab_size = 0
+        self.vllm_version = ""
         self.scheduler = SchedulerSnapshot()
 
     def _run_loop(self) -> None:
@@ -114,10 +118,17 @@ class EngineHost:
         return self
 
     def start(self) -> "EngineHost":
+        import vllm
+        from vllm.platforms import current_platform
         from vllm.v1.engine.async_llm import AsyncLLM
 
-        self.start_loop()
+        # A dead worker's engine would hold the memory this one needs; ours dies with us.
+        reap_stale_engines()
         args = engine_args(self.settings, self.model_path)
+        if current_platform.is_cpu():
+            check_cpu_memory(self.model_path, args.gpu_memory_utilization)
+        mark_as_owner()
+        self.start_loop()
 
         recorders = [self.scheduler.factory] if self.settings.engine_stats else None
 
@@ -127,6 +138,8 @@ class EngineHost:
 
         self.engine = self.submit(build()).result()
         self.max_model_len = self.engine.vllm_config.model_config.max_model_len
+        self.vocab_size = self.engine.vllm_config.model_config.get_vocab_size()
+        self.vllm_version = vllm.__version__
         if warmup_wanted(self.settings):
             try:
                 self.submit(warm_up(self.engine)).result()
@@ -144,9 +157,8 @@ class EngineHost:
     def submit_all(self, coros: list[Coroutine[Any, Any, Any]]) -> "list[Future[Any]]":
         """`submit` for each, in one hand-over, started in order. Submitted one by one, each
         coroutine wakes the loop thread, which then trades the GIL with the thread still
-        handing over the rest: beside one busy thread, a message of 256 runs reached a
-        stand-in engine in a median 322-343 ms one by one against 177-202 ms at once (51-55
-        ms with no busy thread either way; python -m vqueue.bench.intake_probe)."""
+        handing over the rest: beside a busy thread, a message of hundreds of runs reaches the
+        engine much later one by one than all at once."""
         futures: list[Future[Any]] = [Future() for _ in coros]
 
         def start() -> None:

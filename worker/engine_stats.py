@@ -7,12 +7,14 @@ counts and no KV-cache figure.
 
 from typing import Any
 
+from vqueue.contract.wire import EngineFigures
+
 
 class SchedulerSnapshot:
     """Holds the latest figures; `factory` is handed to AsyncLLM as a stat logger."""
 
     def __init__(self) -> None:
-        self.latest: dict[str, Any] | None = None
+        self.latest: EngineFigures | None = None
 
     def factory(self, vllm_config: Any, engine_index: int = 0) -> Any:
         from vllm.v1.metrics.loggers import StatLoggerBase
@@ -31,11 +33,11 @@ class SchedulerSnapshot:
                 engine_idx: int = 0,
             ) -> None:
                 if scheduler_stats is not None:
-                    snapshot.latest = {
-                        "running": scheduler_stats.num_running_reqs,
-                        "waiting": scheduler_stats.num_waiting_reqs,
-                        "kv_cache_usage": round(scheduler_stats.kv_cache_usage, 4),
-                    }
+                    snapshot.latest = EngineFigures(
+                        running=scheduler_stats.num_running_reqs,
+                        waiting=scheduler_stats.num_waiting_reqs,
+                        kv_cache_usage=round(scheduler_stats.kv_cache_usage, 4),
+                    )
 
             def log_engine_initialized(self) -> None:
                 pass

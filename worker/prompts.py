@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from vqueue.logs import job_context
-from worker.chat_prompt import ChatRenderer
+from vqueue.models.chat_prompt import ChatRenderer
+from vqueue.models.context import over_context
 from worker.engine import EngineHost
 from worker.sampling import to_sampling_params
 
@@ -48,11 +49,18 @@ class PromptMaker:
         token_ids = self._tokenize([text for text, _ in ready.values()])
         limit = self.host.max_model_len
         for (job_id, (_, sampling)), ids in zip(ready.items(), token_ids, strict=True):
-            if len(ids) > limit:
-                # Checked here, with a message that does not change with vLLM's release (the
-                # engine's own check stays behind it).
-                error = "the prompt is longer than the model's maximum context length"
-                made[job_id] = _failed(job_id, f"{error} of {limit} tokens")
+            outside = [i for i in sampling.stop_token_ids or () if i >= self.host.vocab_size]
+            if outside:
+                # The engine would refuse the request on its loop; said here, plainly.
+                made[job_id] = _failed(
+                    job_id,
+                    f"stop_token_ids {outside[:5]} are outside the model's vocabulary of "
+                    f"{self.host.vocab_size} tokens",
+                )
+            elif (error := over_context(len(ids), sampling.max_tokens, limit)) is not None:
+                # Checked here, with the API's message, which does not change with vLLM's
+                # release (the engine's own check stays behind it).
+                made[job_id] = _failed(job_id, error)
             else:
                 made[job_id] = EngineInput({"type": "token", "prompt_token_ids": ids}, sampling)
         return made
@@ -69,11 +77,10 @@ class PromptMaker:
         """Prompts as token ids, all of a message in one call. Given text, the engine would
         tokenize on the engine loop, one prompt after another, each call giving up the GIL and
         then waiting for it (up to the 5 ms switch interval) behind the threads taking in the
-        rest of the burst: 256 prompts took 55 ms on a thread alone and 1.3 s beside one busy
-        thread (python -m vqueue.bench.gil_convoy). One call at a time: vLLM's tokenizer keeps
-        only a couple of copies for concurrent callers and deep-copies another for each extra
-        one. As vLLM does, a text is cut one token past the context, so an over-long prompt is
-        still known as one."""
+        rest of the burst, many times slower than one call for all. One call at a time:
+        vLLM's tokenizer keeps only a couple of copies for concurrent callers and deep-copies
+        another for each extra one. As vLLM does, a text is cut one token past the context, so
+        an over-long prompt is still known as one."""
         if not texts:
             return []
         with self._tokenizer_lock:

@@ -27,10 +27,10 @@ from sqlalchemy.exc import OperationalError
 
 from db.attempts import AttemptResult, finish_jobs, hand_back_job
 from db.states import JobStatus
-from vqueue.contract import EntryKind, LogEntry
+from vqueue.contract.metrics import FinishedRuns
+from vqueue.contract.queueing import JobQueue
+from vqueue.contract.wire import EntryKind, LogEntry
 from vqueue.logs import job_context
-from vqueue.metrics import FinishedRuns
-from vqueue.queueing import JobQueue
 from worker.engine import EngineHost
 from worker.gather import Gatherer
 from worker.publisher import TokenLogPublisher
@@ -43,9 +43,8 @@ FINISH_RETRY_S = 300.0
 MAX_RECORD = 512
 # Rounds written at once. A burst's runs end over a few engine steps, and their task threads
 # hand them over as they wake: with one round at a time, runs handed over just after a
-# round was taken waited for all of it (the write, the END entries, the metrics and log
-# lines), 49 and 81 ms at the end of a 256-job burst on an H200 (runs 45 and 48 in
-# docs/benchmarks), while the write itself mostly waits on Postgres.
+# round was taken wait for all of it (the write, the END entries, the metrics and log
+# lines), while the write itself mostly waits on Postgres.
 RECORD_ROUNDS_AT_ONCE = 2
 
 Row = Mapping[Any, Any]
@@ -61,6 +60,7 @@ class Outcome:
     first_token_at: datetime | None = None
     error: str | None = None
     handed_back: bool = False
+    superseded: bool = False  # a newer attempt runs elsewhere: nothing to record
     ended_at: float | None = None  # time.time() when the run ended on the engine loop
 
 
@@ -127,12 +127,16 @@ class Recorder:
     def _record_now(self, ended: list[Ended]) -> None:
         taken = time.time()
         results: list[AttemptResult] = []
-        rows: dict[uuid.UUID, Row] = {}
+        rows: dict[tuple[uuid.UUID, int], Row] = {}
         for row, outcome in ended:
             if outcome.handed_back:
                 self._hand_back(row["id"], row["attempt"])
                 continue
-            rows[row["id"]] = row
+            if outcome.superseded:
+                with job_context(str(row["id"])):
+                    log.info("job %s: attempt %d superseded, stopped", row["id"], row["attempt"])
+                continue
+            rows[(row["id"], row["attempt"])] = row
             results.append(
                 AttemptResult(
                     row["id"],
@@ -165,7 +169,7 @@ class Recorder:
         if ends:
             self.host.submit(self._publish(ends)).result()
         published = time.time()
-        self._observe([(rows[r.job_id], r) for r, _ in recorded])
+        self._observe([(rows[(r.job_id, r.attempt)], r) for r, _ in recorded])
         for r, _ in recorded:
             with job_context(str(r.job_id)):
                 log.info("job %s: %s, %d tokens", r.job_id, r.status, r.completion_tokens or 0)
@@ -202,8 +206,8 @@ class Recorder:
         while True:
             try:
                 with self._results_db.connect() as conn:
-                    written: dict[uuid.UUID, str] = {
-                        row[0]: row[1] for row in conn.execute(statement)
+                    written: dict[tuple[uuid.UUID, int], str] = {
+                        (row[0], row[1]): row[2] for row in conn.execute(statement)
                     }
                 break
             except OperationalError as exc:
@@ -213,11 +217,15 @@ class Recorder:
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
         for result in results:
-            if result.job_id not in written:
+            if (result.job_id, result.attempt) not in written:
                 log.warning(
                     "job %s: attempt %d superseded, result dropped", result.job_id, result.attempt
                 )
-        return [(result, written[result.job_id]) for result in results if result.job_id in written]
+        return [
+            (result, written[(result.job_id, result.attempt)])
+            for result in results
+            if (result.job_id, result.attempt) in written
+        ]
 
     async def _publish(self, entries: list[LogEntry]) -> None:
         for entry in entries:

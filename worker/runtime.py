@@ -5,7 +5,6 @@ import os
 import threading
 import time
 from contextlib import suppress
-from typing import Any
 
 import orjson
 from redis import Redis as SyncRedis
@@ -13,15 +12,15 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from db.engine import make_sync_engine
-from vqueue.batch_feeder import BatchFeeder
-from vqueue.contract import process_name, worker_key
+from vqueue.contract.queueing import JobQueue
+from vqueue.contract.wire import WORKERS_KEY, WorkerHeartbeat, process_name, worker_key
 from vqueue.gc_heap import GcPauses, freeze_startup_heap
-from vqueue.queueing import JobQueue
-from vqueue.reconciler import Reconciler
+from vqueue.loops.batch_feeder import BatchFeeder
+from vqueue.loops.reconciler import Reconciler
+from vqueue.models.source import resolve_model
 from vqueue.settings import Settings
 from worker.claims import Claimer
 from worker.engine import EngineHost
-from worker.model_source import resolve_model
 from worker.publisher import TokenLogPublisher
 from worker.recorder import Recorder
 from worker.runner import JobRunner, StopReason
@@ -80,6 +79,11 @@ class WorkerRuntime:
         frozen = freeze_startup_heap()
         log.info("froze the startup heap: %d objects out of the collector's reach", frozen)
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def announce(self) -> None:
+        """Start the heartbeat, once Celery consumes from the queue: a worker that is listed
+        (GET /ready, the submitter's message sizing, the health file) can take jobs, not only
+        hold an engine."""
         self._heartbeat.start()
 
     async def _start_publisher(self) -> TokenLogPublisher:
@@ -92,42 +96,50 @@ class WorkerRuntime:
     def run_jobs(self, job_ids: list[str]) -> int:
         return self.runner.run(job_ids)
 
-    def describe(self) -> dict[str, Any]:
+    def describe(self) -> WorkerHeartbeat:
         settings = self.settings
         now, tokens = time.monotonic(), self.runner.output_tokens
         last_at, last_tokens = self._last_sample
         self._last_sample = (now, tokens)
-        return {
-            "name": self.name,
-            "model": settings.model_name,
-            "gpu": self.gpu,
-            "max_num_seqs": settings.max_num_seqs,
-            "max_num_batched_tokens": settings.max_num_batched_tokens,
-            "max_model_len": self.host.max_model_len,
-            "tensor_parallel_size": settings.tensor_parallel_size,
-            "concurrency": settings.effective_worker_concurrency,
-            "running": len(self.runner.active_ids()),
-            "waiting": self.runner.waiting_count(),
+        return WorkerHeartbeat(
+            name=self.name,
+            model=settings.model_name,
+            root=settings.model,
+            vllm_version=self.host.vllm_version,
+            gpu=self.gpu,
+            max_num_seqs=settings.max_num_seqs,
+            max_num_batched_tokens=settings.max_num_batched_tokens,
+            max_model_len=self.host.max_model_len,
+            tensor_parallel_size=settings.tensor_parallel_size,
+            concurrency=settings.effective_worker_concurrency,
+            running=len(self.runner.active_ids()),
+            waiting=self.runner.waiting_count(),
             # vLLM's own figures (None unless VQUEUE_ENGINE_STATS): running, waiting, KV use.
-            "engine": self.host.scheduler.latest,
-            "output_tokens": tokens,
+            engine=self.host.scheduler.latest,
+            output_tokens=tokens,
             # Over the last heartbeat interval.
-            "tokens_per_s": round((tokens - last_tokens) / max(now - last_at, 1e-6), 1),
-            "started_at": self.started_at,
-            "beat_at": time.time(),
+            tokens_per_s=round((tokens - last_tokens) / max(now - last_at, 1e-6), 1),
+            started_at=self.started_at,
+            beat_at=time.time(),
             # Garbage collection pauses since the start; a long one stalls every stream.
-            "gc": self.gc_pauses.snapshot(),
-        }
+            gc=self.gc_pauses.snapshot(),
+        )
 
     def _beat(self) -> None:
-        """Announce this worker (engine loaded) in Redis; the key expires soon after it dies."""
+        """Announce this worker (engine loaded, consuming) in Redis; the key expires soon after
+        it dies."""
         interval = self.settings.worker_heartbeat_s
         while not self._stop.is_set():
             try:
-                self._redis.set(
-                    worker_key(self.name), orjson.dumps(self.describe()), ex=int(interval * 3) + 1
-                )
-            except RedisError as exc:
+                ttl = int(interval * 3) + 1
+                pipe = self._redis.pipeline(transaction=False)
+                pipe.set(worker_key(self.name), orjson.dumps(self.describe()), ex=ttl)
+                pipe.zadd(WORKERS_KEY, {self.name: time.time() + ttl})
+                # Workers that died without leaving leave the registry here.
+                pipe.zremrangebyscore(WORKERS_KEY, "-inf", time.time())
+                pipe.execute()
+                self.settings.worker_health_file.touch()
+            except (RedisError, OSError) as exc:
                 log.warning("heartbeat failed: %s", exc)
             self._stop.wait(interval)
 
@@ -150,7 +162,7 @@ class WorkerRuntime:
     def _engine_dead(self, exc: BaseException) -> None:
         # Nothing more can run here. Exiting lets a supervisor start a fresh worker, and the
         # reconciler requeues this worker's jobs once their leases lapse.
-        log.critical("the engine died (%s); the worker exits", exc)
+        log.critical("the engine died or is stuck (%s); the worker exits", exc)
         logging.shutdown()
         os._exit(EXIT_ENGINE_DEAD)
 
@@ -163,6 +175,7 @@ class WorkerRuntime:
         self.feeder.close()
         with suppress(RedisError):
             self._redis.delete(worker_key(self.name))
+            self._redis.zrem(WORKERS_KEY, self.name)
         self.host.submit(self.publisher.close()).result(timeout=10)
         self.host.submit(self._async_redis.aclose()).result(timeout=10)
         self.host.close()

@@ -2,18 +2,7 @@
 
 from typing import Any
 
-# Keys the API validates and stores in jobs.params; anything else in the row is ignored here.
-SAMPLING_KEYS = (
-    "max_tokens",
-    "temperature",
-    "top_p",
-    "top_k",
-    "stop",
-    "seed",
-    "ignore_eos",
-    "presence_penalty",
-    "frequency_penalty",
-)
+from vqueue.contract.sampling import SAMPLING_KEYS
 
 
 def to_sampling_params(params: dict[str, Any]) -> Any:
@@ -23,7 +12,6 @@ def to_sampling_params(params: dict[str, Any]) -> Any:
     given = {key: params[key] for key in SAMPLING_KEYS if params.get(key) is not None}
     # DELTA: each output carries only the new text, which is what the token log stores.
     # skip_clone: made fresh for one job, as vLLM's OpenAI server makes its own, so the engine
-    # need not deep-copy it on its loop: 256 requests reached the engine core in 53 ms instead
-    # of 75 ms with the copy, 139 instead of 247 ms beside a busy thread (python -m
-    # vqueue.bench.add_probe).
+    # need not deep-copy it on its loop, where a burst's copies delay every request behind
+    # them.
     return SamplingParams(**given, output_kind=RequestOutputKind.DELTA, skip_clone=True)

@@ -1,4 +1,8 @@
-"""A worker's watch over its running jobs: renews their leases and acts on cancel requests."""
+"""A worker's watch over its running jobs: renews their leases, acts on cancel requests, and
+stops runs that a newer attempt has superseded (this worker was paused or cut off past its
+lease, and the job was claimed again): their text and result are no longer wanted. An engine
+that holds runs and gives no output for VQUEUE_ENGINE_STALL_S is stuck: the worker exits
+rather than renew leases it cannot honour, and its jobs run elsewhere."""
 
 import logging
 import time
@@ -7,9 +11,11 @@ import uuid
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.attempts import renew_leases
+from db.attempts import current_attempts, renew_leases
+from db.conflicts import retry_conflicts
 from db.jobs import cancel_requested
-from vqueue.periodic import PeriodicThread
+from db.states import JobStatus
+from vqueue.loops.periodic import PeriodicThread
 from vqueue.settings import Settings
 from worker.runner import JobRunner, StopReason
 
@@ -32,15 +38,22 @@ class Supervisor:
 
     def run_once(self) -> None:
         started = time.monotonic()
-        active = [uuid.UUID(job_id) for job_id in self.runner.active_ids()]
-        if not active:
+        runs = self.runner.active_runs()
+        if not runs:
             return
+        stalled = self.runner.stalled_for()
+        if stalled > self.settings.engine_stall_s:
+            # Renewing now would keep the jobs here forever; the worker exits instead.
+            self.runner.on_engine_dead(
+                RuntimeError(f"no output from the engine for {stalled:.0f}s with {len(runs)} runs")
+            )
+            return
+        active = [uuid.UUID(job_id) for job_id in dict.fromkeys(job_id for job_id, _ in runs)]
         # Renew well before the lease runs out, so one slow round is not a lost job.
-        renew = time.monotonic() - self._last_renewal >= self.settings.lease_s / 3
-        with self.db.begin() as conn:
-            if renew:
-                conn.execute(renew_leases(active, self.worker_name, self.settings.lease_s))
-                self._last_renewal = time.monotonic()
+        if time.monotonic() - self._last_renewal >= self.settings.lease_s / 3:
+            self._renew(runs, active)
+            self._last_renewal = time.monotonic()
+        with self.db.connect() as conn:
             cancelled = conn.execute(cancel_requested(active)).scalars().all()
         for job_id in cancelled:
             log.info("job %s: cancel requested, aborting", job_id)
@@ -49,3 +62,36 @@ class Supervisor:
         if took > SLOW_ROUND_S:
             # Cancels and lease renewals wait on this round: say when it is slow.
             log.warning("supervisor round took %.1fs for %d jobs", took, len(active))
+
+    def _renew(self, runs: list[tuple[str, int]], active: list[uuid.UUID]) -> None:
+        def renew() -> set[tuple[str, int]]:
+            with self.db.begin() as conn:
+                statement = renew_leases(active, self.worker_name, self.settings.lease_s)
+                return {(str(job_id), attempt) for job_id, attempt in conn.execute(statement)}
+
+        renewed = retry_conflicts(renew, "renewing leases")
+        if len(renewed) == len(runs):
+            return
+        with self.db.connect() as conn:
+            rows = {str(row.id): row for row in conn.execute(current_attempts(active))}
+        for job_id, attempt in runs:
+            if (job_id, attempt) in renewed or (row := rows.get(job_id)) is None:
+                continue
+            # Requeued but not claimed since (its lease lapsed while this worker could not
+            # reach Postgres): the run goes on, and its result is kept if it comes first.
+            if row.attempt == attempt and row.status == JobStatus.QUEUED:
+                continue
+            if (
+                row.attempt > attempt
+                or row.status != JobStatus.RUNNING
+                or row.worker != self.worker_name
+            ):
+                log.warning(
+                    "job %s: attempt %d superseded (now attempt %d, %s on %s); stopping it",
+                    job_id,
+                    attempt,
+                    row.attempt,
+                    row.status,
+                    row.worker,
+                )
+                self.runner.stop(job_id, StopReason.SUPERSEDED, attempt)

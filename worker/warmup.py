@@ -2,12 +2,12 @@
 meet, and one batch of each number of sequences, so the kernels that compile per batch shape
 do so now, not in front of the first users.
 
-Why: on an H200 the Mixtral-shape benchmark's engine spent ~2.5 s of its measured run in
-Triton compiling the fused-MoE kernel (py-spy, docs/benchmarks/README.md), after two warm-up
-bursts, and every first token of that run waited. The kernel picks its configuration by the
-step's token count and is specialised on whether sizes divide by 16; a queue's arrivals make
-steps of every size, a fixed warm-up burst only a few. So the sweep takes each size of a ~1.5x
-ladder from 1 to the step budget, and the size one above it.
+Why: a mixture-of-experts engine otherwise spends seconds of its first real traffic in Triton
+compiling the fused-MoE kernel, even after warm-up bursts, and every first token waits. The
+kernel picks its configuration by the step's token count and is specialised on whether sizes
+divide by 16; a queue's arrivals make steps of every size, a fixed warm-up burst only a few.
+So the sweep takes each size of a ~1.5x ladder from 1 to the step budget, and the size one
+above it.
 
 The sampler has its own Triton kernel for top-p/top-k over batches of 8 sequences or more,
 shaped by the number of sequences in the step; so the second sweep runs batches of each size

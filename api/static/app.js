@@ -54,7 +54,8 @@ async function* sse(path, signal) {
 async function watch(jobId) {
   current?.controller.abort();
   const controller = new AbortController();
-  current = { id: jobId, controller };
+  const watching = { id: jobId, controller, ended: false };
+  current = watching;
   const answer = $("answer");
   answer.textContent = "";
   $("answer-figures").textContent = "";
@@ -70,6 +71,7 @@ async function watch(jobId) {
       } else if (event.event === "restart") {
         answer.textContent = "";
       } else if (event.event === "done") {
+        watching.ended = true;
         finish(event.data, started, firstAt);
       }
     }
@@ -139,9 +141,11 @@ async function submit(event) {
 
 async function cancel() {
   if (!current) return;
+  const watched = current;
   try {
-    const job = await api(`/jobs/${current.id}/cancel`, { method: "POST" });
-    setStatus(job.status === "cancelled" ? "cancelled" : "cancelling…");
+    const job = await api(`/jobs/${watched.id}/cancel`, { method: "POST" });
+    // The stream's done event can come before this answer: the end it showed stays.
+    if (!watched.ended) setStatus(job.status === "cancelled" ? "cancelled" : "cancelling…");
   } catch (error) {
     setStatus(error.message);
   }

@@ -1,0 +1,1 @@
+"""Batches: bulk uploads of prompts, their progress, results and cancellation."""

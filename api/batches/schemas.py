@@ -1,0 +1,109 @@
+"""Request options and response bodies of the batches API."""
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.batches.parse import BatchFormat
+from api.jobs.schemas import SamplingFields
+from db.states import BatchStatus
+from vqueue.settings import get_settings
+
+_limits = get_settings()
+
+
+class BatchOptions(BaseModel):
+    """Query parameters of POST /batches. The sampling fields are defaults for every line
+    that does not set its own; they are checked like a job's (see SamplingFields)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    format: BatchFormat | None = Field(
+        None, description="Default: from the file name's suffix, else the content type"
+    )
+    on_error: Literal["fail", "skip"] = Field(
+        "fail", description="fail: any bad line refuses the whole file; skip: store the rest"
+    )
+    priority: int = Field(5, ge=0, le=9, description="Of every job of the batch")
+    timeout_s: int | None = Field(None, ge=1, le=_limits.max_job_timeout_s)
+    queue_timeout_s: int | None = Field(None, ge=1, le=_limits.queue_timeout_s)
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] | None = None
+    seed: int | None = None
+    ignore_eos: bool | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    repetition_penalty: float | None = None
+    min_p: float | None = None
+    min_tokens: int | None = None
+    stop_token_ids: list[int] | None = None
+    skip_special_tokens: bool | None = None
+    include_stop_str_in_output: bool | None = None
+
+    def sampling_defaults(self) -> dict[str, Any]:
+        """The sampling fields given, validated; a bad one is a 422 naming the parameter."""
+        given = {
+            name: value
+            for name in SamplingFields.model_fields
+            if (value := getattr(self, name)) is not None
+        }
+        try:
+            SamplingFields.model_validate(given)
+        except ValidationError as exc:
+            errors = [{**error, "loc": ("query", *error["loc"])} for error in exc.errors()]
+            raise RequestValidationError(errors) from None
+        return given
+
+
+class BatchCounts(BaseModel):
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class BatchLineError(BaseModel):
+    line: int
+    message: str
+
+
+class BatchLinks(BaseModel):
+    self: str
+    results: str
+    jobs: str
+    cancel: str
+
+
+class BatchPublic(BaseModel):
+    id: uuid.UUID
+    status: BatchStatus
+    format: BatchFormat
+    filename: str | None
+    priority: int
+    defaults: dict[str, Any] = Field(description="Sampling defaults given with the upload")
+    counts: BatchCounts
+    skipped: int = Field(description="Bad lines left out (on_error=skip)")
+    line_errors: list[BatchLineError] = Field(description="The first of the skipped lines")
+    completion_tokens: int = Field(description="Output tokens of the finished jobs so far")
+    estimated_seconds_left: float | None = Field(
+        description="From the pace so far; None until a job has finished"
+    )
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+    links: BatchLinks
+
+
+class BatchesPublic(BaseModel):
+    data: list[BatchPublic]
+    count: int

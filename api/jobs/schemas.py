@@ -1,0 +1,227 @@
+"""Request and response bodies of the jobs API, separate from the table definitions."""
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any, Self
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictInt,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from db.states import JobStatus
+from vqueue.settings import get_settings
+
+_limits = get_settings()
+
+
+def no_nul(value: str) -> str:
+    # Postgres text cannot hold NUL; refusing it here keeps it a 422, not a failed INSERT.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or only whitespace")
+    return value
+
+
+NonEmptyText = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=_limits.max_prompt_chars),
+    AfterValidator(no_nul),
+    AfterValidator(_not_blank),
+]
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
+
+
+class Role(StrEnum):
+    SYSTEM = "system"
+    USER = "user"
+    ASSISTANT = "assistant"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # Roles are a closed set, so a prompt can never name a template role of its own.
+    role: Role
+    content: NonEmptyText
+
+
+class SamplingFields(BaseModel):
+    """Sampling parameters with the defaults a job runs with; stored whole on the job."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(256, ge=1, le=_limits.max_output_tokens)
+    temperature: float = Field(1.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    top_k: int | None = Field(None, ge=1, le=100_000, description="None: no top-k cut-off")
+    stop: list[StopString] | None = Field(None, max_length=_limits.max_stop_strings)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
+    ignore_eos: bool = False
+    presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    frequency_penalty: float = Field(0.0, ge=-2.0, le=2.0)
+    # vLLM's own sampling parameters, as its OpenAI server takes them.
+    repetition_penalty: float = Field(1.0, gt=0.0, le=100.0, description="1: no penalty")
+    min_p: float = Field(0.0, ge=0.0, le=1.0, description="0: no min-p cut-off")
+    min_tokens: int = Field(
+        0, ge=0, le=_limits.max_output_tokens, description="Tokens before EOS or a stop may end it"
+    )
+    stop_token_ids: list[Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]] | None = Field(
+        None, max_length=256, description="Token ids that end the output, as stop strings do"
+    )
+    skip_special_tokens: bool = True
+    include_stop_str_in_output: bool = False
+
+    @field_validator("min_tokens")
+    @classmethod
+    def _min_within_max(cls, value: int, info: ValidationInfo) -> int:
+        # max_tokens is declared first, so it is validated (and present) by now.
+        max_tokens = info.data.get("max_tokens")
+        if max_tokens is not None and value > max_tokens:
+            raise ValueError(f"min_tokens ({value}) is over max_tokens ({max_tokens})")
+        return value
+
+    def sampling(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", include=set(SamplingFields.model_fields))
+
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(orjson.dumps(value))
+    if size > _limits.max_metadata_bytes:
+        raise ValueError(f"is {size} bytes as JSON, over {_limits.max_metadata_bytes}")
+    return value
+
+
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
+Metadata = Annotated[
+    dict[str, str | int | float | bool | None],
+    Field(max_length=64, description="Free-form values kept with the job"),
+    AfterValidator(_small_json),
+]
+
+
+class JobInput(BaseModel):
+    """What the model reads: a plain prompt or chat turns, exactly one of them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: NonEmptyText | None = None
+    messages: list[Message] | None = Field(None, min_length=1, max_length=_limits.max_messages)
+
+    @model_validator(mode="after")
+    def _one_input(self) -> Self:
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        if self.messages is not None:
+            total = sum(len(message.content) for message in self.messages)
+            if total > _limits.max_prompt_chars:
+                raise ValueError(
+                    f"messages hold {total} characters, over {_limits.max_prompt_chars}"
+                )
+        return self
+
+    def messages_json(self) -> list[dict[str, str]] | None:
+        return None if self.messages is None else [m.model_dump(mode="json") for m in self.messages]
+
+
+class JobCreate(SamplingFields, JobInput):
+    priority: int = Field(5, ge=0, le=9, description="0 runs first, 9 last")
+    timeout_s: int | None = Field(
+        None, ge=1, le=_limits.max_job_timeout_s, description="Longest run; default the maximum"
+    )
+    queue_timeout_s: int | None = Field(
+        None,
+        ge=1,
+        le=_limits.queue_timeout_s,
+        description="Longest wait in the queue before the job expires; default the maximum",
+    )
+
+    # A JSON body's numbers and flags are taken as sent: "1" or true for max_tokens would
+    # otherwise run as 1. (Batch files, whose CSV cells are text, are read elsewhere.)
+    @field_validator(
+        "max_tokens",
+        "temperature",
+        "top_p",
+        "top_k",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "repetition_penalty",
+        "min_p",
+        "min_tokens",
+        "priority",
+        "timeout_s",
+        "queue_timeout_s",
+        mode="before",
+    )
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        if isinstance(value, str | bool):
+            raise ValueError(f"must be a number, not {type(value).__name__} {value!r}")
+        return value
+
+    @field_validator(
+        "ignore_eos", "skip_special_tokens", "include_stop_str_in_output", mode="before"
+    )
+    @classmethod
+    def _a_flag(cls, value: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValueError(f"must be true or false, not {value!r}")
+        return value
+
+
+class Usage(BaseModel):
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    total_tokens: int | None
+
+
+class JobLinks(BaseModel):
+    self: str
+    stream: str
+    cancel: str
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    priority: int
+    timeout_s: int
+    expires_at: datetime | None
+    cancel_requested_at: datetime | None
+    model: str | None
+    prompt: str | None
+    messages: list[Message] | None
+    params: dict[str, Any]
+    attempt: int
+    text: str | None = Field(description="The final text, or the text so far while running")
+    finish_reason: str | None
+    error: str | None
+    usage: Usage
+    created_at: datetime
+    started_at: datetime | None
+    first_token_at: datetime | None
+    finished_at: datetime | None
+    batch_id: uuid.UUID | None = Field(None, description="The batch this job came from")
+    custom_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    links: JobLinks
+
+
+class JobsPublic(BaseModel):
+    data: list[JobPublic]
+    count: int

@@ -1,0 +1,159 @@
+"""OpenAI's Batch API, backed by vqueue's batches: a batch made from an uploaded input file is
+read as OpenAI batch input and stored like `POST /batches` stores one (api/openai/file_routes.py
+serves its files)."""
+
+import io
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from api.batches.schemas import BatchOptions
+from api.batches.service import cancel_batch_now
+from api.batches.store import store_batch
+from api.batches.upload import Upload
+from api.batches.views import tally_jobs
+from api.core.auth import CallerDep
+from api.core.resources import Resources, ResourcesDep
+from api.openai.errors import OPENAI_ERRORS, from_validation, invalid_request
+from api.openai.files import (
+    ERRORS,
+    OUTPUT,
+    file_id,
+    openai_batch_row,
+    parse_file_id,
+    parse_openai_batch_id,
+    stored_file,
+)
+from api.openai.requests import ENDPOINTS
+from api.openai.views import list_page
+from db.batches import list_openai_batches
+from db.states import BatchStatus, JobStatus
+
+router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
+
+
+class BatchCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    input_file_id: str
+    endpoint: str
+    completion_window: Literal["24h"]
+    metadata: dict[str, str] | None = Field(None, max_length=16)
+
+
+@router.post("/batches")
+async def create_openai_batch(
+    request: Request, resources: ResourcesDep, caller: CallerDep
+) -> dict[str, Any]:
+    try:
+        body = BatchCreate.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+    if body.endpoint not in ENDPOINTS:
+        raise invalid_request(f"endpoint: must be one of {', '.join(ENDPOINTS)}", "endpoint")
+    file_uuid, kind = parse_file_id(body.input_file_id)
+    if kind is not None:
+        raise invalid_request(
+            "input_file_id: a batch's output cannot be its input", "input_file_id"
+        )
+    stored = await stored_file(resources, caller, file_uuid, body.input_file_id)
+    content = bytes(stored["content"])
+    upload = Upload(io.BytesIO(content), len(content), "", stored["filename"], None)
+    metadata = {
+        "openai": {
+            "input_file_id": body.input_file_id,
+            "endpoint": body.endpoint,
+            "completion_window": body.completion_window,
+            "metadata": body.metadata,
+            "model": resources.settings.model_name,
+        }
+    }
+    row = await store_batch(
+        resources,
+        caller,
+        upload,
+        BatchOptions(format="openai"),
+        idempotency_key=None,
+        request_hash=None,
+        openai_endpoint=body.endpoint,
+        metadata=metadata,
+    )
+    assert row is not None
+    resources.feeder.wake()
+    return await _batch_object(resources, row)
+
+
+async def _batch_object(resources: Resources, row: Mapping[str, Any]) -> dict[str, Any]:
+    async with resources.db.connect() as conn:
+        tally = (await tally_jobs(conn, [row["id"]]))[row["id"]]
+    openai = row["metadata"]["openai"]
+    status = BatchStatus(row["status"])
+    failed = tally.get(JobStatus.FAILED, 0) + tally.get(JobStatus.CANCELLED, 0)
+
+    def at(value: Any) -> int | None:
+        return None if value is None else int(value.timestamp())
+
+    finished = row["finished_at"]
+    return {
+        "id": f"batch_{row['id'].hex}",
+        "object": "batch",
+        "endpoint": openai["endpoint"],
+        "errors": None,
+        "input_file_id": openai["input_file_id"],
+        "completion_window": openai["completion_window"],
+        "status": status.value,
+        "output_file_id": file_id(row["id"], OUTPUT),
+        "error_file_id": file_id(row["id"], ERRORS) if failed else None,
+        "created_at": at(row["created_at"]),
+        "in_progress_at": at(row["started_at"]),
+        "expires_at": at(row["created_at"] + timedelta(hours=24)),
+        "finalizing_at": None,
+        "completed_at": at(finished) if status == BatchStatus.COMPLETED else None,
+        "failed_at": at(finished) if status == BatchStatus.FAILED else None,
+        "expired_at": None,
+        "cancelling_at": at(row["cancel_requested_at"]),
+        "cancelled_at": at(finished) if status == BatchStatus.CANCELLED else None,
+        "request_counts": {
+            "total": row["total"],
+            "completed": tally.get(JobStatus.SUCCEEDED, 0),
+            "failed": failed,
+        },
+        "metadata": openai["metadata"],
+    }
+
+
+@router.get("/batches/{batch_name}")
+async def read_openai_batch(
+    batch_name: str, resources: ResourcesDep, caller: CallerDep
+) -> dict[str, Any]:
+    batch_uuid = parse_openai_batch_id(batch_name)
+    row = await openai_batch_row(resources, caller, batch_uuid, batch_name)
+    return await _batch_object(resources, row)
+
+
+@router.get("/batches")
+async def list_openai_batches_route(
+    resources: ResourcesDep,
+    caller: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    after: str | None = None,
+) -> dict[str, Any]:
+    after_uuid = parse_openai_batch_id(after) if after else None
+    async with resources.db.connect() as conn:
+        query = list_openai_batches(limit=limit + 1, after=after_uuid, scope=caller.scope)
+        rows = (await conn.execute(query)).mappings().all()
+    data = [await _batch_object(resources, row) for row in rows[:limit]]
+    return list_page(data, has_more=len(rows) > limit)
+
+
+@router.post("/batches/{batch_name}/cancel")
+async def cancel_openai_batch(
+    batch_name: str, resources: ResourcesDep, caller: CallerDep
+) -> dict[str, Any]:
+    batch_uuid = parse_openai_batch_id(batch_name)
+    batch = await openai_batch_row(resources, caller, batch_uuid, batch_name)
+    row = await cancel_batch_now(resources, batch)
+    return await _batch_object(resources, row)

@@ -1,0 +1,159 @@
+"""OpenAI request bodies (chat and text completions) mapped to the fields of a job.
+
+Used by /v1 and the OpenAI batch input format. An explicit null means the field's default, as
+in OpenAI's API and vLLM's server. A field neither of them knows is refused by name, as
+OpenAI's own API does; so is a field they know that this service does not honour yet, unless
+its value is the default (a client library that sends `"n": 1` or `"echo": false` works).
+"""
+
+from typing import Any
+
+from vqueue.contract.sampling import OPENAI_SAMPLING_KEYS, VLLM_SAMPLING_KEYS
+
+CHAT_COMPLETIONS = "/v1/chat/completions"
+COMPLETIONS = "/v1/completions"
+ENDPOINTS = (CHAT_COMPLETIONS, COMPLETIONS)
+
+# Passed through unchanged; the job's own validation bounds them.
+_SAMPLING = OPENAI_SAMPLING_KEYS
+_VLLM_EXTRAS = VLLM_SAMPLING_KEYS
+# Fields OpenAI or vLLM define that are not honoured here yet: each value here is what the
+# field means when it is left out, and only those are accepted.
+_DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
+    "n": (1,),
+    "best_of": (1,),
+    "echo": (False,),
+    "logprobs": (False,),
+    "top_logprobs": (0,),
+    "logit_bias": ({},),
+    "response_format": ({"type": "text"},),
+    "tools": ([],),
+    "tool_choice": ("none", "auto"),
+    "parallel_tool_calls": (True, False),
+    "suffix": ("",),
+    "service_tier": ("auto", "default"),
+    "store": (False,),
+    "metadata": ({},),
+    "length_penalty": (1.0,),
+    "use_beam_search": (False,),
+    "add_generation_prompt": (True,),
+    "continue_final_message": (False,),
+    "add_special_tokens": (False, True),
+    "spaces_between_special_tokens": (True,),
+    "truncate_prompt_tokens": (),
+    "priority": (0,),
+}
+_COMMON = {
+    "model",
+    "max_tokens",
+    "stop",
+    "n",
+    "stream",
+    "stream_options",
+    "user",
+    *_SAMPLING,
+    *_VLLM_EXTRAS,
+    *_DEFAULT_ONLY,
+}
+ALLOWED_FIELDS = {
+    CHAT_COMPLETIONS: _COMMON | {"messages", "max_completion_tokens"},
+    COMPLETIONS: _COMMON | {"prompt"},
+}
+# "developer" is OpenAI's newer name for the system role.
+_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+
+
+class OpenAIFieldError(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(f"{param}: {message}")
+        self.param = param
+        self.message = message
+
+
+def _content_text(content: Any, where: str) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts = []
+        for i, part in enumerate(content):
+            if not isinstance(part, dict) or part.get("type") != "text":
+                raise OpenAIFieldError(f"{where}[{i}]", "only text content parts are supported")
+            if not isinstance(part.get("text"), str):
+                raise OpenAIFieldError(f"{where}[{i}].text", "must be a string")
+            texts.append(part["text"])
+        return "".join(texts)
+    raise OpenAIFieldError(where, "must be a string or a list of text parts")
+
+
+def _messages(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list):
+        raise OpenAIFieldError("messages", "must be a list of messages")
+    messages = []
+    for i, message in enumerate(value):
+        if not isinstance(message, dict):
+            raise OpenAIFieldError(f"messages[{i}]", "must be an object")
+        extra = set(message) - {"role", "content", "name"}
+        if extra:
+            raise OpenAIFieldError(f"messages[{i}].{sorted(extra)[0]}", "is not supported")
+        role = _ROLES.get(message.get("role"))  # type: ignore[arg-type]
+        if role is None:
+            raise OpenAIFieldError(
+                f"messages[{i}].role", f"must be one of {', '.join(sorted(_ROLES))}"
+            )
+        content = _content_text(message.get("content"), f"messages[{i}].content")
+        messages.append({"role": role, "content": content})
+    return messages
+
+
+def _prompt(value: Any) -> str:
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    if not isinstance(value, str):
+        raise OpenAIFieldError("prompt", "must be one string (one prompt per request)")
+    return value
+
+
+def _is_default(value: Any, defaults: tuple[Any, ...]) -> bool:
+    # `True == 1` in Python: a flag never stands for a number, nor a number for a flag.
+    return any(
+        isinstance(value, bool) == isinstance(default, bool) and value == default
+        for default in defaults
+    )
+
+
+def job_fields(
+    endpoint: str, body: Any, served_models: set[str], *, allow_stream: bool = False
+) -> dict[str, Any]:
+    """The job fields (prompt or messages, sampling) an OpenAI request body asks for."""
+    if endpoint not in ALLOWED_FIELDS:
+        raise OpenAIFieldError("url", f"must be one of {', '.join(ENDPOINTS)}")
+    if not isinstance(body, dict):
+        raise OpenAIFieldError("body", "must be a JSON object")
+    unknown = sorted(set(body) - ALLOWED_FIELDS[endpoint])
+    if unknown:
+        raise OpenAIFieldError(unknown[0], "is not a field of this endpoint")
+    body = {key: value for key, value in body.items() if value is not None}
+    for key in sorted(set(body) & set(_DEFAULT_ONLY)):
+        if not _is_default(body[key], _DEFAULT_ONLY[key]):
+            raise OpenAIFieldError(key, "is not supported by this service yet")
+    model = body.get("model")
+    if model is not None and model not in served_models:
+        raise OpenAIFieldError("model", f"{model!r} is not served here; use one of /v1/models")
+    if body.get("stream") and not allow_stream:
+        raise OpenAIFieldError("stream", "cannot stream here")
+    fields: dict[str, Any] = {key: body[key] for key in (*_SAMPLING, *_VLLM_EXTRAS) if key in body}
+    max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    if max_tokens is not None:
+        fields["max_tokens"] = max_tokens
+    stop = body.get("stop")
+    if stop is not None:
+        fields["stop"] = [stop] if isinstance(stop, str) else stop
+    if endpoint == CHAT_COMPLETIONS:
+        if "messages" not in body:
+            raise OpenAIFieldError("messages", "is required")
+        fields["messages"] = _messages(body["messages"])
+    else:
+        if "prompt" not in body:
+            raise OpenAIFieldError("prompt", "is required")
+        fields["prompt"] = _prompt(body["prompt"])
+    return fields

@@ -1,0 +1,200 @@
+"""OpenAI-compatible endpoints: chat and text completions, streamed or not, and the model list.
+
+Each request is an ordinary job (committed to Postgres, queued, run by a worker, visible at
+GET /jobs/{id}); the response `id` is `chatcmpl-<job id>` or `cmpl-<job id>`, and the
+`X-Job-Id` header carries the job id alone. A client that disconnects stops following the job,
+not the job itself. Errors use OpenAI's error object (see api/openai/errors.py).
+"""
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import ValidationError
+
+from api.core.auth import CallerDep
+from api.core.callers import Caller
+from api.core.limits import admit, input_tokens
+from api.core.resources import Resources, ResourcesDep
+from api.core.sse import SSE_HEADERS
+from api.jobs.follower import Final, FollowEvent, JobFollower, while_key_valid
+from api.jobs.schemas import JobCreate
+from api.jobs.service import new_job_row
+from api.jobs.stream_cursor import StreamCursor
+from api.openai.errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
+from api.openai.requests import CHAT_COMPLETIONS, COMPLETIONS, OpenAIFieldError, job_fields
+from api.openai.views import Reply, failure
+from api.ops.live_workers import worker_descriptions
+from db.states import JobStatus
+
+router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
+
+# A request body is a prompt plus a few parameters; the prompt limit bounds it.
+BODY_OVERHEAD = 64 * 1024
+
+
+async def served_models(resources: Resources) -> list[str]:
+    """The settings' model name first, then any other model a live worker announces."""
+    names = [resources.settings.model_name]
+    for worker in await worker_descriptions(resources.redis):
+        if worker["model"] not in names:
+            names.append(worker["model"])
+    return names
+
+
+@router.get("/models")
+async def list_models(resources: ResourcesDep) -> dict[str, Any]:
+    """As vLLM's server lists them: each with its root (the model loaded) and context length,
+    from the workers that serve it (the settings' model, if none is live yet)."""
+    created = int(time.time())
+    settings = resources.settings
+    served: dict[str, dict[str, Any]] = {
+        settings.model_name: {"root": settings.model, "max_model_len": settings.max_model_len}
+    }
+    for worker in await worker_descriptions(resources.redis):
+        served[worker["model"]] = {
+            "root": worker["root"],
+            "max_model_len": worker["max_model_len"],
+        }
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": created,
+            "owned_by": "vqueue",
+            **found,
+            "parent": None,
+            "permission": [_permission(created)],
+        }
+        for name, found in served.items()
+    ]
+    return {"object": "list", "data": data}
+
+
+def _permission(created: int) -> dict[str, Any]:
+    """vLLM's model permission object, which some clients read."""
+    return {
+        "id": f"modelperm-{uuid.uuid4().hex}",
+        "object": "model_permission",
+        "created": created,
+        "allow_create_engine": False,
+        "allow_sampling": True,
+        "allow_logprobs": False,
+        "allow_search_indices": False,
+        "allow_view": True,
+        "allow_fine_tuning": False,
+        "organization": "*",
+        "group": None,
+        "is_blocking": False,
+    }
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    size = 0
+    chunks = []
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise OpenAIError(
+                413, f"the request body is over the limit of {limit} bytes", "invalid_request_error"
+            )
+        chunks.append(chunk)
+    try:
+        body = orjson.loads(b"".join(chunks))
+    except orjson.JSONDecodeError as exc:
+        raise invalid_request(f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise invalid_request("the body must be a JSON object")
+    return body
+
+
+def _validated(fields: dict[str, Any]) -> JobCreate:
+    try:
+        return JobCreate.model_validate(fields)
+    except ValidationError as exc:
+        raise from_validation(exc) from None
+
+
+async def _submit(
+    resources: Resources, caller: Caller, job: JobCreate, body: dict[str, Any]
+) -> Mapping[Any, Any]:
+    await admit(resources, caller, 1, input_tokens(job))
+    user = body.get("user")
+    metadata = {"user": user} if isinstance(user, str) else None
+    row = new_job_row(job, resources.settings, caller, metadata=metadata)
+    submitted = await resources.submitter.submit(row)
+    assert submitted is not None  # no idempotency key: nothing can conflict
+    return submitted
+
+
+async def _complete(request: Request, resources: Resources, caller: Caller, endpoint: str) -> Any:
+    settings = resources.settings
+    body = await _json_body(request, settings.max_prompt_chars * 6 + BODY_OVERHEAD)
+    try:
+        fields = job_fields(endpoint, body, set(await served_models(resources)), allow_stream=True)
+    except OpenAIFieldError as exc:
+        raise invalid_request(str(exc), exc.param) from None
+    stream = body.get("stream") or False
+    if not isinstance(stream, bool):
+        raise invalid_request("stream: must be a boolean", "stream")
+    options = body.get("stream_options") or {}
+    if not isinstance(options, dict) or set(options) - {"include_usage"}:
+        raise invalid_request("stream_options: only include_usage is supported", "stream_options")
+    job = _validated(fields)
+    if (too_long := await resources.context.refusal(job, job.max_tokens)) is not None:
+        raise invalid_request(too_long, "messages" if endpoint == CHAT_COMPLETIONS else "prompt")
+    row = await _submit(resources, caller, job, body)
+    reply = Reply(endpoint, row, body.get("model") or settings.model_name)
+    # The whole reply carries the text: its final row is read back from Postgres.
+    follower = JobFollower(
+        resources, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream
+    )
+    headers = {"X-Job-Id": str(row["id"])}
+    if stream:
+        events = while_key_valid(resources, caller, follower.events(row))
+        # The first event (text, an end, or a keep-alive within VQUEUE_SSE_KEEPALIVE_S) comes
+        # before the status line: a request the worker refused (an over-long prompt) gets its
+        # 400, as from vLLM's server, not a 200 stream that carries the error.
+        first = await anext(events, None)
+        if isinstance(first, Final) and (refused := refusal(first.row)) is not None:
+            await events.aclose()
+            raise refused
+        chunks = reply.chunks(_after(first, events), bool(options.get("include_usage")))
+        return StreamingResponse(
+            chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
+        )
+    async for event in follower.events(row):
+        if isinstance(event, Final):
+            return JSONResponse(reply.whole(event.row), headers=headers)
+    raise OpenAIError(500, "the job's end was not seen", "server_error")
+
+
+def refusal(row: Mapping[str, Any]) -> OpenAIError | None:
+    """The client error a job that ended unsucceeded stands for, if it is one."""
+    if row["status"] == JobStatus.SUCCEEDED:
+        return None
+    error = failure(row)
+    return error if error.status_code < 500 else None
+
+
+async def _after(
+    first: FollowEvent | None, rest: AsyncIterator[FollowEvent]
+) -> AsyncIterator[FollowEvent]:
+    if first is not None:
+        yield first
+    async for event in rest:
+        yield event
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, resources: ResourcesDep, caller: CallerDep) -> Any:
+    return await _complete(request, resources, caller, CHAT_COMPLETIONS)
+
+
+@router.post("/completions")
+async def completions(request: Request, resources: ResourcesDep, caller: CallerDep) -> Any:
+    return await _complete(request, resources, caller, COMPLETIONS)

@@ -1,0 +1,179 @@
+"""OpenAI's response shapes (completions, chunks, batch output lines) for a job's row."""
+
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from api.core.errors import log_with_reference
+from api.jobs.follower import Final, Revoked
+from api.jobs.stream_cursor import Delta, Restart
+from api.openai.errors import OpenAIError, invalid_request
+from api.openai.requests import CHAT_COMPLETIONS
+from db.states import JobStatus
+
+
+def usage(row: Mapping[str, Any]) -> dict[str, int]:
+    prompt, completion = row["prompt_tokens"] or 0, row["completion_tokens"] or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+
+
+def failure(row: Mapping[str, Any]) -> OpenAIError:
+    """Why a job that did not succeed has no completion, as OpenAI's error object."""
+    message = row["error"] or f"the job {row['status']}"
+    if "context length" in message or "maximum model length" in message:
+        return invalid_request(message, "messages")
+    if message.startswith("stop_token_ids "):
+        return invalid_request(message, "stop_token_ids")
+    if row["status"] == JobStatus.CANCELLED:
+        return OpenAIError(409, message, "invalid_request_error", code="cancelled")
+    return OpenAIError(500, message, "server_error")
+
+
+def _error_chunk(error: OpenAIError) -> bytes:
+    return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+
+
+class Reply:
+    """OpenAI's response shapes for one job."""
+
+    def __init__(self, endpoint: str, row: Mapping[str, Any], model: str) -> None:
+        self.chat = endpoint == CHAT_COMPLETIONS
+        self.id = f"{'chatcmpl' if self.chat else 'cmpl'}-{row['id']}"
+        self.job_path = f"/jobs/{row['id']}"
+        self.created = int(row["created_at"].timestamp())
+        self.model = model
+
+    def _lost_chunk(self, what: str) -> bytes:
+        """An error chunk for a stream that cannot carry the job's text to its end."""
+        return _error_chunk(
+            OpenAIError(500, f"{what}; its result will be at {self.job_path}", "server_error")
+        )
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+    def whole(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        if row["status"] != JobStatus.SUCCEEDED:
+            raise failure(row)
+        text, reason = row["text"] or "", row["finish_reason"]
+        if self.chat:
+            choice: dict[str, Any] = {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "logprobs": None,
+                "finish_reason": reason,
+            }
+            return {**self._head("chat.completion"), "choices": [choice], "usage": usage(row)}
+        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
+        return {**self._head("text_completion"), "choices": [choice], "usage": usage(row)}
+
+    def _chunk(self, text: str | None, reason: str | None, with_usage: bool) -> bytes:
+        if self.chat:
+            delta = {} if text is None else {"content": text}
+            choice: dict[str, Any] = {
+                "index": 0,
+                "delta": delta,
+                "logprobs": None,
+                "finish_reason": reason,
+            }
+            data = {**self._head("chat.completion.chunk"), "choices": [choice]}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
+            data = {**self._head("text_completion"), "choices": [choice]}
+        if with_usage:
+            data["usage"] = None
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    def _role_chunk(self, with_usage: bool) -> bytes:
+        data: dict[str, Any] = {
+            **self._head("chat.completion.chunk"),
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"role": "assistant", "content": ""},
+                    "logprobs": None,
+                    "finish_reason": None,
+                }
+            ],
+        }
+        if with_usage:
+            data["usage"] = None
+        return b"data: " + orjson.dumps(data) + b"\n\n"
+
+    async def chunks(self, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
+        # As from vLLM's server, a chat stream's role chunk goes out with its first token, not
+        # before the engine has made one: clients time the first chunk as the first token.
+        role_due = self.chat
+        try:
+            async for event in events:
+                if role_due and isinstance(event, Delta | Final):
+                    if not isinstance(event, Final) or event.row["status"] == JobStatus.SUCCEEDED:
+                        yield self._role_chunk(include_usage)
+                    role_due = False
+                if isinstance(event, Delta):
+                    yield self._chunk(event.text, None, include_usage)
+                elif isinstance(event, Revoked):
+                    error = OpenAIError(401, "the API key was revoked", "authentication_error")
+                    yield _error_chunk(error)
+                    break
+                elif isinstance(event, Restart):
+                    # Text already sent cannot be taken back: end with an error, the job goes on.
+                    yield self._lost_chunk(
+                        "the worker running this request was lost and the job restarted"
+                    )
+                    break
+                elif isinstance(event, Final):
+                    row = event.row
+                    if row["status"] == JobStatus.SUCCEEDED:
+                        yield self._chunk(None, row["finish_reason"], include_usage)
+                        if include_usage:
+                            data = {
+                                **self._head(
+                                    "chat.completion.chunk" if self.chat else "text_completion"
+                                ),
+                                "choices": [],
+                                "usage": usage(row),
+                            }
+                            yield b"data: " + orjson.dumps(data) + b"\n\n"
+                    else:
+                        yield _error_chunk(failure(row))
+                    break
+        except Exception as exc:
+            # The status line is out: an error chunk and [DONE], not a connection cut mid-chunk.
+            reference = log_with_reference(f"stream of {self.id} broke off", exc)
+            yield self._lost_chunk(f"the stream broke off (reference {reference}); the job goes on")
+        yield b"data: [DONE]\n\n"
+
+
+def list_page(data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
+    """One page of an OpenAI list (files, batches), with its cursor ids."""
+    return {
+        "object": "list",
+        "data": data,
+        "first_id": data[0]["id"] if data else None,
+        "last_id": data[-1]["id"] if data else None,
+        "has_more": has_more,
+    }
+
+
+def batch_output_line(row: Mapping[str, Any], endpoint: str, model: str) -> bytes:
+    """One line of a batch's output file (succeeded jobs) or error file (the others)."""
+    line: dict[str, Any] = {"id": f"batch_req_{row['id'].hex}", "custom_id": row["custom_id"]}
+    if row["status"] == JobStatus.SUCCEEDED:
+        body = Reply(endpoint, row, model).whole(row)
+        line["response"] = {"status_code": 200, "request_id": str(row["id"]), "body": body}
+        line["error"] = None
+    else:
+        error = failure(row)
+        line["response"] = {
+            "status_code": error.status_code,
+            "request_id": str(row["id"]),
+            "body": error.body(),
+        }
+        line["error"] = {"code": error.code or error.type, "message": error.message}
+    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)

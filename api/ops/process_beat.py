@@ -1,0 +1,47 @@
+"""Each API process announces itself, with its garbage-collection pauses, like a worker does.
+
+An API process's event loop carries every stream it serves, so a long pause of its own shows
+as a burst of late tokens. Its pauses are kept with their times (vqueue/gc_heap.py), and the
+benchmark reads them from here to hold against the late tokens of a run; /metrics shows only
+the answering process's totals.
+"""
+
+import logging
+import time
+from contextlib import suppress
+
+import orjson
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from api.core.background import BackgroundTask, every
+from vqueue.contract.wire import api_key, process_name
+from vqueue.gc_heap import GcPauses
+
+log = logging.getLogger(__name__)
+
+
+class ProcessBeat:
+    def __init__(self, redis: Redis, gc_pauses: GcPauses, interval_s: float) -> None:
+        self._redis = redis
+        self._gc_pauses = gc_pauses
+        self._interval_s = interval_s
+        self.name = process_name()
+        self._task = BackgroundTask("process-beat", every(interval_s, self.beat))
+
+    def start(self) -> None:
+        self._task.start()
+
+    async def close(self) -> None:
+        await self._task.close()
+        with suppress(RedisError, OSError):
+            await self._redis.delete(api_key(self.name))
+
+    async def beat(self) -> None:
+        described = {"name": self.name, "beat_at": time.time(), "gc": self._gc_pauses.snapshot()}
+        try:
+            await self._redis.set(
+                api_key(self.name), orjson.dumps(described), ex=int(self._interval_s * 3) + 1
+            )
+        except (RedisError, OSError) as exc:
+            log.debug("API heartbeat failed: %s", exc)

@@ -1,0 +1,104 @@
+"""How OpenAI request bodies become job fields (api/openai/requests.py), without the stack."""
+
+from typing import Any
+
+import pytest
+
+from api.jobs.schemas import JobCreate
+from api.openai.requests import CHAT_COMPLETIONS, COMPLETIONS, OpenAIFieldError, job_fields
+
+MODELS = {"m"}
+CHAT: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def fields(body: dict[str, Any], endpoint: str = CHAT_COMPLETIONS) -> dict[str, Any]:
+    return job_fields(endpoint, body, MODELS, allow_stream=True)
+
+
+def test_what_vllms_benchmark_sends_is_taken_and_null_means_the_default() -> None:
+    body = {
+        "model": "m",
+        "prompt": "Once",
+        "repetition_penalty": 1.0,
+        "max_tokens": 16,
+        "logprobs": None,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+    }
+    got = fields(body, COMPLETIONS)
+    assert got == {
+        "prompt": "Once",
+        "repetition_penalty": 1.0,
+        "max_tokens": 16,
+        "ignore_eos": True,
+    }
+    job = JobCreate.model_validate(got)
+    assert job.sampling()["repetition_penalty"] == 1.0
+
+
+def test_explicit_nulls_are_the_defaults_of_every_known_field() -> None:
+    nulls = dict.fromkeys(
+        ["temperature", "top_p", "n", "stop", "seed", "logprobs", "top_logprobs", "user",
+         "tools", "tool_choice", "response_format", "logit_bias", "max_tokens", "top_k",
+         "min_p", "stop_token_ids", "stream", "stream_options"]
+    )  # fmt: skip
+    job = JobCreate.model_validate(fields({**CHAT, **nulls}))
+    assert job.temperature == 1.0
+    assert job.max_tokens == 256
+    assert job.stop is None
+
+
+def test_vllm_sampling_fields_reach_the_job() -> None:
+    extras = {
+        "min_p": 0.05,
+        "min_tokens": 2,
+        "top_k": 20,
+        "stop_token_ids": [2, 7],
+        "skip_special_tokens": False,
+        "include_stop_str_in_output": True,
+        "max_completion_tokens": 9,
+    }
+    params = JobCreate.model_validate(fields({**CHAT, **extras})).sampling()
+    assert {key: params[key] for key in extras if key != "max_completion_tokens"} == {
+        key: value for key, value in extras.items() if key != "max_completion_tokens"
+    }
+    assert params["max_tokens"] == 9
+
+
+@pytest.mark.parametrize(
+    ("change", "param"),
+    [
+        ({"n": 2}, "n"),
+        ({"logprobs": True}, "logprobs"),
+        ({"echo": True}, "echo"),
+        ({"tools": [{"type": "function"}]}, "tools"),
+        ({"n": True}, "n"),  # a flag is not the number 1
+        ({"frobnicate": None}, "frobnicate"),  # unknown to OpenAI and vLLM: refused, even null
+        ({"frobnicate": 1}, "frobnicate"),
+    ],
+)
+def test_fields_not_honoured_are_refused_by_name(change: dict[str, Any], param: str) -> None:
+    with pytest.raises(OpenAIFieldError) as raised:
+        fields({**CHAT, **change})
+    assert raised.value.param == param
+
+
+def test_defaults_of_fields_not_honoured_yet_are_accepted() -> None:
+    defaults = {"n": 1, "echo": False, "logprobs": False, "tools": [], "logit_bias": {}}
+    assert fields({**CHAT, **defaults}) == fields(CHAT)
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"min_tokens": 20, "max_tokens": 10}, "min_tokens"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"stop_token_ids": ["2"]}, "stop_token_ids"),
+        ({"min_p": "0.1"}, "min_p"),
+        ({"skip_special_tokens": 1}, "skip_special_tokens"),
+    ],
+)
+def test_bad_vllm_sampling_values_are_refused(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValueError, match=field):
+        JobCreate.model_validate(fields({**CHAT, **change}))

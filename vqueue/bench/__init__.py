@@ -1,1 +1,0 @@
-"""`make bench`: the queue end to end beside the bare vLLM engine, on the same machine."""

@@ -1,0 +1,1 @@
+"""The HTTP client of the API and the `vqueue` command line built on it."""
