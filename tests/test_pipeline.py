@@ -5,8 +5,9 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
+import orjson
 from redis import Redis
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from transformers import AutoTokenizer
 
 from tests.helpers import http, insert_unqueued_job
@@ -63,6 +64,26 @@ def test_a_job_streams_and_its_deltas_are_its_text(client: VQueueClient) -> None
         <= ts(final, "first_token_at")
         <= ts(final, "finished_at")
     )
+
+
+def test_unicode_line_breaks_in_a_text_reach_line_splitting_clients_whole(
+    client: VQueueClient, base_url: str, db: Engine, redis: Redis
+) -> None:
+    # U+2028, U+2029 and U+0085 are line breaks to str.splitlines, and so to httpx's
+    # iter_lines; a model samples them now and then. Written into a finished job's row as if
+    # sampled, the text is replayed from Postgres once its token log is gone.
+    job = client.wait(client.submit(prompt="Hello", max_tokens=2)["id"])
+    sampled = "line\u2028separator\u2029paragraph\u0085next line"
+    with db.begin() as conn:
+        conn.execute(
+            text("UPDATE jobs SET text = :text WHERE id = :id"), {"text": sampled, "id": job["id"]}
+        )
+    redis.delete(token_log_key(job["id"]))
+
+    assert joined(list(client.stream(job["id"]))) == sampled
+    with http.stream("GET", f"{base_url}/jobs/{job['id']}/stream", timeout=60) as response:
+        data = [line[5:] for line in response.iter_lines() if line.startswith("data:")]
+    assert "".join(orjson.loads(line).get("text", "") for line in data) == sampled
 
 
 def test_chat_messages_go_through_the_chat_template(client: VQueueClient) -> None:

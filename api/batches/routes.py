@@ -4,7 +4,6 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
@@ -18,6 +17,7 @@ from api.core.callers import Caller
 from api.core.error_schemas import ErrorResponse
 from api.core.errors import ConflictError, NotFoundError
 from api.core.resources import Resources, ResourcesDep, first_row
+from api.core.wire_json import line_safe_json
 from api.jobs.schemas import JobsPublic
 from api.jobs.service import IdempotencyKey
 from api.jobs.views import job_public, usage_of
@@ -165,7 +165,7 @@ async def read_batches(
 
 
 def _result_line(row: Mapping[Any, Any]) -> bytes:
-    return orjson.dumps(
+    return line_safe_json(
         {
             "custom_id": row["custom_id"],
             "line": row["batch_line"],
@@ -177,7 +177,7 @@ def _result_line(row: Mapping[Any, Any]) -> bytes:
             "error": row["error"],
             "metadata": row["metadata"],
         },
-        option=orjson.OPT_APPEND_NEWLINE,
+        newline=True,
     )
 
 

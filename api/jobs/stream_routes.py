@@ -10,7 +10,6 @@ event and that attempt's text from its start, never the rest of another attempt'
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
@@ -18,6 +17,7 @@ from api.core.auth import CallerDep
 from api.core.errors import BadRequestError, NotFoundError, log_with_reference
 from api.core.resources import ResourcesDep
 from api.core.sse import SSE_HEADERS
+from api.core.wire_json import line_safe_json
 from api.jobs.follower import Final, Idle, JobFollower, Revoked, load_job, while_key_valid
 from api.jobs.service import NOT_FOUND, parse_job_id
 from api.jobs.stream_cursor import EVENT_ID, Delta, StreamCursor, event_id, parse_event_id
@@ -41,7 +41,7 @@ FINAL_EVENT = {JobStatus.FAILED: "error", JobStatus.CANCELLED: "cancelled"}
 
 def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
     head = b"" if event_id is None else b"id: " + event_id.encode() + b"\n"
-    return head + b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return head + b"event: " + event.encode() + b"\ndata: " + line_safe_json(data) + b"\n\n"
 
 
 def delta_frame(delta: Delta) -> bytes:

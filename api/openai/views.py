@@ -3,9 +3,8 @@
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import orjson
-
 from api.core.errors import log_with_reference
+from api.core.wire_json import line_safe_json
 from api.jobs.follower import Final, Revoked
 from api.jobs.stream_cursor import Delta, Restart
 from api.openai.errors import OpenAIError, invalid_request
@@ -35,7 +34,7 @@ def failure(row: Mapping[str, Any]) -> OpenAIError:
 
 
 def _error_chunk(error: OpenAIError) -> bytes:
-    return b"data: " + orjson.dumps(error.body()) + b"\n\n"
+    return b"data: " + line_safe_json(error.body()) + b"\n\n"
 
 
 class Reply:
@@ -87,7 +86,7 @@ class Reply:
             data = {**self._head("text_completion"), "choices": [choice]}
         if with_usage:
             data["usage"] = None
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+        return b"data: " + line_safe_json(data) + b"\n\n"
 
     def _role_chunk(self, with_usage: bool) -> bytes:
         data: dict[str, Any] = {
@@ -103,7 +102,7 @@ class Reply:
         }
         if with_usage:
             data["usage"] = None
-        return b"data: " + orjson.dumps(data) + b"\n\n"
+        return b"data: " + line_safe_json(data) + b"\n\n"
 
     async def chunks(self, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
         # As from vLLM's server, a chat stream's role chunk goes out with its first token, not
@@ -139,7 +138,7 @@ class Reply:
                                 "choices": [],
                                 "usage": usage(row),
                             }
-                            yield b"data: " + orjson.dumps(data) + b"\n\n"
+                            yield b"data: " + line_safe_json(data) + b"\n\n"
                     else:
                         yield _error_chunk(failure(row))
                     break
@@ -176,4 +175,4 @@ def batch_output_line(row: Mapping[str, Any], endpoint: str, model: str) -> byte
             "body": error.body(),
         }
         line["error"] = {"code": error.code or error.type, "message": error.message}
-    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+    return line_safe_json(line, newline=True)

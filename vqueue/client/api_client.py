@@ -1,6 +1,7 @@
 """A small HTTP client of the vqueue API (submit, poll, stream), used by the demo and the tests."""
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +16,24 @@ class ServerEvent:
     event: str
     data: Any
     id: str | None = None
+
+
+_SSE_LINE_END = re.compile(rb"\r\n|\r|\n")
+
+
+def sse_lines(chunks: Iterable[bytes]) -> Iterator[str]:
+    """A body's lines as Server-Sent Events frame them: ended by CRLF, LF or CR only, never
+    at the other Unicode line breaks that `str.splitlines` (and so httpx's `iter_lines`)
+    also splits at, which a model's text may hold."""
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        # A CR that ends a chunk may be the first half of a CRLF split across two chunks.
+        held = b"\r" if pending.endswith(b"\r") else b""
+        parts = _SSE_LINE_END.split(pending[: len(pending) - len(held)])
+        pending = parts.pop() + held
+        yield from (part.decode() for part in parts)
+    yield from (part.decode() for part in _SSE_LINE_END.split(pending)[:-1])
 
 
 def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
@@ -100,7 +119,7 @@ class VQueueClient:
             "GET", f"/jobs/{job_id}/stream", headers=headers, timeout=httpx.Timeout(30, read=None)
         ) as response:
             response.raise_for_status()
-            for event in parse_sse(response.iter_lines()):
+            for event in parse_sse(sse_lines(response.iter_bytes())):
                 yield event
                 if event.event == "done":
                     return
