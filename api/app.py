@@ -25,6 +25,8 @@ from api.core.hub import EventHub
 from api.core.queue_depth import QueueDepth
 from api.core.redis_pool import redis_client
 from api.core.resources import Resources, all_rows
+from api.core.served_tokenizer import ServedTokenizer
+from api.core.serving_settings import ServingSettingsMiddleware
 from api.jobs import routes as jobs
 from api.jobs import stream_routes as stream
 from api.jobs.context_check import ContextCheck
@@ -33,6 +35,7 @@ from api.jobs.submitter import Submitter
 from api.openai import batch_routes as openai_batches
 from api.openai import file_routes as openai_files
 from api.openai import routes as openai
+from api.openai import tokenize_routes as tokenize
 from api.openai.errors import OPENAI_PREFIX
 from api.ops import health_routes as health
 from api.ops import observe_routes as observe
@@ -85,8 +88,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     depth = QueueDepth(db)
     gc_pauses = GcPauses().install()
     beat = ProcessBeat(redis, gc_pauses, settings.worker_heartbeat_s)
-    context = ContextCheck(settings, workers)
-    context.start()
+    tokenizer = ServedTokenizer(settings)
+    tokenizer.start()
+    context = ContextCheck(settings, workers, tokenizer)
     app.state.resources = Resources(
         settings,
         db,
@@ -163,13 +167,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keyed = [Depends(authenticate)]
     for module in (jobs, batches, stream, observe):
         app.include_router(module.router, dependencies=keyed, responses=ERRORS)
-    for module in (openai, openai_files, openai_batches):
+    for module in (openai, openai_files, openai_batches, tokenize):
         app.include_router(module.router, dependencies=keyed)
     app.include_router(observe.scrape_router)
     app.include_router(health.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=page.STATIC_DIR), name="static")
     app.add_middleware(BodyLimitMiddleware, settings=app.state.settings)
+    app.add_middleware(ServingSettingsMiddleware, settings=app.state.settings)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

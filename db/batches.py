@@ -16,6 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import Insert
 
 from db.conflicts import locked_in_id_order
+from db.prompt_text import messages_to_stored, prompt_to_stored
 from db.schema import batches, jobs, owned_by
 from db.states import TERMINAL_STATES, BatchStatus, JobStatus
 from db.transitions import batch_move, either, job_move
@@ -65,8 +66,8 @@ def job_copy_row(
     return (
         uuid.uuid4(),
         JobStatus.QUEUED.value,
-        prompt,
-        _json(messages),
+        prompt_to_stored(prompt),
+        _json(messages_to_stored(messages)),
         _json(params),
         model,
         priority,

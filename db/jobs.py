@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.sql.dml import ReturningInsert
 
 from db.conflicts import locked_in_id_order
+from db.prompt_text import messages_to_stored, prompt_to_stored
 from db.schema import ANONYMOUS_OWNER, jobs, owned_by
 from db.states import JobStatus
 from db.transitions import job_move
@@ -67,8 +68,8 @@ def job_row(
         "id": job_id,
         "owner_id": owner_id,
         "status": JobStatus.QUEUED,
-        "prompt": prompt,
-        "messages": messages,
+        "prompt": prompt_to_stored(prompt),
+        "messages": messages_to_stored(messages),
         "params": params,
         "model": model,
         "priority": priority,

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from api.core.served_tokenizer import ServedTokenizer
 from api.jobs.context_check import ContextCheck
 from api.jobs.schemas import JobCreate
 from tests.stand_ins import prompt_maker
@@ -20,9 +21,9 @@ CONTEXT = 96
 @pytest.fixture(scope="module")
 def check(settings: Settings) -> ContextCheck:
     limited = settings.model_copy(update={"max_model_len": CONTEXT})
-    made = ContextCheck(limited, SimpleNamespace(max_model_len=None))  # type: ignore[arg-type]
-    made._load()  # in the API, a thread at start does this
-    return made
+    tokenizer = ServedTokenizer(limited)
+    tokenizer._load()  # in the API, a thread at start does this
+    return ContextCheck(limited, SimpleNamespace(max_model_len=None), tokenizer)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
@@ -70,10 +71,10 @@ def test_without_a_tokenizer_or_a_known_context_the_worker_decides(
 ) -> None:
     job = JobCreate(prompt="word " * 500, max_tokens=10)
     workers = SimpleNamespace(max_model_len=None)
-    unknown = ContextCheck(settings.model_copy(update={"max_model_len": None}), workers)  # type: ignore[arg-type]
-    unknown._tokenizer = check._tokenizer
+    unknown_len = settings.model_copy(update={"max_model_len": None})
+    unknown = ContextCheck(unknown_len, workers, check.tokenizer)  # type: ignore[arg-type]
     assert asyncio.run(unknown.refusal(job, 10)) is None  # no worker has said its context
     workers.max_model_len = CONTEXT  # as a worker's heartbeat says it
     assert asyncio.run(unknown.refusal(job, 10)) is not None
-    not_loaded = ContextCheck(settings, workers)  # type: ignore[arg-type]
+    not_loaded = ContextCheck(settings, workers, ServedTokenizer(settings))  # type: ignore[arg-type]
     assert asyncio.run(not_loaded.refusal(job, 10)) is None

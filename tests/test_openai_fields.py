@@ -85,7 +85,7 @@ def test_fields_not_honoured_are_refused_by_name(change: dict[str, Any], param: 
 
 
 def test_defaults_of_fields_not_honoured_yet_are_accepted() -> None:
-    defaults = {"n": 1, "echo": False, "logprobs": False, "tools": [], "logit_bias": {}}
+    defaults = {"n": 1, "echo": False, "logprobs": False, "tools": []}
     assert fields({**CHAT, **defaults}) == fields(CHAT)
 
 
@@ -102,3 +102,87 @@ def test_defaults_of_fields_not_honoured_yet_are_accepted() -> None:
 def test_bad_vllm_sampling_values_are_refused(change: dict[str, Any], field: str) -> None:
     with pytest.raises(ValueError, match=field):
         JobCreate.model_validate(fields({**CHAT, **change}))
+
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize(
+    ("change", "stored"),
+    [
+        ({"response_format": {"type": "text"}}, None),
+        ({"response_format": {"type": "json_object"}}, {"json_object": True}),
+        (
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": "a", "schema": SCHEMA},
+                }
+            },
+            {"json": SCHEMA},
+        ),
+        # vLLM's own field, and its whitespace setting beside response_format's constraint.
+        ({"structured_outputs": {"choice": ["yes", "no"]}}, {"choice": ["yes", "no"]}),
+        (
+            {
+                "response_format": {"type": "json_object"},
+                "structured_outputs": {"disable_any_whitespace": True},
+            },
+            {"json_object": True, "disable_any_whitespace": True},
+        ),
+        # A schema given as its JSON text is stored as the object.
+        ({"structured_outputs": {"json": '{"type": "object"}'}}, {"json": {"type": "object"}}),
+    ],
+)
+def test_response_format_and_structured_outputs_become_one_stored_constraint(
+    change: dict[str, Any], stored: dict[str, Any] | None
+) -> None:
+    for endpoint, body in ((CHAT_COMPLETIONS, CHAT), (COMPLETIONS, {"model": "m", "prompt": "x"})):
+        job = JobCreate.model_validate(fields({**body, **change}, endpoint))
+        assert job.sampling()["structured_outputs"] == stored
+
+
+@pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"response_format": {"type": "xml"}}, "response_format"),
+        ({"response_format": "json_object"}, "response_format"),
+        ({"response_format": {"type": "json_schema"}}, "response_format"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a"}}},
+            "response_format",
+        ),
+        (
+            {"response_format": {"type": "json_object"}, "structured_outputs": {"regex": "a+"}},
+            "found: regex, json_object",
+        ),
+        ({"structured_outputs": {}}, "found: none"),
+        ({"structured_outputs": {"choice": []}}, "structured_outputs.choice"),
+        ({"structured_outputs": {"json": "{not json"}}, "structured_outputs.json"),
+        ({"structured_outputs": {"json": [1]}}, "structured_outputs.json"),
+        ({"structured_outputs": {"json": {"a\x00": 1}}}, "structured_outputs.json"),
+        ({"structured_outputs": {"regex": "a\x00"}}, "structured_outputs.regex"),
+        ({"structured_outputs": {"json_object": False}}, "structured_outputs.json_object"),
+        ({"structured_outputs": {"guided_json": {}}}, "structured_outputs.guided_json"),
+        ({"structured_outputs": {"grammar": "x" * 70_000}}, "over 65536"),
+        ({"structured_outputs": "json"}, "structured_outputs"),
+    ],
+)
+def test_bad_constraints_are_refused_naming_what_is_wrong(
+    change: dict[str, Any], where: str
+) -> None:
+    with pytest.raises(ValueError, match=where):
+        JobCreate.model_validate(fields({**CHAT, **change}))
+
+
+def test_logit_bias_is_kept_clamped_as_vllm_clamps_it() -> None:
+    job = JobCreate.model_validate(fields({**CHAT, "logit_bias": {"42": 250, "7": -3.5}}))
+    assert job.sampling()["logit_bias"] == {"42": 100.0, "7": -3.5}
+
+
+@pytest.mark.parametrize(
+    "bias", [{"x": 1}, {"-1": 1}, {"1": "5"}, {"1": True}, {"1": float("nan")}, [1, 2]]
+)
+def test_bad_logit_bias_is_refused(bias: Any) -> None:
+    with pytest.raises(ValueError, match="logit_bias"):
+        JobCreate.model_validate(fields({**CHAT, "logit_bias": bias}))

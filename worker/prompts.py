@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from db.prompt_text import from_stored, messages_from_stored
 from vqueue.logs import job_context
 from vqueue.models.chat_prompt import ChatRenderer
 from vqueue.models.context import over_context
@@ -67,11 +68,12 @@ class PromptMaker:
 
     def _prompt_text(self, row: Row) -> str:
         if row["messages"] is None:
-            prompt: str = row["prompt"]
-            return prompt
+            return from_stored(row["prompt"])
         if self._chat is None:
             self._chat = ChatRenderer(self.host.tokenizer())
-        return self._chat.render(row["messages"])
+        messages = messages_from_stored(row["messages"])
+        assert messages is not None
+        return self._chat.render(messages)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """Prompts as token ids, all of a message in one call. Given text, the engine would

@@ -19,6 +19,7 @@ from enum import StrEnum
 from typing import Any
 
 from db.states import JobStatus
+from vqueue.contract.sampling import ENGINE_REFUSED
 from vqueue.contract.wire import EntryKind, LogEntry
 from vqueue.logs import current_job, job_context
 from worker.claims import Claimer
@@ -301,11 +302,12 @@ class JobRunner:
             if type(exc).__name__ == "EngineDeadError":
                 self.on_engine_dead(exc)
                 raise
-            # E.g. a prompt too long for the context: the job fails with the engine's reason,
+            # E.g. a request the engine finds invalid: the job fails with the engine's reason,
             # keeping any text already streamed, and the worker carries on.
             log.warning("job %s: generation failed: %s", job_id, exc)
             outcome.status = JobStatus.FAILED
-            outcome.error = f"{type(exc).__name__}: {exc}"
+            refused = any(cls.__name__ == "VLLMClientError" for cls in type(exc).__mro__)
+            outcome.error = f"{ENGINE_REFUSED}{exc}" if refused else f"{type(exc).__name__}: {exc}"
         # The stored text is exactly the published deltas joined, so streams and polls agree.
         outcome.text = "".join(parts)
         outcome.ended_at = time.time()

@@ -2,17 +2,15 @@
 
 import uuid
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
 
 from api.batches.parse import BatchFormat
+from api.core.serving_settings import at_most
 from api.jobs.schemas import SamplingFields
 from db.states import BatchStatus
-from vqueue.settings import get_settings
-
-_limits = get_settings()
 
 
 class BatchOptions(BaseModel):
@@ -28,8 +26,8 @@ class BatchOptions(BaseModel):
         "fail", description="fail: any bad line refuses the whole file; skip: store the rest"
     )
     priority: int = Field(5, ge=0, le=9, description="Of every job of the batch")
-    timeout_s: int | None = Field(None, ge=1, le=_limits.max_job_timeout_s)
-    queue_timeout_s: int | None = Field(None, ge=1, le=_limits.queue_timeout_s)
+    timeout_s: Annotated[int, at_most("max_job_timeout_s")] | None = Field(None, ge=1)
+    queue_timeout_s: Annotated[int, at_most("queue_timeout_s")] | None = Field(None, ge=1)
     max_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
@@ -45,6 +43,10 @@ class BatchOptions(BaseModel):
     stop_token_ids: list[int] | None = None
     skip_special_tokens: bool | None = None
     include_stop_str_in_output: bool | None = None
+    logit_bias: Json[dict[str, Any]] | None = Field(None, description="As JSON text")
+    structured_outputs: Json[dict[str, Any]] | None = Field(
+        None, description='As JSON text, e.g. {"choice": ["yes", "no"]}'
+    )
 
     def sampling_defaults(self) -> dict[str, Any]:
         """The sampling fields given, validated; a bad one is a 422 naming the parameter."""

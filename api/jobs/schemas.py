@@ -1,5 +1,6 @@
 """Request and response bodies of the jobs API, separate from the table definitions."""
 
+import math
 import uuid
 from datetime import datetime
 from enum import StrEnum
@@ -11,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
     StrictInt,
     StringConstraints,
     ValidationInfo,
@@ -18,10 +20,9 @@ from pydantic import (
     model_validator,
 )
 
+from api.core.serving_settings import at_most, no_longer_than, serving_settings
+from api.jobs.structured_outputs import StructuredOutputs
 from db.states import JobStatus
-from vqueue.settings import get_settings
-
-_limits = get_settings()
 
 
 def no_nul(value: str) -> str:
@@ -37,12 +38,15 @@ def _not_blank(value: str) -> str:
     return value
 
 
+# A prompt may hold NUL, as vLLM's server allows (db/prompt_text.py stores it).
 NonEmptyText = Annotated[
     str,
-    StringConstraints(min_length=1, max_length=_limits.max_prompt_chars),
-    AfterValidator(no_nul),
+    StringConstraints(min_length=1),
+    no_longer_than("max_prompt_chars", "characters"),
     AfterValidator(_not_blank),
 ]
+# A token id as a JSON object's key; the engine checks it against the vocabulary.
+TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")]
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
 
 
@@ -65,11 +69,11 @@ class SamplingFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    max_tokens: int = Field(256, ge=1, le=_limits.max_output_tokens)
+    max_tokens: Annotated[int, at_most("max_output_tokens")] = Field(256, ge=1)
     temperature: float = Field(1.0, ge=0.0, le=2.0)
     top_p: float = Field(1.0, gt=0.0, le=1.0)
     top_k: int | None = Field(None, ge=1, le=100_000, description="None: no top-k cut-off")
-    stop: list[StopString] | None = Field(None, max_length=_limits.max_stop_strings)
+    stop: Annotated[list[StopString], no_longer_than("max_stop_strings", "strings")] | None = None
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
     ignore_eos: bool = False
     presence_penalty: float = Field(0.0, ge=-2.0, le=2.0)
@@ -77,14 +81,30 @@ class SamplingFields(BaseModel):
     # vLLM's own sampling parameters, as its OpenAI server takes them.
     repetition_penalty: float = Field(1.0, gt=0.0, le=100.0, description="1: no penalty")
     min_p: float = Field(0.0, ge=0.0, le=1.0, description="0: no min-p cut-off")
-    min_tokens: int = Field(
-        0, ge=0, le=_limits.max_output_tokens, description="Tokens before EOS or a stop may end it"
-    )
+    min_tokens: int = Field(0, ge=0, description="Tokens before EOS or a stop may end it")
     stop_token_ids: list[Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]] | None = Field(
         None, max_length=256, description="Token ids that end the output, as stop strings do"
     )
     skip_special_tokens: bool = True
     include_stop_str_in_output: bool = False
+    logit_bias: dict[TokenId, StrictFloat | StrictInt] | None = Field(
+        None,
+        max_length=1024,
+        description="Token id (as a string) -> a bias added to its logit; as in vLLM, values "
+        "are clamped to -100..100",
+    )
+    structured_outputs: StructuredOutputs | None = Field(
+        None, description="A constraint the engine enforces on the output (vLLM's field)"
+    )
+
+    @field_validator("logit_bias")
+    @classmethod
+    def _clamped(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is None:
+            return None
+        if not all(math.isfinite(bias) for bias in value.values()):
+            raise ValueError("biases must be finite numbers")
+        return {token: min(100.0, max(-100.0, float(bias))) for token, bias in value.items()}
 
     @field_validator("min_tokens")
     @classmethod
@@ -96,13 +116,17 @@ class SamplingFields(BaseModel):
         return value
 
     def sampling(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", include=set(SamplingFields.model_fields))
+        sampling = self.model_dump(mode="json", include=set(SamplingFields.model_fields))
+        if self.structured_outputs is not None:
+            sampling["structured_outputs"] = self.structured_outputs.stored()
+        return sampling
 
 
 def _small_json(value: dict[str, Any]) -> dict[str, Any]:
     size = len(orjson.dumps(value))
-    if size > _limits.max_metadata_bytes:
-        raise ValueError(f"is {size} bytes as JSON, over {_limits.max_metadata_bytes}")
+    limit = serving_settings().max_metadata_bytes
+    if size > limit:
+        raise ValueError(f"is {size} bytes as JSON, over {limit}")
     return value
 
 
@@ -120,7 +144,9 @@ class JobInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: NonEmptyText | None = None
-    messages: list[Message] | None = Field(None, min_length=1, max_length=_limits.max_messages)
+    messages: Annotated[list[Message], no_longer_than("max_messages", "messages")] | None = Field(
+        None, min_length=1
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
@@ -128,10 +154,8 @@ class JobInput(BaseModel):
             raise ValueError("give exactly one of 'prompt' or 'messages'")
         if self.messages is not None:
             total = sum(len(message.content) for message in self.messages)
-            if total > _limits.max_prompt_chars:
-                raise ValueError(
-                    f"messages hold {total} characters, over {_limits.max_prompt_chars}"
-                )
+            if total > (limit := serving_settings().max_prompt_chars):
+                raise ValueError(f"messages hold {total} characters, over {limit}")
         return self
 
     def messages_json(self) -> list[dict[str, str]] | None:
@@ -140,13 +164,12 @@ class JobInput(BaseModel):
 
 class JobCreate(SamplingFields, JobInput):
     priority: int = Field(5, ge=0, le=9, description="0 runs first, 9 last")
-    timeout_s: int | None = Field(
-        None, ge=1, le=_limits.max_job_timeout_s, description="Longest run; default the maximum"
+    timeout_s: Annotated[int, at_most("max_job_timeout_s")] | None = Field(
+        None, ge=1, description="Longest run; default the maximum"
     )
-    queue_timeout_s: int | None = Field(
+    queue_timeout_s: Annotated[int, at_most("queue_timeout_s")] | None = Field(
         None,
         ge=1,
-        le=_limits.queue_timeout_s,
         description="Longest wait in the queue before the job expires; default the maximum",
     )
 

@@ -25,8 +25,6 @@ _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "echo": (False,),
     "logprobs": (False,),
     "top_logprobs": (0,),
-    "logit_bias": ({},),
-    "response_format": ({"type": "text"},),
     "tools": ([],),
     "tool_choice": ("none", "auto"),
     "parallel_tool_calls": (True, False),
@@ -51,6 +49,7 @@ _COMMON = {
     "stream",
     "stream_options",
     "user",
+    "response_format",
     *_SAMPLING,
     *_VLLM_EXTRAS,
     *_DEFAULT_ONLY,
@@ -113,6 +112,25 @@ def _prompt(value: Any) -> str:
     return value
 
 
+def _response_format(value: Any) -> dict[str, Any] | None:
+    """OpenAI's response_format as the structured-output constraint it stands for."""
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"json_object": True}
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if not isinstance(spec, dict) or not isinstance(spec.get("schema"), dict):
+            raise OpenAIFieldError(
+                "response_format", "json_schema needs a json_schema object with a schema"
+            )
+        return {"json": spec["schema"]}
+    raise OpenAIFieldError(
+        "response_format", "must be an object whose type is text, json_object or json_schema"
+    )
+
+
 def _is_default(value: Any, defaults: tuple[Any, ...]) -> bool:
     # `True == 1` in Python: a flag never stands for a number, nor a number for a flag.
     return any(
@@ -145,6 +163,11 @@ def job_fields(
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens
+    if (constraint := _response_format(body.get("response_format", {"type": "text"}))) is not None:
+        # As in vLLM, added to structured_outputs (whose whitespace settings apply); a second
+        # constraint given there is refused by the job's validation.
+        given = fields.get("structured_outputs")
+        fields["structured_outputs"] = {**(given if isinstance(given, dict) else {}), **constraint}
     stop = body.get("stop")
     if stop is not None:
         fields["stop"] = [stop] if isinstance(stop, str) else stop

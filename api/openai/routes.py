@@ -11,7 +11,6 @@ import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
@@ -25,6 +24,7 @@ from api.jobs.follower import Final, FollowEvent, JobFollower, while_key_valid
 from api.jobs.schemas import JobCreate
 from api.jobs.service import new_job_row
 from api.jobs.stream_cursor import StreamCursor
+from api.openai.bodies import json_body, served_models
 from api.openai.errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
 from api.openai.requests import CHAT_COMPLETIONS, COMPLETIONS, OpenAIFieldError, job_fields
 from api.openai.views import Reply, failure
@@ -35,15 +35,6 @@ router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
 # A request body is a prompt plus a few parameters; the prompt limit bounds it.
 BODY_OVERHEAD = 64 * 1024
-
-
-async def served_models(resources: Resources) -> list[str]:
-    """The settings' model name first, then any other model a live worker announces."""
-    names = [resources.settings.model_name]
-    for worker in await worker_descriptions(resources.redis):
-        if worker["model"] not in names:
-            names.append(worker["model"])
-    return names
 
 
 @router.get("/models")
@@ -93,25 +84,6 @@ def _permission(created: int) -> dict[str, Any]:
     }
 
 
-async def _json_body(request: Request, limit: int) -> dict[str, Any]:
-    size = 0
-    chunks = []
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise OpenAIError(
-                413, f"the request body is over the limit of {limit} bytes", "invalid_request_error"
-            )
-        chunks.append(chunk)
-    try:
-        body = orjson.loads(b"".join(chunks))
-    except orjson.JSONDecodeError as exc:
-        raise invalid_request(f"the body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        raise invalid_request("the body must be a JSON object")
-    return body
-
-
 def _validated(fields: dict[str, Any]) -> JobCreate:
     try:
         return JobCreate.model_validate(fields)
@@ -133,7 +105,7 @@ async def _submit(
 
 async def _complete(request: Request, resources: Resources, caller: Caller, endpoint: str) -> Any:
     settings = resources.settings
-    body = await _json_body(request, settings.max_prompt_chars * 6 + BODY_OVERHEAD)
+    body = await json_body(request, settings.max_prompt_chars * 6 + BODY_OVERHEAD)
     try:
         fields = job_fields(endpoint, body, set(await served_models(resources)), allow_stream=True)
     except OpenAIFieldError as exc:

@@ -10,6 +10,7 @@ from api.jobs.stream_cursor import Delta, Restart
 from api.openai.errors import OpenAIError, invalid_request
 from api.openai.requests import CHAT_COMPLETIONS
 from db.states import JobStatus
+from vqueue.contract.sampling import ENGINE_REFUSED
 
 
 def usage(row: Mapping[str, Any]) -> dict[str, int]:
@@ -28,6 +29,8 @@ def failure(row: Mapping[str, Any]) -> OpenAIError:
         return invalid_request(message, "messages")
     if message.startswith("stop_token_ids "):
         return invalid_request(message, "stop_token_ids")
+    if message.startswith(ENGINE_REFUSED):
+        return invalid_request(message)
     if row["status"] == JobStatus.CANCELLED:
         return OpenAIError(409, message, "invalid_request_error", code="cancelled")
     return OpenAIError(500, message, "server_error")

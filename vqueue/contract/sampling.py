@@ -2,7 +2,14 @@
 the worker hands them to vLLM's SamplingParams under the same names."""
 
 # OpenAI's names, which vLLM's server takes too.
-OPENAI_SAMPLING_KEYS = ("temperature", "top_p", "seed", "presence_penalty", "frequency_penalty")
+OPENAI_SAMPLING_KEYS = (
+    "temperature",
+    "top_p",
+    "seed",
+    "presence_penalty",
+    "frequency_penalty",
+    "logit_bias",
+)
 # vLLM's extensions to the OpenAI body.
 VLLM_SAMPLING_KEYS = (
     "top_k",
@@ -13,5 +20,10 @@ VLLM_SAMPLING_KEYS = (
     "stop_token_ids",
     "skip_special_tokens",
     "include_stop_str_in_output",
+    "structured_outputs",
 )
 SAMPLING_KEYS = ("max_tokens", "stop", *OPENAI_SAMPLING_KEYS, *VLLM_SAMPLING_KEYS)
+
+# How a job's error begins when the engine refused its request as invalid (vLLM's client
+# errors, such as a JSON schema its grammar backend cannot compile): the API answers 400.
+ENGINE_REFUSED = "the engine refused the request: "

@@ -34,9 +34,9 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.tokens = control_tokens(tokenizer)
 
-    def render(self, messages: list[dict[str, str]]) -> str:
+    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
         safe = [{**m, "content": neutralize(m["content"], self.tokens)} for m in messages]
         rendered: str = self.tokenizer.apply_chat_template(
-            safe, tokenize=False, add_generation_prompt=True
+            safe, tokenize=False, add_generation_prompt=add_generation_prompt
         )
         return rendered

@@ -1,0 +1,58 @@
+"""Prompts with NUL: stored escaped (db/prompt_text.py), given back and run unchanged."""
+
+import openai
+from hypothesis import given
+from hypothesis import strategies as st
+
+from db.prompt_text import MARK, from_stored, to_stored
+from vqueue.client.api_client import VQueueClient
+from vqueue.settings import Settings
+
+# Texts made mostly of the characters the escape is about.
+TRICKY = st.text(alphabet=st.sampled_from(["\x00", MARK, "0", "a", "\\", "\U0001f600"]))
+
+
+@given(st.one_of(TRICKY, st.text()))
+def test_every_text_comes_back_unchanged_and_stores_without_nul(text: str) -> None:
+    stored = to_stored(text)
+    assert "\x00" not in stored
+    assert from_stored(stored) == text
+
+
+def test_texts_without_nul_are_stored_as_they_are() -> None:
+    assert to_stored("plain \\0 text") == "plain \\0 text"
+    assert to_stored("a\x00b") == MARK + "a" + MARK + "0b"
+    # A text that begins with the mark is escaped too, so reading it back is unambiguous.
+    assert to_stored(MARK + "0") == MARK + MARK + MARK + "0"
+
+
+def test_a_prompt_with_nul_runs_and_reads_back_unchanged(client: VQueueClient) -> None:
+    prompt = "Random tokens\x00 may hold NUL\x00\x00, and " + MARK + " too:"
+    job = client.submit(prompt=prompt, max_tokens=4)
+    done = client.wait(job["id"])
+    assert done["status"] == "succeeded", done["error"]
+    assert done["prompt"] == prompt
+    chat = client.submit(messages=[{"role": "user", "content": MARK + "hi\x00"}], max_tokens=2)
+    assert client.wait(chat["id"])["messages"][0]["content"] == MARK + "hi\x00"
+
+
+def test_openai_clients_may_send_nul(oai: openai.OpenAI, settings: Settings) -> None:
+    # What vLLM's benchmark sends with random-token prompts; vLLM's server takes them.
+    completion = oai.completions.create(
+        model=settings.model_name, prompt="a\x00b\x00c", max_tokens=3
+    )
+    assert completion.usage is not None
+    assert completion.usage.prompt_tokens > 0
+    chat = oai.chat.completions.create(
+        model=settings.model_name,
+        messages=[{"role": "user", "content": "Say \x00 hi"}],
+        max_tokens=3,
+    )
+    assert chat.choices[0].finish_reason in {"stop", "length"}
+
+
+def test_a_batch_line_with_nul_runs(client: VQueueClient) -> None:
+    batch = client.upload_batch(b'{"prompt": "x\\u0000y"}\n', filename="nul.jsonl", max_tokens=2)
+    assert client.wait_batch(batch["id"])["status"] == "completed"
+    (result,) = client.batch_results(batch["id"])
+    assert result["status"] == "succeeded"
