@@ -110,7 +110,6 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str | None]] = [
     ("unsupported parameter", {"tools": [{"type": "function"}]}, "tools"),
     ("n above one", {"n": 2}, "n"),
     ("temperature out of range", {"temperature": 5}, "temperature"),
-    ("unknown model", {"model": "gpt-4o"}, "model"),
     ("bad role", {"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
     ("no messages", {"messages": []}, "messages"),
     ("stream not a bool", {"stream": "yes"}, "stream"),
@@ -146,6 +145,16 @@ def test_bad_requests_get_openai_errors(
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
     assert error["message"]
+
+
+def test_an_unknown_model_is_a_404_as_from_openai(oai: openai.OpenAI) -> None:
+    with pytest.raises(openai.NotFoundError) as raised:
+        oai.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_tokens=4
+        )
+    error = raised.value.body
+    assert isinstance(error, dict)
+    assert (error["param"], error["code"]) == ("model", "model_not_found")
 
 
 # About 1,900 tokens of VQUEUE_MAX_MODEL_LEN's 2,048: with max_tokens 400 over the context.

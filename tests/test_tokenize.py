@@ -56,7 +56,6 @@ def test_chat_messages_count_as_the_engine_counts_them(
         ("/tokenize", {"prompt": "a", "messages": MESSAGES}, None),
         ("/tokenize", {}, None),
         ("/tokenize", {"prompt": "a", "frobnicate": 1}, "frobnicate"),
-        ("/tokenize", {"prompt": "a", "model": "gpt-4"}, "model"),
         ("/tokenize", {"messages": [{"role": "tool", "content": "x"}]}, "messages.0.role"),
         ("/detokenize", {"tokens": [1, 10**9]}, "tokens"),
         ("/detokenize", {"tokens": [-1]}, "tokens"),
@@ -71,6 +70,12 @@ def test_bad_requests_are_400s_naming_the_parameter(
     error = answer.json()["error"]
     assert error["type"] == "invalid_request_error"
     assert error["param"] == param
+
+
+def test_an_unknown_model_is_a_404(base_url: str) -> None:
+    answer = http.post(f"{base_url}/tokenize", json={"prompt": "a", "model": "gpt-4"})
+    assert answer.status_code == 404
+    assert answer.json()["error"]["code"] == "model_not_found"
 
 
 def test_a_key_is_needed(base_url: str) -> None:

@@ -37,8 +37,9 @@ def cpu_dtype(requested: str) -> str:
     return "float32"
 
 
-def engine_args(settings: Settings, model_path: Path) -> Any:
-    from vllm import AsyncEngineArgs
+def engine_kwargs(settings: Settings, model_path: Path) -> dict[str, Any]:
+    """The engine's arguments under vLLM's names (AsyncEngineArgs fields, and `vllm serve`'s
+    flags with dashes), so a peer server can be started on exactly these."""
     from vllm.platforms import current_platform
 
     enforce_eager = settings.enforce_eager
@@ -55,22 +56,28 @@ def engine_args(settings: Settings, model_path: Path) -> Any:
         # start (vLLM's 0.92 fails whenever the page cache holds a few GB); the KV cache
         # itself is sized by VLLM_CPU_KVCACHE_SPACE.
         optional["gpu_memory_utilization"] = CPU_MEMORY_UTILIZATION
-    return AsyncEngineArgs(
-        model=str(model_path),
-        served_model_name=settings.model_name,
-        tokenizer=settings.tokenizer or str(model_path),
-        load_format=settings.load_format,
-        max_num_seqs=settings.max_num_seqs,
-        max_num_batched_tokens=settings.max_num_batched_tokens,
-        max_model_len=settings.max_model_len,
-        dtype=dtype,
-        tensor_parallel_size=settings.tensor_parallel_size,
-        enforce_eager=enforce_eager,
-        seed=settings.seed,
-        scheduling_policy=settings.scheduling_policy,
-        disable_log_stats=not settings.engine_stats,
+    return {
+        "model": str(model_path),
+        "served_model_name": settings.model_name,
+        "tokenizer": settings.tokenizer or str(model_path),
+        "load_format": settings.load_format,
+        "max_num_seqs": settings.max_num_seqs,
+        "max_num_batched_tokens": settings.max_num_batched_tokens,
+        "max_model_len": settings.max_model_len,
+        "dtype": dtype,
+        "tensor_parallel_size": settings.tensor_parallel_size,
+        "enforce_eager": enforce_eager,
+        "seed": settings.seed,
+        "scheduling_policy": settings.scheduling_policy,
+        "disable_log_stats": not settings.engine_stats,
         **optional,
-    )
+    }
+
+
+def engine_args(settings: Settings, model_path: Path) -> Any:
+    from vllm import AsyncEngineArgs
+
+    return AsyncEngineArgs(**engine_kwargs(settings, model_path))
 
 
 def warmup_wanted(settings: Settings) -> bool:

@@ -63,10 +63,14 @@ _ROLES = {"system": "system", "developer": "system", "user": "user", "assistant"
 
 
 class OpenAIFieldError(ValueError):
-    def __init__(self, param: str, message: str) -> None:
+    def __init__(
+        self, param: str, message: str, status_code: int = 400, code: str | None = None
+    ) -> None:
         super().__init__(f"{param}: {message}")
         self.param = param
         self.message = message
+        self.status_code = status_code
+        self.code = code
 
 
 def _content_text(content: Any, where: str) -> str:
@@ -156,7 +160,13 @@ def job_fields(
             raise OpenAIFieldError(key, "is not supported by this service yet")
     model = body.get("model")
     if model is not None and model not in served_models:
-        raise OpenAIFieldError("model", f"{model!r} is not served here; use one of /v1/models")
+        # 404, as from OpenAI's API and vLLM's server.
+        raise OpenAIFieldError(
+            "model",
+            f"{model!r} is not served here; use one of /v1/models",
+            404,
+            "model_not_found",
+        )
     if body.get("stream") and not allow_stream:
         raise OpenAIFieldError("stream", "cannot stream here")
     fields: dict[str, Any] = {key: body[key] for key in (*_SAMPLING, *_VLLM_EXTRAS) if key in body}

@@ -109,7 +109,9 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
     try:
         fields = job_fields(endpoint, body, set(await served_models(resources)), allow_stream=True)
     except OpenAIFieldError as exc:
-        raise invalid_request(str(exc), exc.param) from None
+        raise OpenAIError(
+            exc.status_code, str(exc), "invalid_request_error", exc.param, exc.code
+        ) from None
     stream = body.get("stream") or False
     if not isinstance(stream, bool):
         raise invalid_request("stream: must be a boolean", "stream")

@@ -61,7 +61,13 @@ async def _parsed(
         raise from_validation(exc) from None
     model = getattr(parsed, "model", None)
     if model is not None and model not in await served_models(resources):
-        raise invalid_request(f"{model!r} is not served here; use one of /v1/models", "model")
+        raise OpenAIError(
+            404,
+            f"model: {model!r} is not served here; use one of /v1/models",
+            "invalid_request_error",
+            "model",
+            "model_not_found",
+        )
     tokenizer = resources.context.tokenizer
     if not tokenizer.ready:
         raise OpenAIError(503, "the tokenizer is not loaded yet; try again shortly", "server_error")

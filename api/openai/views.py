@@ -12,14 +12,27 @@ from api.openai.requests import CHAT_COMPLETIONS
 from db.states import JobStatus
 from vqueue.contract.sampling import ENGINE_REFUSED
 
+# The parts of OpenAI's chat message this service never fills, as vLLM's server sends them.
+_NO_EXTRAS: dict[str, Any] = {
+    "refusal": None,
+    "annotations": None,
+    "audio": None,
+    "function_call": None,
+}
 
-def usage(row: Mapping[str, Any]) -> dict[str, int]:
+
+def usage(row: Mapping[str, Any], *, details: bool = True) -> dict[str, Any]:
     prompt, completion = row["prompt_tokens"] or 0, row["completion_tokens"] or 0
-    return {
+    counts: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
     }
+    if details:
+        # OpenAI's breakdowns (cached, reasoning tokens...): null, as vLLM's server sends them
+        # in a whole answer (its stream's usage chunk leaves them out).
+        counts |= {"prompt_tokens_details": None, "completion_tokens_details": None}
+    return counts
 
 
 def failure(row: Mapping[str, Any]) -> OpenAIError:
@@ -66,7 +79,7 @@ class Reply:
         if self.chat:
             choice: dict[str, Any] = {
                 "index": 0,
-                "message": {"role": "assistant", "content": text},
+                "message": {"role": "assistant", "content": text, **_NO_EXTRAS},
                 "logprobs": None,
                 "finish_reason": reason,
             }
@@ -139,7 +152,7 @@ class Reply:
                                     "chat.completion.chunk" if self.chat else "text_completion"
                                 ),
                                 "choices": [],
-                                "usage": usage(row),
+                                "usage": usage(row, details=False),
                             }
                             yield b"data: " + line_safe_json(data) + b"\n\n"
                     else:

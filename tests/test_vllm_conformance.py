@@ -1,0 +1,216 @@
+"""The queue's /v1 beside `vllm serve` on the same model and engine arguments: the same
+requests get the same answers (greedy, so the same text), in the same shapes and with the
+same status codes. The keys vLLM's server adds beyond OpenAI's are named where they differ."""
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import Engine, text
+
+from benchmarks.vllm_serve import running_vllm_serve
+from tests.conftest import free_port
+from tests.helpers import http
+from vqueue.settings import Settings
+
+pytestmark = pytest.mark.slow
+
+# Keys vLLM's server adds to OpenAI's shapes that this service does not send.
+VLLM_ONLY = {
+    "choices.*.routed_experts",
+    "ec_transfer_params",
+    "metrics",
+    "prompt_text",
+    "choices.*.prompt_logprobs",
+    "choices.*.prompt_token_ids",
+    "choices.*.token_ids",
+    "choices.*.stop_reason",
+    "choices.*.message.reasoning",
+    "choices.*.message.reasoning_content",
+    "kv_transfer_params",
+    "prompt_logprobs",
+    "prompt_token_ids",
+    "service_tier",
+    "system_fingerprint",
+}
+
+
+@pytest.fixture(scope="module")
+def peer(settings: Settings, base_url: str) -> Iterator[str]:
+    """vLLM's server beside the suite's stack (started after it, so the two engines do not
+    load at once)."""
+    log = settings.run_dir / "vllm-serve.log"
+    with running_vllm_serve(settings, free_port(), log) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def engine_to_itself(peer: str, db: Engine) -> None:
+    """Greedy text is the same from both only if the queue's engine batches nothing else
+    beside the request (kernels' sums differ with batch shape): wait for jobs left by
+    earlier tests to end, or a few minutes at most, as some may wait in the queue longer."""
+    busy = text("SELECT count(*) FROM jobs WHERE status IN ('queued', 'running')")
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        with db.connect() as conn:
+            if conn.execute(busy).scalar_one() == 0:
+                return
+        time.sleep(0.5)
+
+
+def missing_keys(theirs: Any, ours: Any, path: str = "") -> set[str]:
+    """Key paths in `theirs` that `ours` lacks (lists compared by their first items)."""
+    if isinstance(theirs, dict) and isinstance(ours, dict):
+        missing = set()
+        for key, value in theirs.items():
+            where = f"{path}.{key}" if path else key
+            if key not in ours:
+                missing.add(where)
+            else:
+                missing |= missing_keys(value, ours[key], where)
+        return missing
+    if isinstance(theirs, list) and isinstance(ours, list) and theirs and ours:
+        return missing_keys(theirs[0], ours[0], f"{path}.*")
+    return set()
+
+
+def both(peer: str, base_url: str, path: str, body: dict[str, Any]) -> tuple[Any, Any]:
+    theirs = httpx.post(f"{peer}{path}", json=body, timeout=120)
+    ours = http.post(f"{base_url}{path}", json=body, timeout=120)
+    assert theirs.status_code == ours.status_code, (theirs.text, ours.text)
+    return theirs.json(), ours.json()
+
+
+def streamed(client: httpx.Client, url: str, body: dict[str, Any]) -> list[Any]:
+    with client.stream("POST", url, json={**body, "stream": True}, timeout=120) as response:
+        assert response.status_code == 200
+        lines = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "[DONE]"
+    return [orjson.loads(line) for line in lines[:-1]]
+
+
+def check_same(theirs: Any, ours: Any) -> None:
+    assert missing_keys(theirs, ours) - VLLM_ONLY == set()
+
+
+def test_completions_agree(peer: str, base_url: str, settings: Settings) -> None:
+    body = {"model": settings.model_name, "prompt": "The capital of France is", "max_tokens": 8}
+    theirs, ours = both(peer, base_url, "/v1/completions", {**body, "temperature": 0})
+    check_same(theirs, ours)
+    assert ours["choices"][0]["text"] == theirs["choices"][0]["text"]
+    assert ours["usage"] == theirs["usage"]
+
+
+def test_chat_completions_agree(peer: str, base_url: str, settings: Settings) -> None:
+    body = {
+        "model": settings.model_name,
+        "messages": [{"role": "user", "content": "Name three colours."}],
+        "max_tokens": 12,
+        "temperature": 0,
+    }
+    theirs, ours = both(peer, base_url, "/v1/chat/completions", body)
+    check_same(theirs, ours)
+    assert ours["choices"][0]["message"] == {
+        key: value
+        for key, value in theirs["choices"][0]["message"].items()
+        if key in ours["choices"][0]["message"]
+    }
+    assert ours["usage"] == theirs["usage"]
+
+
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_streams_agree(peer: str, base_url: str, settings: Settings, path: str) -> None:
+    body: dict[str, Any] = {
+        "model": settings.model_name,
+        "max_tokens": 10,
+        "temperature": 0,
+        "stream_options": {"include_usage": True},
+    }
+    if path == "/v1/completions":
+        body["prompt"] = "Once upon a time"
+    else:
+        body["messages"] = [{"role": "user", "content": "Tell me a story."}]
+    with httpx.Client() as plain:
+        theirs = streamed(plain, f"{peer}{path}", body)
+    ours = streamed(http, f"{base_url}{path}", body)
+
+    def text(chunks: list[Any]) -> str:
+        if path == "/v1/completions":
+            return "".join(c["choices"][0]["text"] for c in chunks if c["choices"])
+        return "".join(
+            c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"]
+        )
+
+    assert text(ours) == text(theirs)
+    check_same(theirs[0], ours[0])
+    # The last chunk carries the usage alone, as both send it.
+    assert ours[-1]["choices"] == theirs[-1]["choices"] == []
+    assert ours[-1]["usage"] == theirs[-1]["usage"]
+    assert ours[-2]["choices"][0]["finish_reason"] == theirs[-2]["choices"][0]["finish_reason"]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"structured_outputs": {"choice": ["red", "green", "blue"]}},
+        {"logit_bias": {"21285": 100}},
+        {"prompt": "Random tokens\x00 with NUL\x00"},
+        {"stop": ["."], "include_stop_str_in_output": True, "max_tokens": 40},
+        {"structured_outputs": {"json": {"type": "object", "properties": {"n": {"type": "integer"}},
+         "required": ["n"]}, "disable_any_whitespace": True}},
+    ],
+    ids=["choice", "logit_bias", "nul", "stop", "json_schema"],
+)  # fmt: skip
+def test_vllm_fields_agree(
+    peer: str, base_url: str, settings: Settings, extra: dict[str, Any]
+) -> None:
+    body = {
+        "model": settings.model_name,
+        "prompt": "The sky is",
+        "max_tokens": 12,
+        "temperature": 0,
+        **extra,
+    }
+    theirs, ours = both(peer, base_url, "/v1/completions", body)
+    assert ours["choices"][0]["text"] == theirs["choices"][0]["text"]
+    assert ours["choices"][0]["finish_reason"] == theirs["choices"][0]["finish_reason"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"model": "no-such-model"},
+        {"max_tokens": -1},
+        {"temperature": "hot"},
+        {"prompt": "word " * 3000},
+        {"logit_bias": {"999999999": 1}},
+        {"structured_outputs": {"grammar": 'root ::= "unclosed'}},
+    ],
+    ids=["model", "max_tokens", "temperature", "context", "vocabulary", "grammar"],
+)
+def test_refusals_agree(
+    peer: str, base_url: str, settings: Settings, change: dict[str, Any]
+) -> None:
+    body = {"model": settings.model_name, "prompt": "Hi", "max_tokens": 4, **change}
+    # Same status (checked in both()); the error's type is OpenAI's, where vLLM's server
+    # writes its exception's name.
+    _, ours = both(peer, base_url, "/v1/completions", body)
+    assert set(ours["error"]) == {"message", "type", "param", "code"}
+    assert ours["error"]["type"] == "invalid_request_error"
+
+
+def test_tokenize_and_models_agree(peer: str, base_url: str, settings: Settings) -> None:
+    prompt = {"prompt": "Hello there, world"}
+    theirs, ours = both(peer, base_url, "/tokenize", prompt)
+    assert ours == theirs
+    chat = {"messages": [{"role": "user", "content": "Hi"}]}
+    theirs, ours = both(peer, base_url, "/tokenize", chat)
+    assert ours["tokens"] == theirs["tokens"]
+    theirs, ours = both(peer, base_url, "/detokenize", {"tokens": ours["tokens"]})
+    assert ours == theirs
+    their_models = httpx.get(f"{peer}/v1/models").json()
+    our_models = http.get(f"{base_url}/v1/models").json()
+    check_same(their_models, our_models)
