@@ -108,7 +108,8 @@ def test_streamed_completion_ends_with_done(base_url: str, settings: Any) -> Non
 
 BAD_REQUESTS: list[tuple[str, dict[str, Any], str | None]] = [
     ("unsupported parameter", {"tools": [{"type": "function"}]}, "tools"),
-    ("n above one", {"n": 2}, "n"),
+    ("n above the limit", {"n": 17}, "n"),
+    ("n zero", {"n": 0}, "n"),
     ("temperature out of range", {"temperature": 5}, "temperature"),
     ("bad role", {"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
     ("no messages", {"messages": []}, "messages"),

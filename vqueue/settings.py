@@ -84,6 +84,8 @@ class Settings(BaseSettings):
     """Any request body but a batch upload's; larger ones are refused before they are read."""
     max_messages: int = Field(256, gt=0)
     """The most chat messages one job may have."""
+    max_choices: int = Field(16, gt=0)
+    """The most choices (`n`) one /v1 completion may ask for; each choice is a job of its own."""
     max_output_tokens: int = Field(8192, gt=0)
     """The largest `max_tokens` a job may ask for."""
     max_stop_strings: int = Field(16, gt=0)

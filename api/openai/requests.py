@@ -3,7 +3,7 @@
 Used by /v1 and the OpenAI batch input format. An explicit null means the field's default, as
 in OpenAI's API and vLLM's server. A field neither of them knows is refused by name, as
 OpenAI's own API does; so is a field they know that this service does not honour yet, unless
-its value is the default (a client library that sends `"n": 1` or `"echo": false` works).
+its value is the default (a client library that sends `"echo": false` works).
 """
 
 from typing import Any
@@ -20,7 +20,6 @@ _VLLM_EXTRAS = VLLM_SAMPLING_KEYS
 # Fields OpenAI or vLLM define that are not honoured here yet: each value here is what the
 # field means when it is left out, and only those are accepted.
 _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
-    "n": (1,),
     "best_of": (1,),
     "echo": (False,),
     "logprobs": (False,),
@@ -143,10 +142,29 @@ def _is_default(value: Any, defaults: tuple[Any, ...]) -> bool:
     )
 
 
+def choice_count(body: dict[str, Any], max_choices: int) -> int:
+    """How many choices (`n`) the body asks for: each is a job of its own."""
+    n = body.get("n")
+    if n is None:
+        return 1
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise OpenAIFieldError("n", f"must be a whole number from 1, not {n!r}")
+    if n > max_choices:
+        where = "in a batch file" if max_choices == 1 else "here"
+        raise OpenAIFieldError("n", f"at most {max_choices} choices per request {where}")
+    return n
+
+
 def job_fields(
-    endpoint: str, body: Any, served_models: set[str], *, allow_stream: bool = False
+    endpoint: str,
+    body: Any,
+    served_models: set[str],
+    *,
+    allow_stream: bool = False,
+    max_choices: int = 1,
 ) -> dict[str, Any]:
-    """The job fields (prompt or messages, sampling) an OpenAI request body asks for."""
+    """The job fields (prompt or messages, sampling) an OpenAI request body asks for; one job
+    of `n`, which the caller makes (see choice_count)."""
     if endpoint not in ALLOWED_FIELDS:
         raise OpenAIFieldError("url", f"must be one of {', '.join(ENDPOINTS)}")
     if not isinstance(body, dict):
@@ -167,6 +185,7 @@ def job_fields(
             404,
             "model_not_found",
         )
+    choice_count(body, max_choices)
     if body.get("stream") and not allow_stream:
         raise OpenAIFieldError("stream", "cannot stream here")
     fields: dict[str, Any] = {key: body[key] for key in (*_SAMPLING, *_VLLM_EXTRAS) if key in body}

@@ -1,14 +1,15 @@
 """OpenAI-compatible endpoints: chat and text completions, streamed or not, and the model list.
 
-Each request is an ordinary job (committed to Postgres, queued, run by a worker, visible at
-GET /jobs/{id}); the response `id` is `chatcmpl-<job id>` or `cmpl-<job id>`, and the
-`X-Job-Id` header carries the job id alone. A client that disconnects stops following the job,
-not the job itself. Errors use OpenAI's error object (see api/openai/errors.py).
+Each choice of a request (`n`, one by default) is an ordinary job (committed to Postgres,
+queued, run by a worker, visible at GET /jobs/{id}); the response `id` is `chatcmpl-<job id>`
+or `cmpl-<job id>` of the first, and the `X-Job-Id` header carries them all, comma-separated.
+A client that disconnects stops following the jobs, not the jobs themselves. Errors use
+OpenAI's error object (see api/openai/errors.py).
 """
 
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -17,16 +18,21 @@ from pydantic import ValidationError
 
 from api.core.auth import CallerDep
 from api.core.callers import Caller
-from api.core.limits import admit, input_tokens
 from api.core.resources import Resources, ResourcesDep
 from api.core.sse import SSE_HEADERS
 from api.jobs.follower import Final, FollowEvent, JobFollower, while_key_valid
 from api.jobs.schemas import JobCreate
-from api.jobs.service import new_job_row
 from api.jobs.stream_cursor import StreamCursor
 from api.openai.bodies import json_body, served_models
+from api.openai.choices import choice_jobs, merged, submit_choices
 from api.openai.errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
-from api.openai.requests import CHAT_COMPLETIONS, COMPLETIONS, OpenAIFieldError, job_fields
+from api.openai.requests import (
+    CHAT_COMPLETIONS,
+    COMPLETIONS,
+    OpenAIFieldError,
+    choice_count,
+    job_fields,
+)
 from api.openai.views import Reply, failure
 from api.ops.live_workers import worker_descriptions
 from db.states import JobStatus
@@ -91,23 +97,14 @@ def _validated(fields: dict[str, Any]) -> JobCreate:
         raise from_validation(exc) from None
 
 
-async def _submit(
-    resources: Resources, caller: Caller, job: JobCreate, body: dict[str, Any]
-) -> Mapping[Any, Any]:
-    await admit(resources, caller, 1, input_tokens(job))
-    user = body.get("user")
-    metadata = {"user": user} if isinstance(user, str) else None
-    row = new_job_row(job, resources.settings, caller, metadata=metadata)
-    submitted = await resources.submitter.submit(row)
-    assert submitted is not None  # no idempotency key: nothing can conflict
-    return submitted
-
-
 async def _complete(request: Request, resources: Resources, caller: Caller, endpoint: str) -> Any:
     settings = resources.settings
     body = await json_body(request, settings.max_prompt_chars * 6 + BODY_OVERHEAD)
     try:
-        fields = job_fields(endpoint, body, set(await served_models(resources)), allow_stream=True)
+        models = set(await served_models(resources))
+        fields = job_fields(
+            endpoint, body, models, allow_stream=True, max_choices=settings.max_choices
+        )
     except OpenAIFieldError as exc:
         raise OpenAIError(
             exc.status_code, str(exc), "invalid_request_error", exc.param, exc.code
@@ -121,30 +118,39 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
     job = _validated(fields)
     if (too_long := await resources.context.refusal(job, job.max_tokens)) is not None:
         raise invalid_request(too_long, "messages" if endpoint == CHAT_COMPLETIONS else "prompt")
-    row = await _submit(resources, caller, job, body)
-    reply = Reply(endpoint, row, body.get("model") or settings.model_name)
-    # The whole reply carries the text: its final row is read back from Postgres.
-    follower = JobFollower(
-        resources, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream
-    )
-    headers = {"X-Job-Id": str(row["id"])}
+    jobs = choice_jobs(job, choice_count(body, settings.max_choices))
+    rows = await submit_choices(resources, caller, jobs, body)
+    reply = Reply(endpoint, rows[0], body.get("model") or settings.model_name)
+    # The whole reply carries the text: its final rows are read back from Postgres.
+    followers = [
+        JobFollower(resources, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream)
+        for row in rows
+    ]
+    headers = {"X-Job-Id": ",".join(str(row["id"]) for row in rows)}
+    streams = [follower.events(row) for follower, row in zip(followers, rows, strict=True)]
     if stream:
-        events = while_key_valid(resources, caller, follower.events(row))
+        streams = [while_key_valid(resources, caller, events) for events in streams]
+    events = merged(streams)
+    if stream:
         # The first event (text, an end, or a keep-alive within VQUEUE_SSE_KEEPALIVE_S) comes
         # before the status line: a request the worker refused (an over-long prompt) gets its
         # 400, as from vLLM's server, not a 200 stream that carries the error.
         first = await anext(events, None)
-        if isinstance(first, Final) and (refused := refusal(first.row)) is not None:
+        final = first[1] if first is not None else None
+        if isinstance(final, Final) and (refused := refusal(final.row)) is not None:
             await events.aclose()
             raise refused
-        chunks = reply.chunks(_after(first, events), bool(options.get("include_usage")))
+        chunks = reply.chunks(_after(first, events), len(rows), bool(options.get("include_usage")))
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
-    async for event in follower.events(row):
+    finals: dict[int, Mapping[str, Any]] = {}
+    async for index, event in events:
         if isinstance(event, Final):
-            return JSONResponse(reply.whole(event.row), headers=headers)
-    raise OpenAIError(500, "the job's end was not seen", "server_error")
+            finals[index] = event.row
+    if len(finals) < len(rows):
+        raise OpenAIError(500, "the end of a job was not seen", "server_error")
+    return JSONResponse(reply.whole_choices([finals[i] for i in range(len(rows))]), headers=headers)
 
 
 def refusal(row: Mapping[str, Any]) -> OpenAIError | None:
@@ -156,12 +162,15 @@ def refusal(row: Mapping[str, Any]) -> OpenAIError | None:
 
 
 async def _after(
-    first: FollowEvent | None, rest: AsyncIterator[FollowEvent]
-) -> AsyncIterator[FollowEvent]:
-    if first is not None:
-        yield first
-    async for event in rest:
-        yield event
+    first: tuple[int, FollowEvent] | None, rest: AsyncGenerator[tuple[int, FollowEvent], None]
+) -> AsyncIterator[tuple[int, FollowEvent]]:
+    try:
+        if first is not None:
+            yield first
+        async for event in rest:
+            yield event
+    finally:
+        await rest.aclose()  # stops following every choice's job at once
 
 
 @router.post("/chat/completions")

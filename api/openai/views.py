@@ -35,6 +35,15 @@ def usage(row: Mapping[str, Any], *, details: bool = True) -> dict[str, Any]:
     return counts
 
 
+def usage_of_choices(rows: list[Mapping[str, Any]], *, details: bool = True) -> dict[str, Any]:
+    """One request's usage over its choices: the prompt once (as vLLM counts it for `n`), the
+    completions of all."""
+    counts = usage(rows[0], details=details)
+    counts["completion_tokens"] = sum(row["completion_tokens"] or 0 for row in rows)
+    counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
+    return counts
+
+
 def failure(row: Mapping[str, Any]) -> OpenAIError:
     """Why a job that did not succeed has no completion, as OpenAI's error object."""
     message = row["error"] or f"the job {row['status']}"
@@ -73,43 +82,51 @@ class Reply:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
     def whole(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        if row["status"] != JobStatus.SUCCEEDED:
-            raise failure(row)
-        text, reason = row["text"] or "", row["finish_reason"]
-        if self.chat:
-            choice: dict[str, Any] = {
-                "index": 0,
-                "message": {"role": "assistant", "content": text, **_NO_EXTRAS},
-                "logprobs": None,
-                "finish_reason": reason,
-            }
-            return {**self._head("chat.completion"), "choices": [choice], "usage": usage(row)}
-        choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": reason}
-        return {**self._head("text_completion"), "choices": [choice], "usage": usage(row)}
+        return self.whole_choices([row])
 
-    def _chunk(self, text: str | None, reason: str | None, with_usage: bool) -> bytes:
+    def whole_choices(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """The answer of a request whose `n` choices are these jobs, in order."""
+        for row in rows:
+            if row["status"] != JobStatus.SUCCEEDED:
+                raise failure(row)
+        choices = []
+        for index, row in enumerate(rows):
+            text, reason = row["text"] or "", row["finish_reason"]
+            if self.chat:
+                message = {"role": "assistant", "content": text, **_NO_EXTRAS}
+                choices.append(
+                    {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
+                )
+            else:
+                choices.append(
+                    {"index": index, "text": text, "logprobs": None, "finish_reason": reason}
+                )
+        kind = "chat.completion" if self.chat else "text_completion"
+        return {**self._head(kind), "choices": choices, "usage": usage_of_choices(rows)}
+
+    def _chunk(self, index: int, text: str | None, reason: str | None, with_usage: bool) -> bytes:
         if self.chat:
             delta = {} if text is None else {"content": text}
             choice: dict[str, Any] = {
-                "index": 0,
+                "index": index,
                 "delta": delta,
                 "logprobs": None,
                 "finish_reason": reason,
             }
             data = {**self._head("chat.completion.chunk"), "choices": [choice]}
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": reason}
+            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
             data = {**self._head("text_completion"), "choices": [choice]}
         if with_usage:
             data["usage"] = None
         return b"data: " + line_safe_json(data) + b"\n\n"
 
-    def _role_chunk(self, with_usage: bool) -> bytes:
+    def _role_chunk(self, index: int, with_usage: bool) -> bytes:
         data: dict[str, Any] = {
             **self._head("chat.completion.chunk"),
             "choices": [
                 {
-                    "index": 0,
+                    "index": index,
                     "delta": {"role": "assistant", "content": ""},
                     "logprobs": None,
                     "finish_reason": None,
@@ -120,18 +137,22 @@ class Reply:
             data["usage"] = None
         return b"data: " + line_safe_json(data) + b"\n\n"
 
-    async def chunks(self, events: AsyncIterator[Any], include_usage: bool) -> AsyncIterator[bytes]:
+    async def chunks(
+        self, events: AsyncIterator[tuple[int, Any]], choices: int, include_usage: bool
+    ) -> AsyncIterator[bytes]:
+        """The stream of a request whose `choices` jobs' events come tagged with their index."""
         # As from vLLM's server, a chat stream's role chunk goes out with its first token, not
         # before the engine has made one: clients time the first chunk as the first token.
-        role_due = self.chat
+        role_due = set(range(choices)) if self.chat else set()
+        ended: dict[int, Mapping[str, Any]] = {}
         try:
-            async for event in events:
-                if role_due and isinstance(event, Delta | Final):
+            async for index, event in events:
+                if index in role_due and isinstance(event, Delta | Final):
                     if not isinstance(event, Final) or event.row["status"] == JobStatus.SUCCEEDED:
-                        yield self._role_chunk(include_usage)
-                    role_due = False
+                        yield self._role_chunk(index, include_usage)
+                    role_due.discard(index)
                 if isinstance(event, Delta):
-                    yield self._chunk(event.text, None, include_usage)
+                    yield self._chunk(index, event.text, None, include_usage)
                 elif isinstance(event, Revoked):
                     error = OpenAIError(401, "the API key was revoked", "authentication_error")
                     yield _error_chunk(error)
@@ -144,20 +165,22 @@ class Reply:
                     break
                 elif isinstance(event, Final):
                     row = event.row
-                    if row["status"] == JobStatus.SUCCEEDED:
-                        yield self._chunk(None, row["finish_reason"], include_usage)
+                    if row["status"] != JobStatus.SUCCEEDED:
+                        yield _error_chunk(failure(row))
+                        break
+                    yield self._chunk(index, None, row["finish_reason"], include_usage)
+                    ended[index] = row
+                    if len(ended) == choices:
                         if include_usage:
+                            rows = [ended[i] for i in range(choices)]
+                            kind = "chat.completion.chunk" if self.chat else "text_completion"
                             data = {
-                                **self._head(
-                                    "chat.completion.chunk" if self.chat else "text_completion"
-                                ),
+                                **self._head(kind),
                                 "choices": [],
-                                "usage": usage(row, details=False),
+                                "usage": usage_of_choices(rows, details=False),
                             }
                             yield b"data: " + line_safe_json(data) + b"\n\n"
-                    else:
-                        yield _error_chunk(failure(row))
-                    break
+                        break
         except Exception as exc:
             # The status line is out: an error chunk and [DONE], not a connection cut mid-chunk.
             reference = log_with_reference(f"stream of {self.id} broke off", exc)
