@@ -3,7 +3,10 @@
 import re
 import time
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from vqueue.client.api_client import VQueueClient
+from vqueue.settings import Settings
 
 
 def metric(text: str, name: str, labels: str = "") -> float:
@@ -50,6 +53,39 @@ def test_metrics_count_finished_jobs_tokens_and_latencies(client: VQueueClient) 
         assert metric(text, f"{histogram}_sum") > 0
     assert metric(text, "vqueue_workers") >= 1
     assert "# TYPE vqueue_queue_depth gauge" in text
+
+
+def test_metrics_carry_vllms_names_for_its_dashboards(
+    client: VQueueClient, settings: Settings
+) -> None:
+    job = client.wait(client.submit(prompt="Count:", max_tokens=5, ignore_eos=True)["id"])
+    assert job["status"] == "succeeded"
+    deadline = time.monotonic() + 10
+    while True:
+        families = {
+            family.name: family
+            for family in text_string_to_metric_families(client.http.get("/metrics").text)
+        }
+        generated = families["vllm:generation_tokens"].samples[0]
+        if generated.value >= job["usage"]["completion_tokens"]:
+            break
+        assert time.monotonic() < deadline, "the run's tokens were not counted"
+        time.sleep(0.2)
+    assert generated.labels == {"model_name": settings.model_name}
+    prompt = families["vllm:prompt_tokens"].samples[0].value
+    assert prompt >= job["usage"]["prompt_tokens"] > 0
+    for name in ("vllm:num_requests_running", "vllm:num_requests_waiting"):
+        (sample,) = families[name].samples
+        assert sample.labels == {"model_name": settings.model_name}
+        assert sample.value >= 0
+    # The engine's KV-cache use, one sample per worker (VQUEUE_ENGINE_STATS is on here).
+    assert all(0 <= s.value <= 1 for s in families["vllm:kv_cache_usage_perc"].samples)
+    assert families["vllm:kv_cache_usage_perc"].samples
+    ttft = families["vllm:time_to_first_token_seconds"]
+    assert ttft.type == "histogram"
+    count = next(s for s in ttft.samples if s.name.endswith("_count"))
+    assert count.labels == {"model_name": settings.model_name}
+    assert count.value >= 1
 
 
 def test_stats_show_backlog_running_workers_and_rate(client: VQueueClient) -> None:

@@ -246,6 +246,7 @@ class Recorder:
                 first_token_at=result.first_token_at,
                 finished_at=now,
                 completion_tokens=result.completion_tokens or 0,
+                prompt_tokens=result.prompt_tokens or 0,
             )
         try:
             pipe = self.queue.redis.pipeline(transaction=False)

@@ -16,6 +16,7 @@ from api.core.error_schemas import ErrorResponse
 from api.core.errors import ForbiddenError
 from api.core.resources import Resources, ResourcesDep
 from api.ops.live_workers import worker_descriptions
+from api.ops.vllm_metrics import add_vllm_metrics
 from db.stats import (
     finished_by_status,
     oldest_queued,
@@ -240,4 +241,11 @@ async def metrics(resources: ResourcesDep) -> PlainTextResponse:
     _gc_metrics(out, "worker", [(labels, w["gc"]) for labels, w in per_worker if w.get("gc")])
     here = resources.gc_pauses.snapshot()
     _gc_metrics(out, "api", [({"pid": os.getpid()}, here)])
+    add_vllm_metrics(
+        out,
+        model_name=resources.settings.model_name,
+        backlog=stats.backlog,
+        workers=stats.workers,
+        fields=fields,
+    )
     return PlainTextResponse(out.text(), media_type="text/plain; version=0.0.4")

@@ -46,9 +46,11 @@ class FinishedRuns:
         first_token_at: datetime | None,
         finished_at: datetime,
         completion_tokens: int,
+        prompt_tokens: int = 0,
     ) -> None:
         self.counts[f"finished:{status}"] += 1
         self.counts["output_tokens"] += completion_tokens
+        self.counts["prompt_tokens"] += prompt_tokens
         values = {
             "queue": _since(created_at, started_at),
             "ttft": _since(created_at, first_token_at),
@@ -89,18 +91,26 @@ class Exposition:
             rendered = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             self.lines.append(f"{name}{{{rendered}}} {value}" if rendered else f"{name} {value}")
 
-    def histograms(self, fields: Mapping[str, str]) -> None:
-        for key, (name, help_text) in HISTOGRAMS.items():
-            samples = [
-                ({"le": bound}, float(fields.get(f"{key}:le:{bound}", 0))) for bound in BUCKETS
-            ]
+    def histograms(
+        self,
+        fields: Mapping[str, str],
+        names: Mapping[str, tuple[str, str]] = HISTOGRAMS,
+        labels: Mapping[str, Any] | None = None,
+    ) -> None:
+        """The histograms of `fields`, under `names` (key -> name, help), with `labels`."""
+        extra = "".join(f'{k}="{_label(v)}",' for k, v in (labels or {}).items())
+        plain = f"{{{extra.rstrip(',')}}}" if extra else ""
+        for key, (name, help_text) in names.items():
             count = float(fields.get(f"{key}:count", 0))
             self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-            self.lines += [f'{name}_bucket{{le="{labels["le"]}"}} {v}' for labels, v in samples]
             self.lines += [
-                f'{name}_bucket{{le="+Inf"}} {count}',
-                f"{name}_sum {float(fields.get(f'{key}:sum', 0))}",
-                f"{name}_count {count}",
+                f'{name}_bucket{{{extra}le="{bound}"}} {float(fields.get(f"{key}:le:{bound}", 0))}'
+                for bound in BUCKETS
+            ]
+            self.lines += [
+                f'{name}_bucket{{{extra}le="+Inf"}} {count}',
+                f"{name}_sum{plain} {float(fields.get(f'{key}:sum', 0))}",
+                f"{name}_count{plain} {count}",
             ]
 
     def text(self) -> str:
