@@ -148,6 +148,19 @@ def test_bad_requests_get_openai_errors(
     assert error["message"]
 
 
+def test_echo_puts_the_prompt_before_the_text(oai: openai.OpenAI, client: Any) -> None:
+    prompt = "The capital of France is"
+    raw = oai.completions.with_raw_response.create(
+        model=client.http.get("/v1/models").json()["data"][0]["id"],
+        prompt=prompt,
+        max_tokens=5,
+        echo=True,
+    )
+    text = raw.parse().choices[0].text
+    job = client.get(raw.headers["x-job-id"])
+    assert text == prompt + job["text"]  # the job keeps its own text; echo is the answer's
+
+
 def test_an_unknown_model_is_a_404_as_from_openai(oai: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
         oai.chat.completions.create(

@@ -71,7 +71,6 @@ def test_vllm_sampling_fields_reach_the_job() -> None:
     [
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
-        ({"echo": True}, "echo"),
         ({"tools": [{"type": "function"}]}, "tools"),
         ({"n": True}, "n"),  # a flag is not the number 1
         ({"frobnicate": None}, "frobnicate"),  # unknown to OpenAI and vLLM: refused, even null
@@ -186,3 +185,12 @@ def test_logit_bias_is_kept_clamped_as_vllm_clamps_it() -> None:
 def test_bad_logit_bias_is_refused(bias: Any) -> None:
     with pytest.raises(ValueError, match="logit_bias"):
         JobCreate.model_validate(fields({**CHAT, "logit_bias": bias}))
+
+
+def test_echo_is_a_flag_and_not_for_batch_files() -> None:
+    body = {"model": "m", "prompt": "x", "echo": True}
+    assert "echo" not in job_fields(COMPLETIONS, body, MODELS, allow_stream=True)
+    with pytest.raises(OpenAIFieldError, match="batch files"):
+        job_fields(COMPLETIONS, body, MODELS)
+    with pytest.raises(OpenAIFieldError, match="true or false"):
+        fields({**CHAT, "echo": 1})

@@ -121,18 +121,24 @@ def test_chat_completions_agree(peer: str, base_url: str, settings: Settings) ->
     assert ours["usage"] == theirs["usage"]
 
 
+@pytest.mark.parametrize("echo", [False, True])
 @pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
-def test_streams_agree(peer: str, base_url: str, settings: Settings, path: str) -> None:
+def test_streams_agree(peer: str, base_url: str, settings: Settings, path: str, echo: bool) -> None:
     body: dict[str, Any] = {
         "model": settings.model_name,
         "max_tokens": 10,
         "temperature": 0,
         "stream_options": {"include_usage": True},
+        "echo": echo,
     }
     if path == "/v1/completions":
         body["prompt"] = "Once upon a time"
     else:
-        body["messages"] = [{"role": "user", "content": "Tell me a story."}]
+        # An assistant's last turn: what chat's echo repeats.
+        body["messages"] = [
+            {"role": "user", "content": "Tell me a story."},
+            {"role": "assistant", "content": "Once upon a time"},
+        ]
     with httpx.Client() as plain:
         theirs = streamed(plain, f"{peer}{path}", body)
     ours = streamed(http, f"{base_url}{path}", body)
@@ -159,10 +165,11 @@ def test_streams_agree(peer: str, base_url: str, settings: Settings, path: str) 
         {"logit_bias": {"21285": 100}},
         {"prompt": "Random tokens\x00 with NUL\x00"},
         {"stop": ["."], "include_stop_str_in_output": True, "max_tokens": 40},
+        {"echo": True},
         {"structured_outputs": {"json": {"type": "object", "properties": {"n": {"type": "integer"}},
          "required": ["n"]}, "disable_any_whitespace": True}},
     ],
-    ids=["choice", "logit_bias", "nul", "stop", "json_schema"],
+    ids=["choice", "logit_bias", "nul", "stop", "echo", "json_schema"],
 )  # fmt: skip
 def test_vllm_fields_agree(
     peer: str, base_url: str, settings: Settings, extra: dict[str, Any]

@@ -3,7 +3,7 @@
 Used by /v1 and the OpenAI batch input format. An explicit null means the field's default, as
 in OpenAI's API and vLLM's server. A field neither of them knows is refused by name, as
 OpenAI's own API does; so is a field they know that this service does not honour yet, unless
-its value is the default (a client library that sends `"echo": false` works).
+its value is the default (a client library that sends `"tools": []` works).
 """
 
 from typing import Any
@@ -21,7 +21,6 @@ _VLLM_EXTRAS = VLLM_SAMPLING_KEYS
 # field means when it is left out, and only those are accepted.
 _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "best_of": (1,),
-    "echo": (False,),
     "logprobs": (False,),
     "top_logprobs": (0,),
     "tools": ([],),
@@ -48,6 +47,7 @@ _COMMON = {
     "stream",
     "stream_options",
     "user",
+    "echo",
     "response_format",
     *_SAMPLING,
     *_VLLM_EXTRAS,
@@ -155,6 +155,19 @@ def choice_count(body: dict[str, Any], max_choices: int) -> int:
     return n
 
 
+def echo_text(endpoint: str, fields: dict[str, Any], body: dict[str, Any]) -> str:
+    """What `echo` puts before each choice's text, as vLLM's server does: the prompt of a
+    completion; for chat, the last message's content if it is the assistant's (a reply to be
+    continued), else nothing."""
+    if body.get("echo") is not True:
+        return ""
+    if endpoint == COMPLETIONS:
+        prompt: str = fields["prompt"]
+        return prompt
+    last = fields["messages"][-1]
+    return last["content"] if last["role"] == "assistant" else ""
+
+
 def job_fields(
     endpoint: str,
     body: Any,
@@ -186,6 +199,10 @@ def job_fields(
             "model_not_found",
         )
     choice_count(body, max_choices)
+    if "echo" in body and not isinstance(body["echo"], bool):
+        raise OpenAIFieldError("echo", "must be true or false")
+    if body.get("echo") and not allow_stream:
+        raise OpenAIFieldError("echo", "is not supported in batch files")
     if body.get("stream") and not allow_stream:
         raise OpenAIFieldError("stream", "cannot stream here")
     fields: dict[str, Any] = {key: body[key] for key in (*_SAMPLING, *_VLLM_EXTRAS) if key in body}

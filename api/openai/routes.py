@@ -31,6 +31,7 @@ from api.openai.requests import (
     COMPLETIONS,
     OpenAIFieldError,
     choice_count,
+    echo_text,
     job_fields,
 )
 from api.openai.views import Reply, failure
@@ -120,7 +121,8 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
         raise invalid_request(too_long, "messages" if endpoint == CHAT_COMPLETIONS else "prompt")
     jobs = choice_jobs(job, choice_count(body, settings.max_choices))
     rows = await submit_choices(resources, caller, jobs, body)
-    reply = Reply(endpoint, rows[0], body.get("model") or settings.model_name)
+    echo = echo_text(endpoint, fields, body)
+    reply = Reply(endpoint, rows[0], body.get("model") or settings.model_name, echo)
     # The whole reply carries the text: its final rows are read back from Postgres.
     followers = [
         JobFollower(resources, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream)

@@ -65,8 +65,9 @@ def _error_chunk(error: OpenAIError) -> bytes:
 class Reply:
     """OpenAI's response shapes for one job."""
 
-    def __init__(self, endpoint: str, row: Mapping[str, Any], model: str) -> None:
+    def __init__(self, endpoint: str, row: Mapping[str, Any], model: str, echo: str = "") -> None:
         self.chat = endpoint == CHAT_COMPLETIONS
+        self.echo = echo  # put before each choice's text (see echo_text)
         self.id = f"{'chatcmpl' if self.chat else 'cmpl'}-{row['id']}"
         self.job_path = f"/jobs/{row['id']}"
         self.created = int(row["created_at"].timestamp())
@@ -91,7 +92,7 @@ class Reply:
                 raise failure(row)
         choices = []
         for index, row in enumerate(rows):
-            text, reason = row["text"] or "", row["finish_reason"]
+            text, reason = self.echo + (row["text"] or ""), row["finish_reason"]
             if self.chat:
                 message = {"role": "assistant", "content": text, **_NO_EXTRAS}
                 choices.append(
@@ -144,15 +145,26 @@ class Reply:
         # As from vLLM's server, a chat stream's role chunk goes out with its first token, not
         # before the engine has made one: clients time the first chunk as the first token.
         role_due = set(range(choices)) if self.chat else set()
+        echo_due = set(range(choices)) if self.echo else set()
         ended: dict[int, Mapping[str, Any]] = {}
         try:
             async for index, event in events:
-                if index in role_due and isinstance(event, Delta | Final):
-                    if not isinstance(event, Final) or event.row["status"] == JobStatus.SUCCEEDED:
-                        yield self._role_chunk(index, include_usage)
+                opening = isinstance(event, Delta) or (
+                    isinstance(event, Final) and event.row["status"] == JobStatus.SUCCEEDED
+                )
+                if index in role_due and opening:
+                    yield self._role_chunk(index, include_usage)
+                if index in echo_due and opening and (self.chat or not isinstance(event, Delta)):
+                    # vLLM's chat stream echoes after the role; a completion's echo goes out
+                    # with its first text (below).
+                    yield self._chunk(index, self.echo, None, include_usage)
+                    echo_due.discard(index)
+                if isinstance(event, Delta | Final):
                     role_due.discard(index)
                 if isinstance(event, Delta):
-                    yield self._chunk(index, event.text, None, include_usage)
+                    text = self.echo + event.text if index in echo_due else event.text
+                    echo_due.discard(index)
+                    yield self._chunk(index, text, None, include_usage)
                 elif isinstance(event, Revoked):
                     error = OpenAIError(401, "the API key was revoked", "authentication_error")
                     yield _error_chunk(error)
