@@ -16,9 +16,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import Insert
 
 from db.conflicts import locked_in_id_order
-from db.prompt_text import messages_to_stored, prompt_to_stored
 from db.schema import batches, jobs, owned_by
 from db.states import TERMINAL_STATES, BatchStatus, JobStatus
+from db.stored_text import json_to_stored, to_stored
 from db.transitions import batch_move, either, job_move
 
 ACTIVE_JOB_STATES = (JobStatus.QUEUED, JobStatus.RUNNING)
@@ -48,6 +48,8 @@ def _json(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
+# COPY bypasses the columns' types: the callers' text is escaped here as StoredText and
+# StoredJSON would (db/stored_text.py).
 def job_copy_row(
     batch_id: uuid.UUID,
     *,
@@ -66,17 +68,17 @@ def job_copy_row(
     return (
         uuid.uuid4(),
         JobStatus.QUEUED.value,
-        prompt_to_stored(prompt),
-        _json(messages_to_stored(messages)),
-        _json(params),
+        None if prompt is None else to_stored(prompt),
+        _json(json_to_stored(messages)),
+        _json(json_to_stored(params)),
         model,
         priority,
         timeout_s,
         expires_at,
         batch_id,
         line,
-        custom_id,
-        _json(metadata),
+        None if custom_id is None else to_stored(custom_id),
+        _json(json_to_stored(metadata)),
         None,
         owner_id,
     )

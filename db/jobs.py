@@ -24,7 +24,6 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.sql.dml import ReturningInsert
 
 from db.conflicts import locked_in_id_order
-from db.prompt_text import messages_to_stored, prompt_to_stored
 from db.schema import ANONYMOUS_OWNER, jobs, owned_by
 from db.states import JobStatus
 from db.transitions import job_move
@@ -68,8 +67,8 @@ def job_row(
         "id": job_id,
         "owner_id": owner_id,
         "status": JobStatus.QUEUED,
-        "prompt": prompt_to_stored(prompt),
-        "messages": messages_to_stored(messages),
+        "prompt": prompt,
+        "messages": messages,
         "params": params,
         "model": model,
         "priority": priority,

@@ -23,9 +23,9 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 
 from db.states import BatchStatus, JobStatus
+from db.stored_text import StoredJSON, StoredText
 
 metadata = MetaData()
 
@@ -74,15 +74,15 @@ batches = Table(
     Column("status", String(16), nullable=False),
     # jsonl, openai, csv or text: how the upload was read.
     Column("format", String(16), nullable=False),
-    Column("filename", Text),
+    Column("filename", StoredText),
     Column("total", Integer, nullable=False, server_default="0"),
     # Lines refused under on_error=skip, and the first of their errors ({line, message}).
     Column("skipped", Integer, nullable=False, server_default="0"),
-    Column("line_errors", JSONB, nullable=False, server_default="[]"),
-    Column("defaults", JSONB, nullable=False, server_default="{}"),
-    Column("metadata", JSONB),
+    Column("line_errors", StoredJSON, nullable=False, server_default="[]"),
+    Column("defaults", StoredJSON, nullable=False, server_default="{}"),
+    Column("metadata", StoredJSON),
     Column("priority", SmallInteger, nullable=False, server_default="5"),
-    Column("error", Text),
+    Column("error", StoredText),
     Column("idempotency_key", Text),
     Column("request_hash", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
@@ -105,10 +105,11 @@ jobs = Table(
     Column("id", Uuid, primary_key=True),
     Column("status", String(16), nullable=False),
     # Exactly one of prompt / messages; messages go through the model's chat template.
-    Column("prompt", Text),
+    # Callers' text may hold NUL: these columns store it escaped (db/stored_text.py).
+    Column("prompt", StoredText),
     # none_as_null: a prompt job stores SQL NULL here, not the JSON value null.
-    Column("messages", JSONB(none_as_null=True)),
-    Column("params", JSONB, nullable=False),
+    Column("messages", StoredJSON(none_as_null=True)),
+    Column("params", StoredJSON, nullable=False),
     Column("model", Text),
     Column("attempt", Integer, nullable=False, server_default="0"),
     Column("worker", Text),
@@ -134,8 +135,8 @@ jobs = Table(
     # A batch's jobs: its id, the line of the upload, the caller's id and extra columns.
     Column("batch_id", Uuid, ForeignKey("batches.id", ondelete="CASCADE")),
     Column("batch_line", Integer),
-    Column("custom_id", Text),
-    Column("metadata", JSONB),
+    Column("custom_id", StoredText),
+    Column("metadata", StoredJSON),
     # When the job's message was (last) handed to the broker. A batch's jobs are inserted
     # with none and released a window at a time (vqueue/loops/batch_feeder.py).
     Column("released_at", DateTime(timezone=True), server_default=func.now()),
@@ -167,7 +168,7 @@ files = Table(
     metadata,
     Column("id", Uuid, primary_key=True),
     Column("purpose", String(32), nullable=False),
-    Column("filename", Text, nullable=False),
+    Column("filename", StoredText, nullable=False),
     Column("bytes", Integer, nullable=False),
     Column("content", LargeBinary, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),

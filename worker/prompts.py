@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from db.prompt_text import from_stored, messages_from_stored
 from vqueue.logs import job_context
 from vqueue.models.chat_prompt import ChatRenderer
 from vqueue.models.context import over_context
@@ -68,12 +67,11 @@ class PromptMaker:
 
     def _prompt_text(self, row: Row) -> str:
         if row["messages"] is None:
-            return from_stored(row["prompt"])
+            prompt: str = row["prompt"]
+            return prompt
         if self._chat is None:
             self._chat = ChatRenderer(self.host.tokenizer())
-        messages = messages_from_stored(row["messages"])
-        assert messages is not None
-        return self._chat.render(messages)
+        return self._chat.render(row["messages"])
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """Prompts as token ids, all of a message in one call. Given text, the engine would

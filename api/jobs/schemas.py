@@ -25,20 +25,13 @@ from api.jobs.structured_outputs import StructuredOutputs
 from db.states import JobStatus
 
 
-def no_nul(value: str) -> str:
-    # Postgres text cannot hold NUL; refusing it here keeps it a 422, not a failed INSERT.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
-
-
 def _not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty or only whitespace")
     return value
 
 
-# A prompt may hold NUL, as vLLM's server allows (db/prompt_text.py stores it).
+# Any text may hold NUL, as in vLLM's server: db/stored_text.py stores it.
 NonEmptyText = Annotated[
     str,
     StringConstraints(min_length=1),
@@ -47,7 +40,7 @@ NonEmptyText = Annotated[
 ]
 # A token id as a JSON object's key; the engine checks it against the vocabulary.
 TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")]
-StopString = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
+StopString = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
 class Role(StrEnum):
@@ -130,7 +123,7 @@ def _small_json(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256), AfterValidator(no_nul)]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Metadata = Annotated[
     dict[str, str | int | float | bool | None],
     Field(max_length=64, description="Free-form values kept with the job"),

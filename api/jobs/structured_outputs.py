@@ -3,9 +3,9 @@ schema, any JSON object, a regular expression, one of given choices, or a gramma
 vLLM's own names (its `structured_outputs` request field and SamplingParams).
 
 Checked here is what can be checked without the engine: one kind of constraint, the shapes,
-the sizes, and no NUL (Postgres cannot store it). Whether the engine's grammar backend can
-compile a schema, regex or grammar is known only to the engine: a job it refuses fails with
-the engine's reason, which /v1 answers as a 400.
+the sizes, and no NUL (which vLLM refuses in a regex, and grammar backends cannot take).
+Whether the engine's grammar backend can compile a schema, regex or grammar is known only to
+the engine: a job it refuses fails with the engine's reason, which /v1 answers as a 400.
 """
 
 from typing import Annotated, Any, Self
@@ -27,7 +27,7 @@ _KINDS = ("json", "regex", "choice", "grammar", "json_object")
 
 
 def _no_nul_anywhere(value: Any) -> Any:
-    # Postgres JSON cannot hold a NUL in a key or a string, however deep.
+    # In a key or a string, however deep.
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("must not contain NUL characters")
     if isinstance(value, dict):

@@ -4,7 +4,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.jobs.schemas import JobLinks, JobPublic, Usage
-from db.prompt_text import messages_from_stored, prompt_from_stored
 
 
 def usage_of(row: Mapping[Any, Any]) -> Usage:
@@ -23,8 +22,8 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
         expires_at=row["expires_at"],
         cancel_requested_at=row["cancel_requested_at"],
         model=row["model"],
-        prompt=prompt_from_stored(row["prompt"]),
-        messages=messages_from_stored(row["messages"]),
+        prompt=row["prompt"],
+        messages=row["messages"],
         params=row["params"],
         attempt=row["attempt"],
         text=row["text"] if text is None else text,

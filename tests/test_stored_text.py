@@ -1,10 +1,12 @@
-"""Prompts with NUL: stored escaped (db/prompt_text.py), given back and run unchanged."""
+"""Prompts with NUL: stored escaped (db.stored_text.py), given back and run unchanged."""
 
 import openai
+import orjson
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db.prompt_text import MARK, from_stored, to_stored
+from db.stored_text import MARK, from_stored, json_from_stored, json_to_stored, to_stored
+from tests.test_openai_files import request_line
 from vqueue.client.api_client import VQueueClient
 from vqueue.settings import Settings
 
@@ -17,6 +19,20 @@ def test_every_text_comes_back_unchanged_and_stores_without_nul(text: str) -> No
     stored = to_stored(text)
     assert "\x00" not in stored
     assert from_stored(stored) == text
+
+
+JSON = st.recursive(
+    st.none() | st.integers(-(2**63), 2**63 - 1) | TRICKY,
+    lambda inner: st.lists(inner) | st.dictionaries(TRICKY, inner),
+    max_leaves=20,
+)
+
+
+@given(JSON)
+def test_every_json_value_comes_back_unchanged(value: object) -> None:
+    stored = json_to_stored(value)
+    assert b"\\u0000" not in orjson.dumps(stored)  # what Postgres JSON refuses
+    assert json_from_stored(stored) == value
 
 
 def test_texts_without_nul_are_stored_as_they_are() -> None:
@@ -56,3 +72,29 @@ def test_a_batch_line_with_nul_runs(client: VQueueClient) -> None:
     assert client.wait_batch(batch["id"])["status"] == "completed"
     (result,) = client.batch_results(batch["id"])
     assert result["status"] == "succeeded"
+
+
+def test_nul_in_a_batch_lines_custom_id_metadata_and_stop_is_kept(client: VQueueClient) -> None:
+    line = {
+        "prompt": "Say hi.",
+        "custom_id": "a\x00b",
+        "metadata": {"key\x00": "value\x00"},
+        "stop": ["\x00"],
+        "max_tokens": 2,
+    }
+    batch = client.upload_batch(orjson.dumps(line) + b"\n", filename="nul.jsonl")
+    assert client.wait_batch(batch["id"])["status"] == "completed"
+    (result,) = client.batch_results(batch["id"])
+    assert (result["custom_id"], result["metadata"]) == ("a\x00b", {"key\x00": "value\x00"})
+    assert client.get(result["job_id"])["params"]["stop"] == ["\x00"]
+
+
+def test_nul_in_openai_batch_metadata_is_kept(oai: openai.OpenAI, settings: Settings) -> None:
+    uploaded = oai.files.create(file=("in.jsonl", request_line("x\x00", settings)), purpose="batch")
+    batch = oai.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/completions",
+        completion_window="24h",
+        metadata={"note\x00": "a\x00b"},
+    )
+    assert oai.batches.retrieve(batch.id).metadata == {"note\x00": "a\x00b"}
