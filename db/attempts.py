@@ -52,6 +52,7 @@ CLAIMED_COLUMNS = (
     "attempt",
     "prompt",
     "messages",
+    "prompt_token_ids",
     "params",
     "priority",
     "timeout_s",

@@ -61,6 +61,7 @@ def job_row(
     request_hash: str | None = None,
     metadata: dict[str, Any] | None = None,
     owner_id: uuid.UUID = ANONYMOUS_OWNER,
+    prompt_token_ids: list[int] | None = None,
 ) -> dict[str, Any]:
     """The values of a new queued job, for insert_jobs()."""
     return {
@@ -69,6 +70,7 @@ def job_row(
         "status": JobStatus.QUEUED,
         "prompt": prompt,
         "messages": messages,
+        "prompt_token_ids": prompt_token_ids,
         "params": params,
         "model": model,
         "priority": priority,

@@ -23,8 +23,11 @@ def job_tokens(prompt_chars: int, max_tokens: int) -> int:
 
 def queued_load() -> Select[Any, Any]:
     """The queued jobs, and their weight in tokens (as `job_tokens`, in SQL)."""
-    chars = func.coalesce(func.length(jobs.c.prompt), 0) + func.coalesce(
-        func.length(cast(jobs.c.messages, Text)), 0
+    chars = (
+        func.coalesce(func.length(jobs.c.prompt), 0)
+        + func.coalesce(func.length(cast(jobs.c.messages, Text)), 0)
+        # A prompt of token ids: each id counted as the characters of a token.
+        + func.coalesce(func.cardinality(jobs.c.prompt_token_ids), 0) * CHARS_PER_TOKEN
     )
     asked = cast(jobs.c.params["max_tokens"].astext, Integer)
     max_tokens = func.coalesce(asked, DEFAULT_MAX_TOKENS)

@@ -23,6 +23,7 @@ from sqlalchemy import (
     text,
     true,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from db.states import BatchStatus, JobStatus
 from db.stored_text import StoredJSON, StoredText
@@ -109,6 +110,8 @@ jobs = Table(
     Column("prompt", StoredText),
     # none_as_null: a prompt job stores SQL NULL here, not the JSON value null.
     Column("messages", StoredJSON(none_as_null=True)),
+    # Or a prompt given as token ids, as vLLM's server takes them.
+    Column("prompt_token_ids", ARRAY(Integer)),
     Column("params", StoredJSON, nullable=False),
     Column("model", Text),
     Column("attempt", Integer, nullable=False, server_default="0"),
@@ -142,7 +145,7 @@ jobs = Table(
     Column("released_at", DateTime(timezone=True), server_default=func.now()),
     _owner(),
     CheckConstraint(f"status IN ({_status_values})", name="jobs_status_valid"),
-    CheckConstraint("(prompt IS NULL) <> (messages IS NULL)", name="jobs_one_input"),
+    CheckConstraint("num_nonnulls(prompt, messages, prompt_token_ids) = 1", name="jobs_one_input"),
     CheckConstraint("priority BETWEEN 0 AND 9", name="jobs_priority_range"),
     Index("jobs_status_created_at", "status", "created_at"),
     Index("jobs_created_at", "created_at"),

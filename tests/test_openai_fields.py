@@ -194,3 +194,23 @@ def test_echo_is_a_flag_and_not_for_batch_files() -> None:
         job_fields(COMPLETIONS, body, MODELS)
     with pytest.raises(OpenAIFieldError, match="true or false"):
         fields({**CHAT, "echo": 1})
+
+
+@pytest.mark.parametrize(
+    ("prompt", "stored"),
+    [
+        ("text", {"prompt": "text"}),
+        (["text"], {"prompt": "text"}),
+        ([5, 6, 7], {"prompt_token_ids": [5, 6, 7]}),
+        ([[5, 6, 7]], {"prompt_token_ids": [5, 6, 7]}),
+    ],
+)
+def test_a_prompt_is_text_or_token_ids(prompt: Any, stored: dict[str, Any]) -> None:
+    got = job_fields(COMPLETIONS, {"model": "m", "prompt": prompt}, MODELS)
+    assert {key: got[key] for key in ("prompt", "prompt_token_ids") if key in got} == stored
+
+
+@pytest.mark.parametrize("prompt", [[], [True, 2], ["a", "b"], [[1], [2]], [[]], 5, [1.5]])
+def test_what_is_no_one_prompt_is_refused(prompt: Any) -> None:
+    with pytest.raises(OpenAIFieldError, match="prompt"):
+        job_fields(COMPLETIONS, {"model": "m", "prompt": prompt}, MODELS)

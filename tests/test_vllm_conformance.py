@@ -166,10 +166,14 @@ def test_streams_agree(peer: str, base_url: str, settings: Settings, path: str, 
         {"prompt": "Random tokens\x00 with NUL\x00"},
         {"stop": ["."], "include_stop_str_in_output": True, "max_tokens": 40},
         {"echo": True},
+        {"prompt": [504, 3575, 282, 4649, 314]},
+        {"prompt": [504, 3575, 282, 4649, 314], "echo": True},
         {"structured_outputs": {"json": {"type": "object", "properties": {"n": {"type": "integer"}},
          "required": ["n"]}, "disable_any_whitespace": True}},
     ],
-    ids=["choice", "logit_bias", "nul", "stop", "echo", "json_schema"],
+    ids=[
+        "choice", "logit_bias", "nul", "stop", "echo", "token_ids", "token_ids_echo", "json_schema"
+    ],
 )  # fmt: skip
 def test_vllm_fields_agree(
     peer: str, base_url: str, settings: Settings, extra: dict[str, Any]

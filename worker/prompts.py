@@ -40,22 +40,38 @@ class PromptMaker:
         """By job: its engine input, or the error that keeps it from becoming a request."""
         made: dict[str, EngineInput | str] = {}
         ready: dict[str, tuple[str, Any]] = {}  # job id -> (prompt text, sampling parameters)
+        given: dict[str, tuple[list[int], Any]] = {}  # prompts that came as token ids
         for job_id, row in rows.items():
             try:
-                ready[job_id] = (self._prompt_text(row), to_sampling_params(row["params"]))
+                sampling = to_sampling_params(row["params"])
+                if (token_ids := row.get("prompt_token_ids")) is not None:
+                    given[job_id] = (list(token_ids), sampling)
+                else:
+                    ready[job_id] = (self._prompt_text(row), sampling)
             except Exception as exc:
                 # The input could not be made into a request (e.g. no chat template).
                 made[job_id] = _failed(job_id, f"{type(exc).__name__}: {exc}")
-        token_ids = self._tokenize([text for text, _ in ready.values()])
-        limit = self.host.max_model_len
-        for (job_id, (_, sampling)), ids in zip(ready.items(), token_ids, strict=True):
-            outside = [i for i in sampling.stop_token_ids or () if i >= self.host.vocab_size]
+        tokenized = self._tokenize([text for text, _ in ready.values()])
+        inputs = {
+            job_id: (ids, sampling)
+            for (job_id, (_, sampling)), ids in zip(ready.items(), tokenized, strict=True)
+        }
+        limit, vocab = self.host.max_model_len, self.host.vocab_size
+        for job_id, (ids, sampling) in {**inputs, **given}.items():
+            # The engine would refuse such ids on its loop; said here, plainly.
+            outside = [i for i in sampling.stop_token_ids or () if i >= vocab]
+            outside_prompt = [i for i in ids if i >= vocab] if job_id in given else []
             if outside:
-                # The engine would refuse the request on its loop; said here, plainly.
                 made[job_id] = _failed(
                     job_id,
                     f"stop_token_ids {outside[:5]} are outside the model's vocabulary of "
-                    f"{self.host.vocab_size} tokens",
+                    f"{vocab} tokens",
+                )
+            elif outside_prompt:
+                made[job_id] = _failed(
+                    job_id,
+                    f"prompt token ids {outside_prompt[:5]} are outside the model's vocabulary "
+                    f"of {vocab} tokens",
                 )
             elif (error := over_context(len(ids), sampling.max_tokens, limit)) is not None:
                 # Checked here, with the API's message, which does not change with vLLM's

@@ -109,6 +109,7 @@ def _rows(
             line=item.line,
             prompt=item.job.prompt,
             messages=item.job.messages_json(),
+            prompt_token_ids=item.job.prompt_token_ids,
             params=item.job.sampling(),
             custom_id=item.job.custom_id,
             metadata=item.job.metadata,

@@ -16,16 +16,17 @@ from typing import Any
 from api.core.callers import Caller
 from api.core.errors import OverloadedError, TooManyRequestsError
 from api.core.resources import Resources
-from db.queue_load import job_tokens, queued_jobs, tokens_since
+from db.queue_load import CHARS_PER_TOKEN, job_tokens, queued_jobs, tokens_since
 
 # Retry-After for a full queue: long enough for the workers to drain some of it.
 QUEUE_FULL_RETRY_S = 5
 
 
 def input_tokens(job: Any) -> int:
-    """`job_tokens` of a JobCreate or a batch line (both have a prompt or messages, and
-    max_tokens)."""
+    """`job_tokens` of a JobCreate or a batch line (both have a prompt, messages or token ids,
+    and max_tokens)."""
     chars = len(job.prompt or "") + sum(len(message.content) for message in job.messages or [])
+    chars += len(job.prompt_token_ids or ()) * CHARS_PER_TOKEN
     return job_tokens(chars, job.max_tokens)
 
 

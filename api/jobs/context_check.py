@@ -36,6 +36,9 @@ class ContextCheck:
     async def refusal(self, job: JobInput, max_tokens: int) -> str | None:
         """Why the job cannot fit the context; None when it fits or cannot be told here."""
         limit = self.limit()
+        if limit is not None and job.prompt_token_ids is not None:
+            # Already tokens: the count is exact, with or without a tokenizer here.
+            return over_context(len(job.prompt_token_ids), max_tokens, limit)
         if limit is None or not self.tokenizer.ready:
             return None
         if job.prompt is not None:

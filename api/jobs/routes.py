@@ -81,7 +81,9 @@ async def submit_job(
         if existing is not None:
             return _replay(existing, fingerprint, response)
     if (refused := await resources.context.refusal(body, body.max_tokens)) is not None:
-        field = "prompt" if body.prompt is not None else "messages"
+        field = next(
+            name for name in ("prompt", "messages", "prompt_token_ids") if getattr(body, name)
+        )
         raise BadRequestError(refused, [ErrorDetail(field=field, message=refused)])
     await admit(resources, caller, 1, input_tokens(body))
     values = new_job_row(

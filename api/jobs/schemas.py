@@ -131,8 +131,17 @@ Metadata = Annotated[
 ]
 
 
+TokenIds = Annotated[
+    list[Annotated[StrictInt, Field(ge=0, le=2**31 - 1)]],
+    Field(min_length=1),
+    # A token is at least a character: the prompt limit bounds a prompt of ids too.
+    no_longer_than("max_prompt_chars", "tokens"),
+]
+
+
 class JobInput(BaseModel):
-    """What the model reads: a plain prompt or chat turns, exactly one of them."""
+    """What the model reads: a plain prompt, chat turns, or a prompt already as token ids
+    (vLLM's server takes those on /v1/completions); exactly one of them."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -140,11 +149,15 @@ class JobInput(BaseModel):
     messages: Annotated[list[Message], no_longer_than("max_messages", "messages")] | None = Field(
         None, min_length=1
     )
+    prompt_token_ids: TokenIds | None = Field(
+        None, description="The prompt as the model's token ids, handed to the engine as they are"
+    )
 
     @model_validator(mode="after")
     def _one_input(self) -> Self:
-        if (self.prompt is None) == (self.messages is None):
-            raise ValueError("give exactly one of 'prompt' or 'messages'")
+        given = [self.prompt, self.messages, self.prompt_token_ids]
+        if sum(value is not None for value in given) != 1:
+            raise ValueError("give exactly one of 'prompt', 'messages' or 'prompt_token_ids'")
         if self.messages is not None:
             total = sum(len(message.content) for message in self.messages)
             if total > (limit := serving_settings().max_prompt_chars):
@@ -222,6 +235,7 @@ class JobPublic(BaseModel):
     model: str | None
     prompt: str | None
     messages: list[Message] | None
+    prompt_token_ids: list[int] | None = None
     params: dict[str, Any]
     attempt: int
     text: str | None = Field(description="The final text, or the text so far while running")

@@ -59,6 +59,7 @@ def new_job_row(
         uuid.uuid4(),
         prompt=body.prompt,
         messages=body.messages_json(),
+        prompt_token_ids=body.prompt_token_ids,
         params=body.sampling(),
         model=settings.model_name,
         priority=body.priority,

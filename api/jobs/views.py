@@ -24,6 +24,7 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
         model=row["model"],
         prompt=row["prompt"],
         messages=row["messages"],
+        prompt_token_ids=row.get("prompt_token_ids"),
         params=row["params"],
         attempt=row["attempt"],
         text=row["text"] if text is None else text,
@@ -46,7 +47,13 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
 
 
 # Not in a stream's final summary: the job's input, and the text the stream already sent.
-_NOT_SUMMED: dict[str, Any] = {"text": None, "prompt": None, "messages": None, "params": {}}
+_NOT_SUMMED: dict[str, Any] = {
+    "text": None,
+    "prompt": None,
+    "messages": None,
+    "prompt_token_ids": None,
+    "params": {},
+}
 
 
 def job_summary(row: Mapping[Any, Any]) -> dict[str, Any]:

@@ -107,12 +107,26 @@ def _messages(value: Any) -> list[dict[str, str]]:
     return messages
 
 
-def _prompt(value: Any) -> str:
+def _is_token_ids(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(item, int) and not isinstance(item, bool) for item in value
+    )
+
+
+def _prompt(value: Any) -> dict[str, Any]:
+    """The job field of a completion's prompt: a string, or token ids (alone, or as the one
+    list of a list), as OpenAI's API and vLLM's server take them."""
+    if _is_token_ids(value) and value:
+        return {"prompt_token_ids": value}
     if isinstance(value, list) and len(value) == 1:
         value = value[0]
-    if not isinstance(value, str):
-        raise OpenAIFieldError("prompt", "must be one string (one prompt per request)")
-    return value
+    if isinstance(value, str):
+        return {"prompt": value}
+    if _is_token_ids(value) and value:
+        return {"prompt_token_ids": value}
+    raise OpenAIFieldError(
+        "prompt", "must be one string or one list of token ids (one prompt per request)"
+    )
 
 
 def _response_format(value: Any) -> dict[str, Any] | None:
@@ -162,7 +176,7 @@ def echo_text(endpoint: str, fields: dict[str, Any], body: dict[str, Any]) -> st
     if body.get("echo") is not True:
         return ""
     if endpoint == COMPLETIONS:
-        prompt: str = fields["prompt"]
+        prompt: str = fields.get("prompt", "")  # token ids: decoded by the caller
         return prompt
     last = fields["messages"][-1]
     return last["content"] if last["role"] == "assistant" else ""
@@ -224,5 +238,5 @@ def job_fields(
     else:
         if "prompt" not in body:
             raise OpenAIFieldError("prompt", "is required")
-        fields["prompt"] = _prompt(body["prompt"])
+        fields |= _prompt(body["prompt"])
     return fields

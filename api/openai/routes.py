@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
@@ -122,6 +123,8 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
     jobs = choice_jobs(job, choice_count(body, settings.max_choices))
     rows = await submit_choices(resources, caller, jobs, body)
     echo = echo_text(endpoint, fields, body)
+    if body.get("echo") is True and job.prompt_token_ids is not None:
+        echo = await _decoded(resources, job.prompt_token_ids)
     reply = Reply(endpoint, rows[0], body.get("model") or settings.model_name, echo)
     # The whole reply carries the text: its final rows are read back from Postgres.
     followers = [
@@ -153,6 +156,14 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
     if len(finals) < len(rows):
         raise OpenAIError(500, "the end of a job was not seen", "server_error")
     return JSONResponse(reply.whole_choices([finals[i] for i in range(len(rows))]), headers=headers)
+
+
+async def _decoded(resources: Resources, token_ids: list[int]) -> str:
+    """A prompt of token ids as text, for echo (as vLLM's server echoes it)."""
+    tokenizer = resources.context.tokenizer
+    if not tokenizer.ready:
+        raise OpenAIError(503, "the tokenizer is not loaded yet; try again shortly", "server_error")
+    return await anyio.to_thread.run_sync(tokenizer.decode, token_ids)
 
 
 def refusal(row: Mapping[str, Any]) -> OpenAIError | None:

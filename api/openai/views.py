@@ -51,6 +51,8 @@ def failure(row: Mapping[str, Any]) -> OpenAIError:
         return invalid_request(message, "messages")
     if message.startswith("stop_token_ids "):
         return invalid_request(message, "stop_token_ids")
+    if message.startswith("prompt token ids "):
+        return invalid_request(message, "prompt")
     if message.startswith(ENGINE_REFUSED):
         return invalid_request(message)
     if row["status"] == JobStatus.CANCELLED:
