@@ -6,7 +6,8 @@ states and the attempt, so a job delivered twice or raced for changes at most on
 """
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
@@ -43,22 +44,31 @@ SUMMARY_COLUMNS = (
 )
 
 
-# What a worker reads of a job it has claimed: its input and how to run it (worker/runner.py),
-# and the times its metrics are measured from (worker/recorder.py). Only these come back: the
-# rows are decoded in the worker beside its busy engine loop, on every job's way to the engine,
-# and the other 20 columns (batch, owner, idempotency, lease, result...) are not used there.
-CLAIMED_COLUMNS = (
-    "id",
-    "attempt",
-    "prompt",
-    "messages",
-    "prompt_token_ids",
-    "params",
-    "priority",
-    "timeout_s",
-    "created_at",
-    "started_at",
-)
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """What a worker reads of a job it has claimed: its input and how to run it
+    (worker/prompts.py, worker/runner.py), and the times its metrics are measured from
+    (worker/recorder.py). Only these columns come back: the rows are decoded in the worker
+    beside its busy engine loop, on every job's way to the engine, and the other 20 columns
+    (batch, owner, idempotency, lease, result...) are not used there."""
+
+    id: uuid.UUID
+    attempt: int
+    prompt: str | None
+    messages: list[dict[str, str]] | None
+    prompt_token_ids: list[int] | None
+    params: dict[str, Any]
+    priority: int
+    timeout_s: int
+    created_at: datetime
+    started_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> "ClaimedJob":
+        return cls(*(row[name] for name in CLAIMED_COLUMNS))
+
+
+CLAIMED_COLUMNS = tuple(field.name for field in fields(ClaimedJob))
 
 
 def _quoted(name: str) -> Any:

@@ -6,13 +6,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, select, text
 
-from db.attempts import CLAIMED_COLUMNS, AttemptResult, finish_jobs
+from db.attempts import CLAIMED_COLUMNS, AttemptResult, ClaimedJob, finish_jobs
 from db.schema import jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, sent_to_postgres
@@ -67,9 +68,10 @@ def test_each_job_is_claimed_once_however_often_it_is_delivered(
             assert set(claim) <= set(asked)
         claimed = next(claim[first] for claim in claims if first in claim)
         # The worker gets back only what it reads of the row.
-        assert set(claimed) == set(CLAIMED_COLUMNS)
-        assert claimed["attempt"] == 1
-        assert claimed["started_at"] is not None
+        assert isinstance(claimed, ClaimedJob)
+        assert tuple(field.name for field in fields(ClaimedJob)) == CLAIMED_COLUMNS
+        assert claimed.attempt == 1
+        assert claimed.started_at is not None
         with db.connect() as conn:
             stored = conn.execute(select(jobs).where(jobs.c.id == first)).mappings().one()
         assert (stored["status"], stored["worker"], stored["attempt"]) == ("running", WORKER, 1)
@@ -144,10 +146,10 @@ def test_results_of_runs_that_ended_together_are_recorded_in_one_statement(
         with db.begin() as conn:
             conn.execute(text("UPDATE jobs SET attempt = 2 WHERE id = :id"), {"id": job_ids[2]})
         results = [
-            AttemptResult(done["id"], 1, JobStatus.SUCCEEDED, text="Hi.", completion_tokens=2),
+            AttemptResult(done.id, 1, JobStatus.SUCCEEDED, text="Hi.", completion_tokens=2),
             # Every optional column NULL in some row, and first_token_at NULL in all of them.
-            AttemptResult(failed["id"], 1, JobStatus.FAILED, error="boom"),
-            AttemptResult(superseded["id"], 1, JobStatus.SUCCEEDED, text="old"),
+            AttemptResult(failed.id, 1, JobStatus.FAILED, error="boom"),
+            AttemptResult(superseded.id, 1, JobStatus.SUCCEEDED, text="old"),
         ]
         with db.begin() as conn:
             recorded = set(conn.execute(finish_jobs(results)).scalars())
@@ -157,7 +159,7 @@ def test_results_of_runs_that_ended_together_are_recorded_in_one_statement(
                     text("SELECT * FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids}
                 )
             }
-        assert recorded == {done["id"], failed["id"]}
+        assert recorded == {done.id, failed.id}
         first, second, third = (stored[job_id] for job_id in job_ids)
         assert (first.status, first.text, first.completion_tokens) == ("succeeded", "Hi.", 2)
         assert (second.status, second.text, second.error) == ("failed", None, "boom")

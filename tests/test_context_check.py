@@ -11,7 +11,7 @@ import pytest
 from api.core.served_tokenizer import ServedTokenizer
 from api.jobs.context_check import ContextCheck
 from api.jobs.schemas import JobCreate
-from tests.stand_ins import prompt_maker
+from tests.stand_ins import claimed_job, prompt_maker
 from vqueue.settings import Settings
 from worker.prompts import PromptMaker
 
@@ -49,11 +49,11 @@ def test_the_api_and_the_worker_refuse_in_the_same_words(
     check: ContextCheck, worker_side: PromptMaker, body: dict[str, Any]
 ) -> None:
     refused = refusal(check, **body)
-    row = {
-        "prompt": body.get("prompt"),
-        "messages": body.get("messages"),
-        "params": {"max_tokens": body["max_tokens"]},
-    }
+    row = claimed_job(
+        prompt=body.get("prompt"),
+        messages=body.get("messages"),
+        params={"max_tokens": body["max_tokens"]},
+    )
     assert refused is not None
     assert refused == worker_side.make({"job": row})["job"]
 

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.stand_ins import prompt_maker
+from db.attempts import ClaimedJob
+from tests.stand_ins import claimed_job, prompt_maker
 from vqueue.settings import Settings
 from worker.prompts import EngineInput, PromptMaker
 
@@ -18,8 +19,8 @@ def maker(settings: Settings) -> PromptMaker:
     return prompt_maker(settings, CONTEXT)
 
 
-def row(**given: Any) -> dict[str, Any]:
-    return {"prompt": None, "messages": None, "params": {"max_tokens": 4}} | given
+def row(**given: Any) -> ClaimedJob:
+    return claimed_job(**given)
 
 
 def test_each_job_gets_typed_token_ids_and_its_own_parameters(maker: PromptMaker) -> None:

@@ -10,12 +10,11 @@ jobs reach the engine together, in its first prefill steps.
 
 import logging
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Engine
 
-from db.attempts import claim_jobs
+from db.attempts import ClaimedJob, claim_jobs
 from db.conflicts import retry_conflicts
 from vqueue.contract.queueing import JobQueue
 from vqueue.contract.task_messages import MAX_JOBS_PER_MESSAGE
@@ -27,8 +26,6 @@ log = logging.getLogger(__name__)
 # messages are no bigger (unless VQUEUE_JOBS_PER_MESSAGE asks for more).
 MAX_CLAIM = MAX_JOBS_PER_MESSAGE
 
-Row = Mapping[Any, Any]
-
 
 class Claimer:
     def __init__(self, db: Engine, queue: JobQueue, worker_name: str, lease_s: float) -> None:
@@ -39,11 +36,11 @@ class Claimer:
         self._queue = queue
         self._worker_name = worker_name
         self._lease_s = lease_s
-        self._rounds: Gatherer[list[str], dict[str, Row]] = Gatherer(
+        self._rounds: Gatherer[list[str], dict[str, ClaimedJob]] = Gatherer(
             "claimer", self._serve, len, MAX_CLAIM, then=self._prune
         )
 
-    def claim(self, job_ids: list[str]) -> dict[str, Row]:
+    def claim(self, job_ids: list[str]) -> dict[str, ClaimedJob]:
         """The rows of the jobs claimed, now running as a new attempt of ours, by id; a job
         that is not queued (it ended, another worker has it, or it expired) is left out.
         Raises what the round trip raised."""
@@ -52,7 +49,7 @@ class Claimer:
     def close(self) -> None:
         self._rounds.close()
 
-    def _serve(self, deliveries: list[list[str]]) -> list[dict[str, Row]]:
+    def _serve(self, deliveries: list[list[str]]) -> list[dict[str, ClaimedJob]]:
         # If this raises, the jobs stay queued; the reconciler sends them again later.
         rows = self._claim([job_id for job_ids in deliveries for job_id in job_ids])
         # A job delivered twice in one round runs once: the first delivery takes the row.
@@ -68,7 +65,7 @@ class Claimer:
         # (or for good, if the worker dies now) the reconciler drops itself once it runs.
         self._queue.prune(dict.fromkeys(job_id for job_ids in deliveries for job_id in job_ids))
 
-    def _claim(self, job_ids: list[str]) -> dict[str, Row]:
+    def _claim(self, job_ids: list[str]) -> dict[str, ClaimedJob]:
         unique = list(dict.fromkeys(job_ids))
         statement = claim_jobs(
             [uuid.UUID(job_id) for job_id in unique], self._worker_name, self._lease_s
@@ -81,4 +78,4 @@ class Claimer:
         claimed = retry_conflicts(claim, "claiming jobs")
         if len(unique) > 1:
             log.debug("claimed %d of %d jobs in one round trip", len(claimed), len(unique))
-        return {str(row["id"]): row for row in claimed}
+        return {str(row["id"]): ClaimedJob.from_row(row) for row in claimed}

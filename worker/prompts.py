@@ -8,10 +8,10 @@ prompts: the engine loop only checks it, where an untyped prompt is rendered aga
 
 import logging
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from db.attempts import ClaimedJob
 from vqueue.logs import job_context
 from vqueue.models.chat_prompt import ChatRenderer
 from vqueue.models.context import over_context
@@ -19,8 +19,6 @@ from worker.engine import EngineHost
 from worker.sampling import to_sampling_params
 
 log = logging.getLogger(__name__)
-
-Row = Mapping[Any, Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,15 +34,15 @@ class PromptMaker:
         self._tokenizer: Any = None  # the engine's, fetched on the first job
         self._tokenizer_lock = threading.Lock()
 
-    def make(self, rows: dict[str, Row]) -> dict[str, EngineInput | str]:
+    def make(self, rows: dict[str, ClaimedJob]) -> dict[str, EngineInput | str]:
         """By job: its engine input, or the error that keeps it from becoming a request."""
         made: dict[str, EngineInput | str] = {}
         ready: dict[str, tuple[str, Any]] = {}  # job id -> (prompt text, sampling parameters)
         given: dict[str, tuple[list[int], Any]] = {}  # prompts that came as token ids
         for job_id, row in rows.items():
             try:
-                sampling = to_sampling_params(row["params"])
-                if (token_ids := row.get("prompt_token_ids")) is not None:
+                sampling = to_sampling_params(row.params)
+                if (token_ids := row.prompt_token_ids) is not None:
                     given[job_id] = (list(token_ids), sampling)
                 else:
                     ready[job_id] = (self._prompt_text(row), sampling)
@@ -81,13 +79,13 @@ class PromptMaker:
                 made[job_id] = EngineInput({"type": "token", "prompt_token_ids": ids}, sampling)
         return made
 
-    def _prompt_text(self, row: Row) -> str:
-        if row["messages"] is None:
-            prompt: str = row["prompt"]
-            return prompt
+    def _prompt_text(self, row: ClaimedJob) -> str:
+        if row.messages is None:
+            assert row.prompt is not None  # the table holds exactly one input
+            return row.prompt
         if self._chat is None:
             self._chat = ChatRenderer(self.host.tokenizer())
-        return self._chat.render(row["messages"])
+        return self._chat.render(row.messages)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """Prompts as token ids, all of a message in one call. Given text, the engine would

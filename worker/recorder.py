@@ -15,17 +15,15 @@ fell from 0.91 to 0.84 of bare.
 import logging
 import time
 import uuid
-from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 from redis.exceptions import RedisError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from db.attempts import AttemptResult, finish_jobs, hand_back_job
+from db.attempts import AttemptResult, ClaimedJob, finish_jobs, hand_back_job
 from db.states import JobStatus
 from vqueue.contract.metrics import FinishedRuns
 from vqueue.contract.queueing import JobQueue
@@ -47,8 +45,6 @@ MAX_RECORD = 512
 # lines), while the write itself mostly waits on Postgres.
 RECORD_ROUNDS_AT_ONCE = 2
 
-Row = Mapping[Any, Any]
-
 
 @dataclass
 class Outcome:
@@ -64,7 +60,7 @@ class Outcome:
     ended_at: float | None = None  # time.time() when the run ended on the engine loop
 
 
-Ended = tuple[Row, Outcome]  # a claimed job's row and how its run ended
+Ended = tuple[ClaimedJob, Outcome]  # a claimed job's row and how its run ended
 Recorded = tuple[AttemptResult, str]  # a result written, and its row's summary (JSON) after
 
 
@@ -127,20 +123,20 @@ class Recorder:
     def _record_now(self, ended: list[Ended]) -> None:
         taken = time.time()
         results: list[AttemptResult] = []
-        rows: dict[tuple[uuid.UUID, int], Row] = {}
+        rows: dict[tuple[uuid.UUID, int], ClaimedJob] = {}
         for row, outcome in ended:
             if outcome.handed_back:
-                self._hand_back(row["id"], row["attempt"])
+                self._hand_back(row.id, row.attempt)
                 continue
             if outcome.superseded:
-                with job_context(str(row["id"])):
-                    log.info("job %s: attempt %d superseded, stopped", row["id"], row["attempt"])
+                with job_context(str(row.id)):
+                    log.info("job %s: attempt %d superseded, stopped", row.id, row.attempt)
                 continue
-            rows[(row["id"], row["attempt"])] = row
+            rows[(row.id, row.attempt)] = row
             results.append(
                 AttemptResult(
-                    row["id"],
-                    row["attempt"],
+                    row.id,
+                    row.attempt,
                     outcome.status,
                     text=outcome.text,
                     finish_reason=outcome.finish_reason,
@@ -232,7 +228,7 @@ class Recorder:
             flushed = self.publisher.add(entry)
         await flushed  # one flush carries them all: nothing yielded between the adds
 
-    def _observe(self, recorded: list[tuple[Row, AttemptResult]]) -> None:
+    def _observe(self, recorded: list[tuple[ClaimedJob, AttemptResult]]) -> None:
         """The runs' latencies and tokens, for GET /metrics."""
         if not recorded:
             return
@@ -241,8 +237,8 @@ class Recorder:
         for row, result in recorded:
             finished.add(
                 status=result.status,
-                created_at=row["created_at"],
-                started_at=row["started_at"],
+                created_at=row.created_at,
+                started_at=row.started_at,
                 first_token_at=result.first_token_at,
                 finished_at=now,
                 completion_tokens=result.completion_tokens or 0,

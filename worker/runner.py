@@ -11,13 +11,14 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from db.attempts import ClaimedJob
 from db.states import JobStatus
 from vqueue.contract.sampling import ENGINE_REFUSED
 from vqueue.contract.wire import EntryKind, LogEntry
@@ -29,8 +30,6 @@ from worker.publisher import TokenLogPublisher
 from worker.recorder import Outcome, Recorder
 
 log = logging.getLogger(__name__)
-
-Row = Mapping[Any, Any]
 
 
 def storable(text: str) -> str:
@@ -162,15 +161,15 @@ class JobRunner:
                     log.info("job %s: not queued any more, skipped", job_id)
         for job_id, row in rows.items():
             with job_context(job_id):
-                log.info("job %s: attempt %d started", job_id, row["attempt"])
+                log.info("job %s: attempt %d started", job_id, row.attempt)
             with self._lock:
                 if not self._active:
                     self.last_progress = time.monotonic()  # an idle engine is not stalled
-                self._active[(job_id, row["attempt"])] = ActiveRun(row["attempt"])
+                self._active[(job_id, row.attempt)] = ActiveRun(row.attempt)
         requests = self._requests(rows)
         ready = time.time()
-        runs: dict[Future[Outcome], Row] = {}
-        starting: list[tuple[Coroutine[Any, Any, Outcome], Row]] = []
+        runs: dict[Future[Outcome], ClaimedJob] = {}
+        starting: list[tuple[Coroutine[Any, Any, Outcome], ClaimedJob]] = []
         for job_id, request in requests.items():
             if isinstance(request, Outcome):
                 ended: Future[Outcome] = Future()
@@ -193,13 +192,13 @@ class JobRunner:
                 outcomes = [(runs[future], self._outcome(runs[future], future)) for future in done]
                 with self._lock:
                     for row, _ in outcomes:
-                        self._active.pop((str(row["id"]), row["attempt"]), None)
+                        self._active.pop((str(row.id), row.attempt), None)
                 # Not waited for here: the next runs to end go on to the recorder meanwhile.
                 recording.append((len(outcomes), self._record(outcomes)))
         finally:
             with self._lock:
                 for job_id, row in rows.items():
-                    self._active.pop((job_id, row["attempt"]), None)
+                    self._active.pop((job_id, row.attempt), None)
         # The message is acknowledged once every outcome is stored.
         for count, recorded in recording:
             try:
@@ -209,7 +208,7 @@ class JobRunner:
                 log.exception("recording the end of %d jobs failed", count)
         return len(rows)
 
-    def _record(self, outcomes: list[tuple[Row, Outcome]]) -> "Future[None]":
+    def _record(self, outcomes: list[tuple[ClaimedJob, Outcome]]) -> "Future[None]":
         try:
             return self.recorder.record(outcomes)
         except Exception as exc:  # the recorder has closed: the worker is going away
@@ -217,7 +216,9 @@ class JobRunner:
             failed.set_exception(exc)
             return failed
 
-    def _requests(self, rows: dict[str, Row]) -> dict[str, Coroutine[Any, Any, Outcome] | Outcome]:
+    def _requests(
+        self, rows: dict[str, ClaimedJob]
+    ) -> dict[str, Coroutine[Any, Any, Outcome] | Outcome]:
         """By job: the run to start on the engine loop, its input made here, off the loop, or
         the outcome of a job that cannot become a request."""
         requests: dict[str, Coroutine[Any, Any, Outcome] | Outcome] = {}
@@ -227,17 +228,17 @@ class JobRunner:
                 continue
             row = rows[job_id]
             requests[job_id] = self._generate(
-                job_id, row["attempt"], made, row["priority"], row["timeout_s"]
+                job_id, row.attempt, made, row.priority, row.timeout_s
             )
         return requests
 
     @staticmethod
-    def _outcome(row: Row, future: "Future[Outcome]") -> Outcome:
+    def _outcome(row: ClaimedJob, future: "Future[Outcome]") -> Outcome:
         try:
             return future.result()
         except Exception as exc:  # the loop went away, or a bug: the job must still end
-            with job_context(str(row["id"])):
-                log.error("job %s: the run failed: %r", row["id"], exc)
+            with job_context(str(row.id)):
+                log.error("job %s: the run failed: %r", row.id, exc)
             return Outcome(JobStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
 
     async def _generate(
