@@ -9,6 +9,7 @@ from fastapi import Request
 from api.core.resources import Resources
 from api.openai.errors import OpenAIError, invalid_request
 from api.ops.live_workers import worker_descriptions
+from vqueue.settings import Settings
 
 
 async def served_models(resources: Resources) -> list[str]:
@@ -20,7 +21,13 @@ async def served_models(resources: Resources) -> list[str]:
     return names
 
 
-async def json_body(request: Request, limit: int) -> dict[str, Any]:
+# A request body is a prompt plus a few parameters; the prompt limit bounds it (a character
+# is at most 6 bytes as escaped JSON).
+BODY_OVERHEAD = 64 * 1024
+
+
+async def json_body(request: Request, settings: Settings) -> dict[str, Any]:
+    limit = settings.max_prompt_chars * 6 + BODY_OVERHEAD
     size = 0
     chunks = []
     async for chunk in request.stream():

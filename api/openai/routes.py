@@ -41,9 +41,6 @@ from db.states import JobStatus
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
-# A request body is a prompt plus a few parameters; the prompt limit bounds it.
-BODY_OVERHEAD = 64 * 1024
-
 
 @router.get("/models")
 async def list_models(resources: ResourcesDep) -> dict[str, Any]:
@@ -101,7 +98,7 @@ def _validated(fields: dict[str, Any]) -> JobCreate:
 
 async def _complete(request: Request, resources: Resources, caller: Caller, endpoint: str) -> Any:
     settings = resources.settings
-    body = await json_body(request, settings.max_prompt_chars * 6 + BODY_OVERHEAD)
+    body = await json_body(request, settings)
     try:
         models = set(await served_models(resources))
         fields = job_fields(

@@ -54,7 +54,7 @@ class DetokenizeRequest(BaseModel):
 async def _parsed(
     request: Request, resources: Resources, schema: type[Parsed]
 ) -> tuple[Parsed, ServedTokenizer]:
-    body = await json_body(request, resources.settings.max_prompt_chars * 6 + 64 * 1024)
+    body = await json_body(request, resources.settings)
     try:
         parsed = schema.model_validate(body)
     except ValidationError as exc:
