@@ -31,6 +31,7 @@ from api.jobs import routes as jobs
 from api.jobs import stream_routes as stream
 from api.jobs.context_check import ContextCheck
 from api.jobs.rows import JobRows
+from api.jobs.services import JobServices
 from api.jobs.submitter import Submitter
 from api.openai import batch_routes as openai_batches
 from api.openai import file_routes as openai_files
@@ -91,21 +92,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     tokenizer = ServedTokenizer(settings)
     tokenizer.start()
     context = ContextCheck(settings, workers, tokenizer)
-    app.state.resources = Resources(
-        settings,
-        db,
-        redis,
-        hub,
-        queue,
-        submitter,
-        feeder,
-        keys,
-        depth,
-        ReadCoalescer(),
-        JobRows(lambda job_ids: all_rows(db, get_jobs(job_ids))),
-        gc_pauses,
-        context,
+    app.state.resources = Resources(settings, db, redis, queue, keys, depth, ReadCoalescer())
+    app.state.jobs = JobServices(
+        submitter, context, JobRows(lambda job_ids: all_rows(db, get_jobs(job_ids))), hub
     )
+    app.state.feeder = feeder
+    app.state.process_beat = beat
     # This process's event loop serves every stream it holds: a full collection over the
     # startup heap (tens of milliseconds) would stall them all (vqueue/gc_heap.py).
     freeze_startup_heap()

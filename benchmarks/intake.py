@@ -1,9 +1,8 @@
-"""How the run's jobs moved inside the workers, from the lines each worker logs: `intake` per
-task message (worker/runner.py), when its prompts were ready (claim read, prompts tokenized)
-and when every run of the message had begun on the engine loop; `record` per recorder round
-(worker/recorder.py), when its last run ended, its results were written and its END entries
-published. The first sit between "claimed" and "first token" in the report's timeline, the
-others between the last token and the done event.
+"""How the run's jobs moved inside the workers, from the phase events each worker logs
+(vqueue/contract/phases.py, the `phase` field of its JSON log): the way in (claimed, prompts
+ready, every run of the message on the engine loop) sits between "claimed" and "first token"
+in the report's timeline, the way out (the round's last run ended, its results written, its
+END entries published) between the last token and the done event.
 """
 
 from pathlib import Path
@@ -12,70 +11,75 @@ from typing import Any
 import orjson
 
 from benchmarks.workload import spread
+from vqueue.contract.phases import Phase, PhaseTiming
 
-# The stage name in the timeline, and the field of the line it is read from.
-INTAKE_STAGES = {"prompts_ready": "ready", "on_engine_loop": "loop_last"}
-RECORD_STAGES = {
-    "run_ended": "last_run_ended",
-    "result_written": "written",
-    "end_published": "published",
+# The stage name in the timeline, and the phase and instant it is read from.
+INTAKE_STAGES = {
+    "prompts_ready": (Phase.PREPARE, "ended"),
+    "on_engine_loop": (Phase.HAND_OFF, "ended"),
 }
+RECORD_STAGES = {
+    "run_ended": (Phase.RECORD_WAIT, "began"),
+    "result_written": (Phase.WRITE, "ended"),
+    "end_published": (Phase.PUBLISH, "ended"),
+}
+INTAKE_PHASES = (Phase.CLAIM, Phase.PREPARE, Phase.HAND_OFF)
+RECORD_PHASES = (Phase.RECORD_WAIT, Phase.WRITE, Phase.PUBLISH)
 
 
-def worker_lines(
-    run_dir: Path, window: tuple[float, float], key: str, instant: str
-) -> list[dict[str, Any]]:
-    """Every worker's `key` fields whose `instant` is within `window` (epoch seconds)."""
+def phase_events(
+    run_dir: Path, window: tuple[float, float], phases: tuple[Phase, ...]
+) -> list[PhaseTiming]:
+    """Every worker's events of `phases` that began within `window` (epoch seconds)."""
     found = []
-    marker = f'"{key}"'.encode()
     for path in sorted(run_dir.glob("worker*.log")):
         with path.open("rb") as log:
             for line in log:
-                if marker not in line:
+                if b'"phase"' not in line:
                     continue
                 try:
-                    fields = orjson.loads(line)[key]
-                except (orjson.JSONDecodeError, KeyError, TypeError):
+                    timing = PhaseTiming.from_fields(orjson.loads(line)["phase"])
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
                     continue  # a line cut short, or not the JSON log
-                if window[0] <= fields.get(instant, 0) <= window[1]:
-                    found.append(fields)
+                if timing.phase in phases and window[0] <= timing.began <= window[1]:
+                    found.append(timing)
     return found
 
 
-def intake_lines(run_dir: Path, window: tuple[float, float]) -> list[dict[str, Any]]:
-    """The intake of the messages claimed within `window`."""
-    return worker_lines(run_dir, window, "intake", "claimed")
+def intake_lines(run_dir: Path, window: tuple[float, float]) -> list[PhaseTiming]:
+    """The way in of the messages claimed within `window`."""
+    return phase_events(run_dir, window, INTAKE_PHASES)
 
 
-def record_lines(run_dir: Path, window: tuple[float, float]) -> list[dict[str, Any]]:
-    """The recorder rounds begun within `window`."""
-    return worker_lines(run_dir, window, "record", "taken")
+def record_lines(run_dir: Path, window: tuple[float, float]) -> list[PhaseTiming]:
+    """The way out of the recorder rounds within `window`."""
+    return phase_events(run_dir, window, RECORD_PHASES)
 
 
 def line_stages(
-    lines: list[dict[str, Any]], started: float, stages: dict[str, str]
+    events: list[PhaseTiming], started: float, stages: dict[str, tuple[Phase, str]]
 ) -> dict[str, Any]:
-    """Per stage, first / median / last job in ms after `started`; each job of a line (a
-    message, a round) counts at its line's time."""
+    """Per stage, first / median / last job in ms after `started`; each job of an event (a
+    message, a round) counts at its event's time."""
     found = {}
-    for stage, field in stages.items():
+    for stage, (phase, instant) in stages.items():
         offsets = [
-            (line[field] - started) * 1000
-            for line in lines
-            if field in line
-            for _ in range(line["jobs"])
+            (getattr(event, instant) - started) * 1000
+            for event in events
+            if event.phase == phase
+            for _ in range(event.jobs)
         ]
         if offsets:
             found[stage] = spread(offsets)
     return found
 
 
-def intake_stages(lines: list[dict[str, Any]], started: float) -> dict[str, Any]:
-    return line_stages(lines, started, INTAKE_STAGES)
+def intake_stages(events: list[PhaseTiming], started: float) -> dict[str, Any]:
+    return line_stages(events, started, INTAKE_STAGES)
 
 
-def record_stages(lines: list[dict[str, Any]], started: float) -> dict[str, Any]:
-    return line_stages(lines, started, RECORD_STAGES)
+def record_stages(events: list[PhaseTiming], started: float) -> dict[str, Any]:
+    return line_stages(events, started, RECORD_STAGES)
 
 
 def with_intake(timeline: dict[str, Any], intake: dict[str, Any]) -> dict[str, Any]:

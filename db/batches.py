@@ -15,6 +15,7 @@ from sqlalchemy import Delete, Select, Update, and_, delete, exists, func, selec
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.sql.dml import Insert
 
+from db.attempts import SUMMARY_COLUMNS
 from db.conflicts import locked_in_id_order
 from db.schema import batches, jobs, owned_by
 from db.states import TERMINAL_STATES, BatchStatus, JobStatus
@@ -169,22 +170,13 @@ def batch_results(
     batch_id: uuid.UUID, *, by_completion: bool, statuses: Collection[str] = TERMINAL_STATES
 ) -> Select[Any]:
     """The finished jobs of a batch (those of `statuses`), in input order or in the order they
-    finished."""
+    finished: each job's summary (db.attempts.SUMMARY_COLUMNS), line and text."""
     order = (jobs.c.finished_at, jobs.c.batch_line) if by_completion else (jobs.c.batch_line,)
     return (
         select(
-            jobs.c.id,
+            *(jobs.c[name] for name in SUMMARY_COLUMNS),
             jobs.c.batch_line,
-            jobs.c.custom_id,
-            jobs.c.status,
             jobs.c.text,
-            jobs.c.finish_reason,
-            jobs.c.prompt_tokens,
-            jobs.c.completion_tokens,
-            jobs.c.error,
-            jobs.c.metadata,
-            jobs.c.created_at,
-            jobs.c.finished_at,
         )
         .where(jobs.c.batch_id == batch_id, jobs.c.status.in_(statuses))
         .order_by(*order)

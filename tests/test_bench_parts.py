@@ -5,6 +5,7 @@ run's jobs reached the engine."""
 
 import asyncio
 import gc
+import itertools
 import socket
 import subprocess
 import sys
@@ -30,6 +31,7 @@ from benchmarks.turns import QueueRun, median_pair, take_turns
 from benchmarks.watch_probe import run_one
 from benchmarks.workload import Prompts, RunResult, Workload
 from vqueue.client.api_client import VQueueClient
+from vqueue.contract.phases import Phase, PhaseTiming
 from vqueue.contract.wire import EVENTS_CHANNEL, EntryKind, LogEntry, encode_events
 from vqueue.dev import stack
 from vqueue.gc_heap import GcPauses
@@ -226,11 +228,14 @@ def test_the_step_tap_times_each_token_as_it_reaches_redis(
 
 def test_the_intake_stages_count_each_job_of_a_message_at_its_time() -> None:
     start = 1000.0
-    lines = [
-        {"jobs": 1, "claimed": 1000.04, "ready": 1000.05, "loop_last": 1000.06},
-        {"jobs": 3, "claimed": 1000.09, "ready": 1000.12, "loop_last": 1000.15},
+    events = [
+        PhaseTiming(Phase.CLAIM, 1, 1000.03, 1000.04),
+        PhaseTiming(Phase.PREPARE, 1, 1000.04, 1000.05),
+        PhaseTiming(Phase.HAND_OFF, 1, 1000.05, 1000.06),
+        PhaseTiming(Phase.PREPARE, 3, 1000.09, 1000.12),
+        PhaseTiming(Phase.HAND_OFF, 3, 1000.12, 1000.15),
     ]
-    stages = intake_stages(lines, start)
+    stages = intake_stages(events, start)
     assert stages["prompts_ready"] == {"first": 50.0, "p50": 120.0, "last": 120.0}
     assert stages["on_engine_loop"] == {"first": 60.0, "p50": 150.0, "last": 150.0}
     spread_at = {"first": 1.0, "p50": 1.0, "last": 1.0}
@@ -238,32 +243,37 @@ def test_the_intake_stages_count_each_job_of_a_message_at_its_time() -> None:
     assert list(ordered) == ["claimed", "prompts_ready", "on_engine_loop", "first_token"]
 
 
-def test_the_worker_logs_how_each_message_reached_its_engine(
+def _phase_count(metrics: str, phase: Phase) -> float:
+    name = f'vqueue_job_phase_seconds_count{{phase="{phase.value}"}} '
+    (line,) = [line for line in metrics.splitlines() if line.startswith(name)]
+    return float(line.split()[-1])
+
+
+def test_each_phase_of_a_job_is_one_event_that_the_bench_and_metrics_both_read(
     client: VQueueClient, settings: Settings
 ) -> None:
+    before_metrics = client.http.get("/metrics").text
     before = time.time()
     job = client.submit(prompt="Tell me a story.", max_tokens=4)
     assert client.wait(job["id"])["status"] == "succeeded"
-    lines: list[dict[str, float]] = []
-    deadline = time.time() + 10  # the line is written once the message's runs have begun
-    while not lines and time.time() < deadline:
+    events: list[PhaseTiming] = []
+    deadline = time.time() + 30  # the hand-off's line is written once the runs have begun
+    while len(events) < len(Phase) and time.time() < deadline:
         time.sleep(0.1)
-        lines = intake_lines(settings.run_dir, (before, time.time()))
-    assert [line["jobs"] for line in lines] == [1]
-    (line,) = lines
-    assert before <= line["claim_sent"] <= line["claimed"] <= line["ready"] <= line["loop_last"]
-    # And how its end was recorded: the round's line follows the done event closely.
-    rounds: list[dict[str, float]] = []
-    deadline = time.time() + 10
-    while not rounds and time.time() < deadline:
-        rounds = record_lines(settings.run_dir, (before, time.time()))
-        time.sleep(0.1)
-    assert [each["jobs"] for each in rounds] == [1]
-    (each,) = rounds
-    assert line["loop_last"] <= each["last_run_ended"] <= each["taken"]
-    assert each["taken"] <= each["written"] <= each["published"] <= each["observed"]
-    stages = record_stages(rounds, before)
+        window = (before, time.time())
+        events = intake_lines(settings.run_dir, window) + record_lines(settings.run_dir, window)
+    # One event per phase, for the one job, each following the last.
+    assert [event.phase for event in events] == list(Phase)
+    assert all(event.jobs == 1 for event in events)
+    assert before <= events[0].began
+    for earlier, later in itertools.pairwise(events):
+        assert earlier.began <= earlier.ended <= later.ended
+    stages = record_stages(events, before)
     assert list(stages) == ["run_ended", "result_written", "end_published"]
+    # /metrics counts the same phases, once per job: the recorder sent them with its metrics.
+    after_metrics = client.http.get("/metrics").text
+    for phase in Phase:
+        assert _phase_count(after_metrics, phase) - _phase_count(before_metrics, phase) >= 1
 
 
 def test_the_clients_report_their_own_gc_pauses(base_url: str) -> None:

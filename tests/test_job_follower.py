@@ -4,6 +4,7 @@ the row otherwise."""
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +14,8 @@ from redis.asyncio import Redis
 from api.core.hub import EventHub
 from api.jobs.follower import Final, JobFollower
 from api.jobs.stream_cursor import Delta, StreamCursor
+from api.jobs.views import job_summary
+from db.attempts import SUMMARY_COLUMNS
 from vqueue.contract.wire import LOG_SCRIPT, EntryKind, LogEntry, log_script_args
 from vqueue.settings import Settings
 
@@ -40,11 +43,16 @@ def follow(
         try:
             await redis.register_script(LOG_SCRIPT)(args=log_script_args(entries, 60))
             rows = CountingRows(row)
-            resources = SimpleNamespace(
-                settings=settings, redis=redis, hub=EventHub(redis), job_rows=rows
-            )
+            resources = SimpleNamespace(settings=settings, redis=redis)
+            services = SimpleNamespace(hub=EventHub(redis), rows=rows)
             job_id = uuid.UUID(entries[0].job_id)
-            follower = JobFollower(resources, job_id, StreamCursor(1, 0), **options)  # type: ignore[arg-type]
+            follower = JobFollower(
+                resources,  # type: ignore[arg-type]
+                services,  # type: ignore[arg-type]
+                job_id,
+                StreamCursor(1, 0),
+                **options,
+            )
             running = {**row, "status": "running", "text": None}
             events = [event async for event in follower.events(running)]
             return events, rows.reads
@@ -58,8 +66,23 @@ def finished_job(final: bool) -> tuple[list[LogEntry], dict[str, Any], dict[str,
     """A job's log (two deltas, then its END, with or without a summary), its row in Postgres
     and the summary."""
     job_id = str(uuid.uuid4())
-    summary = {"id": job_id, "status": "succeeded", "attempt": 1, "completion_tokens": 2}
-    row = {**summary, "text": "Hello there", "owner_id": uuid.uuid4(), "from": "postgres"}
+    now = datetime.now(UTC)
+    row: dict[str, Any] = dict.fromkeys(SUMMARY_COLUMNS) | {
+        "id": uuid.UUID(job_id),
+        "status": "succeeded",
+        "priority": 5,
+        "timeout_s": 600,
+        "attempt": 1,
+        "finish_reason": "length",
+        "prompt_tokens": 4,
+        "completion_tokens": 2,
+        "created_at": now,
+        "started_at": now,
+        "finished_at": now,
+    }
+    # As Postgres writes it into the END entry: ids and dates as strings.
+    summary = orjson.loads(orjson.dumps(row))
+    row |= {"text": "Hello there", "owner_id": uuid.uuid4(), "custom_id": "from postgres"}
     entries = [
         LogEntry(job_id, 1, EntryKind.DELTA, 5, "Hello"),
         LogEntry(job_id, 1, EntryKind.DELTA, 11, " there"),
@@ -80,7 +103,12 @@ def test_a_reader_with_the_whole_text_ends_with_the_summary_and_no_read(
 ) -> None:
     entries, row, summary = finished_job(final=True)
     events, reads = follow(settings, entries, row)
-    assert events == [Delta("Hello", 5, 1), Delta(" there", 11, 1), Final(summary)]
+    assert events == [
+        Delta("Hello", 5, 1),
+        Delta(" there", 11, 1),
+        Final(job_summary(summary), None),
+    ]
+    assert events[-1].summary.created_at == summary_time(summary)
     assert reads == 0
 
 
@@ -88,15 +116,15 @@ def test_an_end_without_a_summary_is_read_from_postgres(settings: Settings) -> N
     # An END from the reconciler, a cancel, or a worker of an earlier release.
     entries, row, _ = finished_job(final=False)
     events, reads = follow(settings, entries, row)
-    assert events[-1] == Final(row)
+    assert events[-1] == Final(job_summary(row), "Hello there")
+    assert events[-1].summary.custom_id == "from postgres"
     assert reads == 1
 
 
 def test_a_caller_that_needs_the_text_reads_the_row(settings: Settings) -> None:
     entries, row, _ = finished_job(final=True)
     events, reads = follow(settings, entries, row, needs_text=True)
-    assert events[-1] == Final(row)
-    assert events[-1].row["text"] == "Hello there"
+    assert events[-1] == Final(job_summary(row), "Hello there")
     assert reads == 1
 
 
@@ -105,5 +133,9 @@ def test_a_reader_missing_text_takes_it_and_the_state_from_postgres(settings: Se
     # text from the log, so the summary will not do.
     entries, row, _ = finished_job(final=True)
     events, reads = follow(settings, entries[1:], row)
-    assert events == [Delta("Hello there", 11, 1), Final(row)]
+    assert events == [Delta("Hello there", 11, 1), Final(job_summary(row), "Hello there")]
     assert reads >= 1
+
+
+def summary_time(summary: dict[str, Any]) -> datetime:
+    return datetime.fromisoformat(summary["created_at"])

@@ -36,7 +36,8 @@ def job_context(job_id: str) -> Iterator[None]:
         current_job.reset(token)
 
 
-STRUCTURED_FIELDS = ("intake", "record")
+# The structured events a line may carry (vqueue/contract/phases.py).
+STRUCTURED_FIELDS = ("phase",)
 
 
 class JobIdFilter(logging.Filter):

@@ -16,7 +16,7 @@ import logging
 import time
 import uuid
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from redis.exceptions import RedisError
@@ -26,11 +26,13 @@ from sqlalchemy.exc import OperationalError
 from db.attempts import AttemptResult, ClaimedJob, finish_jobs, hand_back_job
 from db.states import JobStatus
 from vqueue.contract.metrics import FinishedRuns
+from vqueue.contract.phases import Phase, PhaseTiming
 from vqueue.contract.queueing import JobQueue
 from vqueue.contract.wire import EntryKind, LogEntry
 from vqueue.logs import job_context
 from worker.engine import EngineHost
 from worker.gather import Gatherer
+from worker.phase_events import PhaseEvents
 from worker.publisher import TokenLogPublisher
 
 log = logging.getLogger(__name__)
@@ -64,36 +66,18 @@ Ended = tuple[ClaimedJob, Outcome]  # a claimed job's row and how its run ended
 Recorded = tuple[AttemptResult, str]  # a result written, and its row's summary (JSON) after
 
 
-@dataclass
-class Recording:
-    """How long one round took to store its runs' results and announce their ends
-    (time.time() instants), logged as a line a benchmark reads (`record` in the JSON log):
-    every job's done event waits for this."""
-
-    jobs: int
-    last_run_ended: float
-    taken: float  # the round began
-    written: float  # the results are in Postgres
-    published: float  # the END entries are in Redis
-
-    def log(self, observed: float) -> None:
-        log.info(
-            "recorded %d runs: began %.1f ms after the last ended, written in %.1f ms, "
-            "ends published %.1f ms later, metrics and log lines %.1f ms after that",
-            self.jobs,
-            (self.taken - self.last_run_ended) * 1000,
-            (self.written - self.taken) * 1000,
-            (self.published - self.written) * 1000,
-            (observed - self.published) * 1000,
-            extra={"record": {**asdict(self), "observed": observed}},
-        )
-
-
 class Recorder:
     def __init__(
-        self, host: EngineHost, db: Engine, publisher: TokenLogPublisher, queue: JobQueue
+        self,
+        host: EngineHost,
+        db: Engine,
+        publisher: TokenLogPublisher,
+        queue: JobQueue,
+        phases: PhaseEvents | None = None,
     ) -> None:
         self.host = host
+        # The worker's phase timings: the recorder emits its own and sends them all to Redis.
+        self.phases = phases or PhaseEvents()
         self.db = db
         # The results go in one statement, its own transaction: no BEGIN and COMMIT round
         # trips, each another wait for the GIL beside the engine loop while a burst ends,
@@ -165,13 +149,18 @@ class Recorder:
         if ends:
             self.host.submit(self._publish(ends)).result()
         published = time.time()
+        # Every job's done event waited for these.
+        runs_ended = [outcome.ended_at for _, outcome in ended if outcome.ended_at is not None]
+        last_ended = min(max(runs_ended, default=taken), taken)
+        self.phases.emit(
+            PhaseTiming(Phase.RECORD_WAIT, len(recorded), last_ended, taken),
+            PhaseTiming(Phase.WRITE, len(recorded), taken, written),
+            PhaseTiming(Phase.PUBLISH, len(recorded), written, published),
+        )
         self._observe([(rows[(r.job_id, r.attempt)], r) for r, _ in recorded])
         for r, _ in recorded:
             with job_context(str(r.job_id)):
                 log.info("job %s: %s, %d tokens", r.job_id, r.status, r.completion_tokens or 0)
-        runs_ended = [outcome.ended_at for _, outcome in ended if outcome.ended_at is not None]
-        timing = Recording(len(recorded), max(runs_ended, default=taken), taken, written, published)
-        timing.log(time.time())
 
     def _finish(self, results: list[AttemptResult]) -> list[Recorded]:
         """Write the results; the ones recorded (a newer attempt's job keeps its row), each with
@@ -233,6 +222,8 @@ class Recorder:
         if not recorded:
             return
         finished = FinishedRuns()
+        for timing in self.phases.drain():
+            finished.add_phase(timing)
         now = datetime.now(UTC)
         for row, result in recorded:
             finished.add(

@@ -13,13 +13,14 @@ import threading
 import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from db.attempts import ClaimedJob
 from db.states import JobStatus
+from vqueue.contract.phases import Phase, PhaseTiming
 from vqueue.contract.sampling import ENGINE_REFUSED
 from vqueue.contract.wire import EntryKind, LogEntry
 from vqueue.logs import current_job, job_context
@@ -40,32 +41,6 @@ def storable(text: str) -> str:
 
 async def _now() -> float:
     return time.time()
-
-
-@dataclass
-class Intake:
-    """How long one message's jobs took to reach the engine (time.time() instants), logged as
-    a line a benchmark reads (`intake` in the JSON log)."""
-
-    jobs: int
-    claim_sent: float
-    claimed: float
-    ready: float  # prompts tokenized, sampling parameters made
-
-    def log(self, on_loop: "Future[float]") -> None:
-        """`on_loop`: when every run of the message had begun on the engine loop."""
-        if on_loop.cancelled() or on_loop.exception() is not None:
-            return  # the loop went away; the runs' own outcomes say so
-        loop_last = on_loop.result()
-        log.info(
-            "message of %d jobs: claimed in %.1f ms, prompts ready %.1f ms later, "
-            "all on the engine loop %.1f ms after that",
-            self.jobs,
-            (self.claimed - self.claim_sent) * 1000,
-            (self.ready - self.claimed) * 1000,
-            (loop_last - self.ready) * 1000,
-            extra={"intake": {**asdict(self), "loop_last": loop_last}},
-        )
 
 
 class StopReason(StrEnum):
@@ -182,8 +157,17 @@ class JobRunner:
             # The loop starts coroutines in order: the last one begins once every run has.
             *started, on_loop = self.host.submit_all([run for run, _ in starting] + [_now()])
             runs.update(zip(started, (row for _, row in starting), strict=True))
-            intake = Intake(len(rows), claim_sent, claimed, ready)
-            on_loop.add_done_callback(intake.log)
+            phases = self.recorder.phases
+            phases.emit(
+                PhaseTiming(Phase.CLAIM, len(rows), claim_sent, claimed),
+                PhaseTiming(Phase.PREPARE, len(rows), claimed, ready),
+            )
+
+            def handed_off(on_loop: "Future[float]") -> None:
+                if not on_loop.cancelled() and on_loop.exception() is None:
+                    phases.emit(PhaseTiming(Phase.HAND_OFF, len(rows), ready, on_loop.result()))
+
+            on_loop.add_done_callback(handed_off)
         pending = set(runs)
         recording: list[tuple[int, Future[None]]] = []
         try:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batches.schemas import BatchesPublic, BatchOptions, BatchPublic
-from api.batches.service import cancel_batch_now, load_batch, parse_batch_id
+from api.batches.service import FeederDep, cancel_batch_now, load_batch, parse_batch_id
 from api.batches.store import fingerprint, store_batch
 from api.batches.upload import receive_upload
 from api.batches.views import batch_public, tally_jobs
@@ -90,6 +90,7 @@ async def _existing(resources: Resources, batch_id: str, caller: Caller) -> Mapp
 async def create_batch(
     request: Request,
     resources: ResourcesDep,
+    feeder: FeederDep,
     caller: CallerDep,
     options: Annotated[BatchOptions, Query()],
     response: Response,
@@ -120,7 +121,7 @@ async def create_batch(
         existing = await _by_idempotency_key(resources, caller, idempotency_key)
         assert existing is not None
         return await _replay(resources, existing, request_hash, response)
-    resources.feeder.wake()
+    feeder.wake()
     response.headers["Location"] = f"/batches/{row['id']}"
     return batch_public(row, {JobStatus.QUEUED: row["total"]})
 

@@ -1,9 +1,11 @@
 """What the batch routes share with the OpenAI Batch API: a batch id, loading a batch the
-caller may see, cancelling one."""
+caller may see, cancelling one, the batch feeder."""
 
 import uuid
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
 
 from api.core.callers import Caller
 from api.core.errors import ConflictError, NotFoundError
@@ -18,6 +20,16 @@ from db.batches import (
 )
 from db.conflicts import retry_conflicts_async
 from db.states import BatchStatus, JobStatus
+from vqueue.loops.batch_feeder import BatchFeeder
+
+
+def get_feeder(request: Request) -> BatchFeeder:
+    """This process's batch feeder, woken when a batch is stored so its jobs start at once."""
+    feeder: BatchFeeder = request.app.state.feeder
+    return feeder
+
+
+FeederDep = Annotated[BatchFeeder, Depends(get_feeder)]
 
 
 def parse_batch_id(batch_id: str) -> uuid.UUID:

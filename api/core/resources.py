@@ -1,4 +1,5 @@
-"""Process-wide resources, built in the app's lifespan and injected into routes."""
+"""Process-wide resources that every feature shares, built in the app's lifespan and injected
+into routes."""
 
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,32 +12,24 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.core.callers import KeyCache
 from api.core.coalesce import ReadCoalescer
-from api.core.hub import EventHub
 from api.core.queue_depth import QueueDepth
-from api.jobs.context_check import ContextCheck
-from api.jobs.rows import JobRows
-from api.jobs.submitter import Submitter
 from vqueue.contract.queueing import JobQueue
-from vqueue.gc_heap import GcPauses
-from vqueue.loops.batch_feeder import BatchFeeder
 from vqueue.settings import Settings
 
 
 @dataclass
 class Resources:
+    """What every feature needs: settings, the stores, the queue, and what authentication and
+    admission read. A feature's own services live in its folder (api/jobs/services.py,
+    api/batches/service.py, api/ops/observe_routes.py)."""
+
     settings: Settings
     db: AsyncEngine
     redis: Redis
-    hub: EventHub
     queue: JobQueue
-    submitter: Submitter
-    feeder: BatchFeeder
     keys: KeyCache
     depth: QueueDepth
     reads: ReadCoalescer
-    job_rows: JobRows
-    gc_pauses: GcPauses
-    context: ContextCheck
 
 
 def get_resources(request: Request) -> Resources:

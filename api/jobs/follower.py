@@ -24,8 +24,11 @@ from api.core.auth import key_still_valid
 from api.core.callers import Caller
 from api.core.hub import Subscription
 from api.core.resources import Resources
+from api.jobs.schemas import JobSummary
+from api.jobs.services import JobServices
 from api.jobs.stream_cursor import Delta, Ended, Gap, Restart, StreamCursor
 from api.jobs.token_log import log_exists, read_after
+from api.jobs.views import job_summary
 from db.schema import may_see
 from db.states import JobStatus
 from vqueue.contract.wire import LogEntry
@@ -35,10 +38,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Final:
-    """The job ended; `row` is its final state in Postgres: the whole row, or only its
-    db.attempts.SUMMARY_COLUMNS (no "text"), where the follower was made with `needs_text=False`."""
+    """The job ended: its final state as Postgres recorded it, and its whole text where the
+    row was read (always, for a follower made with `needs_text=True`)."""
 
-    row: Mapping[str, Any]
+    summary: JobSummary
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,11 +74,11 @@ async def while_key_valid(
 
 
 async def load_job(
-    resources: Resources, job_id: uuid.UUID, scope: uuid.UUID | None
+    services: JobServices, job_id: uuid.UUID, scope: uuid.UUID | None
 ) -> Mapping[str, Any] | None:
     """The job, if a caller of this scope (Caller.scope: an owner, or None for every job) may
     see it; concurrent loads, of one job or of many, share one query (api/jobs/rows.py)."""
-    row = await resources.job_rows.read(job_id)
+    row = await services.rows.read(job_id)
     if row is None or not may_see(row["owner_id"], scope):
         return None
     return row
@@ -84,12 +88,14 @@ class JobFollower:
     def __init__(
         self,
         resources: Resources,
+        services: JobServices,
         job_id: uuid.UUID,
         cursor: StreamCursor,
         *,
         needs_text: bool = False,
     ) -> None:
         self.resources = resources
+        self.services = services
         self.job_id = job_id
         self.key = str(job_id)
         self.cursor = cursor
@@ -98,7 +104,7 @@ class JobFollower:
         self.broken = False
 
     async def events(self, row: Mapping[str, Any]) -> AsyncIterator[FollowEvent]:
-        with self.resources.hub.subscribe(self.key) as subscription:
+        with self.services.hub.subscribe(self.key) as subscription:
             if JobStatus(row["status"]).is_terminal and not await self._log_exists():
                 # The log expired, or Redis lost it: the finished text is in Postgres.
                 for event in self._final(row):
@@ -146,7 +152,7 @@ class JobFollower:
         return await self._final_row()
 
     async def _final_row(self) -> Mapping[str, Any] | None:
-        row = await load_job(self.resources, self.job_id, None)
+        row = await load_job(self.services, self.job_id, None)
         return row if row is not None and JobStatus(row["status"]).is_terminal else None
 
     async def _apply(self, entries: list[LogEntry]) -> tuple[list[FollowEvent], Ended | None]:
@@ -186,7 +192,7 @@ class JobFollower:
         for event in self.cursor.rest_of(row.get("text") or ""):
             assert isinstance(event, Delta)
             events.append(event)
-        events.append(Final(row))
+        events.append(Final(job_summary(row), row.get("text")))
         return events
 
     async def _reread(self) -> list[LogEntry]:

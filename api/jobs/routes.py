@@ -23,6 +23,7 @@ from api.jobs.service import (
     parse_job_id,
     request_fingerprint,
 )
+from api.jobs.services import JobServicesDep
 from api.jobs.token_log import text_so_far
 from api.jobs.views import job_public
 from db.jobs import (
@@ -70,6 +71,7 @@ def _replay(row: Mapping[str, Any], fingerprint: str | None, response: Response)
 async def submit_job(
     body: JobCreate,
     resources: ResourcesDep,
+    services: JobServicesDep,
     caller: CallerDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
@@ -80,7 +82,7 @@ async def submit_job(
         existing = await _by_idempotency_key(resources, caller, idempotency_key)
         if existing is not None:
             return _replay(existing, fingerprint, response)
-    if (refused := await resources.context.refusal(body, body.max_tokens)) is not None:
+    if (refused := await services.context.refusal(body, body.max_tokens)) is not None:
         field = next(
             name for name in ("prompt", "messages", "prompt_token_ids") if getattr(body, name)
         )
@@ -94,7 +96,7 @@ async def submit_job(
         request_hash=fingerprint,
     )
     # Committed, then enqueued, together with whatever other submits arrived meanwhile.
-    row = await resources.submitter.submit(values)
+    row = await services.submitter.submit(values)
     if row is None:
         # Another request with this key was committed meanwhile.
         assert idempotency_key is not None
@@ -106,8 +108,10 @@ async def submit_job(
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND)
-async def read_job(job_id: str, resources: ResourcesDep, caller: CallerDep) -> JobPublic:
-    row = await load_job(resources, parse_job_id(job_id), caller.scope)
+async def read_job(
+    job_id: str, resources: ResourcesDep, services: JobServicesDep, caller: CallerDep
+) -> JobPublic:
+    row = await load_job(services, parse_job_id(job_id), caller.scope)
     if row is None:
         raise NotFoundError(f"no job {job_id!r}")
     text = None

@@ -225,7 +225,10 @@ class JobLinks(BaseModel):
     cancel: str
 
 
-class JobPublic(BaseModel):
+class JobSummary(BaseModel):
+    """A job as the end of its stream reports it (the `done` event): every field a client
+    sees but its input and its text, which the stream already carried."""
+
     id: uuid.UUID
     status: JobStatus
     priority: int
@@ -233,12 +236,7 @@ class JobPublic(BaseModel):
     expires_at: datetime | None
     cancel_requested_at: datetime | None
     model: str | None
-    prompt: str | None
-    messages: list[Message] | None
-    prompt_token_ids: list[int] | None = None
-    params: dict[str, Any]
     attempt: int
-    text: str | None = Field(description="The final text, or the text so far while running")
     finish_reason: str | None
     error: str | None
     usage: Usage
@@ -250,6 +248,14 @@ class JobPublic(BaseModel):
     custom_id: str | None = None
     metadata: dict[str, Any] | None = None
     links: JobLinks
+
+
+class JobPublic(JobSummary):
+    prompt: str | None
+    messages: list[Message] | None
+    prompt_token_ids: list[int] | None = None
+    params: dict[str, Any]
+    text: str | None = Field(description="The final text, or the text so far while running")
 
 
 class JobsPublic(BaseModel):

@@ -7,7 +7,7 @@ event and that attempt's text from its start, never the rest of another attempt'
 (api/jobs/follower.py does the following). Disconnecting only stops the stream, never the job.
 """
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -19,9 +19,10 @@ from api.core.resources import ResourcesDep
 from api.core.sse import SSE_HEADERS
 from api.core.wire_json import line_safe_json
 from api.jobs.follower import Final, Idle, JobFollower, Revoked, load_job, while_key_valid
+from api.jobs.schemas import JobSummary
 from api.jobs.service import NOT_FOUND, parse_job_id
+from api.jobs.services import JobServicesDep
 from api.jobs.stream_cursor import EVENT_ID, Delta, StreamCursor, event_id, parse_event_id
-from api.jobs.views import job_summary
 from db.states import JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -55,13 +56,12 @@ def restart_frame(attempt: int) -> bytes:
     return sse("restart", {"attempt": attempt}, event_id(attempt, 0))
 
 
-def final_frames(row: Mapping[str, Any]) -> list[bytes]:
-    status = JobStatus(row["status"])
-    summary = job_summary(row)
+def final_frames(summary: JobSummary) -> list[bytes]:
+    public = summary.model_dump(mode="json")
     frames = []
-    if status in FINAL_EVENT:
-        frames.append(sse(FINAL_EVENT[status], {"message": row["error"], "job": summary}))
-    frames.append(sse("done", summary))
+    if summary.status in FINAL_EVENT:
+        frames.append(sse(FINAL_EVENT[summary.status], {"message": summary.error, "job": public}))
+    frames.append(sse("done", public))
     return frames
 
 
@@ -69,6 +69,7 @@ def final_frames(row: Mapping[str, Any]) -> list[bytes]:
 async def stream_job(
     job_id: str,
     resources: ResourcesDep,
+    services: JobServicesDep,
     caller: CallerDep,
     last_event_id: Annotated[
         str | None,
@@ -80,7 +81,7 @@ async def stream_job(
     ] = None,
 ) -> StreamingResponse:
     job_uuid = parse_job_id(job_id)
-    row = await load_job(resources, job_uuid, caller.scope)
+    row = await load_job(services, job_uuid, caller.scope)
     if row is None:
         raise NotFoundError(f"no job {job_id!r}")
     attempt, position = (
@@ -94,7 +95,7 @@ async def stream_job(
     if restart:
         # Its text is not the newer attempt's: that one is sent from its start.
         position = 0
-    follower = JobFollower(resources, job_uuid, StreamCursor(row["attempt"], position))
+    follower = JobFollower(resources, services, job_uuid, StreamCursor(row["attempt"], position))
 
     async def frames() -> AsyncIterator[bytes]:
         yield b"retry: 1000\n\n"
@@ -107,7 +108,7 @@ async def stream_job(
                 elif isinstance(event, Idle):
                     yield b": keep-alive\n\n"
                 elif isinstance(event, Final):
-                    for frame in final_frames(event.row):
+                    for frame in final_frames(event.summary):
                         yield frame
                 elif isinstance(event, Revoked):
                     yield sse("error", {"message": "the API key was revoked; the job goes on"})

@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from api.jobs.schemas import JobLinks, JobPublic, Usage
+from api.jobs.schemas import JobLinks, JobPublic, JobSummary, Usage
 
 
 def usage_of(row: Mapping[Any, Any]) -> Usage:
@@ -12,9 +12,11 @@ def usage_of(row: Mapping[Any, Any]) -> Usage:
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
 
 
-def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
+def job_summary(row: Mapping[Any, Any]) -> JobSummary:
+    """Needs only db.attempts.SUMMARY_COLUMNS of the row: a row read from Postgres, or the
+    summary a worker's END entry carries (JSON, where dates and ids are strings)."""
     job_id = str(row["id"])
-    return JobPublic(
+    return JobSummary(
         id=row["id"],
         status=row["status"],
         priority=row["priority"],
@@ -22,12 +24,7 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
         expires_at=row["expires_at"],
         cancel_requested_at=row["cancel_requested_at"],
         model=row["model"],
-        prompt=row["prompt"],
-        messages=row["messages"],
-        prompt_token_ids=row.get("prompt_token_ids"),
-        params=row["params"],
         attempt=row["attempt"],
-        text=row["text"] if text is None else text,
         finish_reason=row["finish_reason"],
         error=row["error"],
         usage=usage_of(row),
@@ -46,18 +43,13 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
     )
 
 
-# Not in a stream's final summary: the job's input, and the text the stream already sent.
-_NOT_SUMMED: dict[str, Any] = {
-    "text": None,
-    "prompt": None,
-    "messages": None,
-    "prompt_token_ids": None,
-    "params": {},
-}
-
-
-def job_summary(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """The final state sent at the end of a stream: everything but the (already streamed) text
-    and the input. Needs only db.attempts.SUMMARY_COLUMNS of the row (what a worker's END entry
-    carries), as strings where the row has dates and ids."""
-    return job_public({**row, **_NOT_SUMMED}).model_dump(mode="json", exclude=set(_NOT_SUMMED))
+def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
+    """The whole job: its summary, its input, and its text (`text`, or the row's)."""
+    return JobPublic(
+        **dict(job_summary(row)),
+        prompt=row["prompt"],
+        messages=row["messages"],
+        prompt_token_ids=row["prompt_token_ids"],
+        params=row["params"],
+        text=row["text"] if text is None else text,
+    )

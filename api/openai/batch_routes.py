@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.batches.schemas import BatchOptions
-from api.batches.service import cancel_batch_now
+from api.batches.service import FeederDep, cancel_batch_now
 from api.batches.store import store_batch
 from api.batches.upload import Upload
 from api.batches.views import tally_jobs
@@ -46,7 +46,7 @@ class BatchCreate(BaseModel):
 
 @router.post("/batches")
 async def create_openai_batch(
-    request: Request, resources: ResourcesDep, caller: CallerDep
+    request: Request, resources: ResourcesDep, feeder: FeederDep, caller: CallerDep
 ) -> dict[str, Any]:
     try:
         body = BatchCreate.model_validate_json(await request.body())
@@ -82,7 +82,7 @@ async def create_openai_batch(
         metadata=metadata,
     )
     assert row is not None
-    resources.feeder.wake()
+    feeder.wake()
     return await _batch_object(resources, row)
 
 

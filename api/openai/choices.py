@@ -10,6 +10,7 @@ from api.core.limits import admit, input_tokens
 from api.core.resources import Resources
 from api.jobs.schemas import JobCreate
 from api.jobs.service import new_job_row
+from api.jobs.services import JobServices
 
 T = TypeVar("T")
 
@@ -25,14 +26,18 @@ def choice_jobs(job: JobCreate, n: int) -> list[JobCreate]:
 
 
 async def submit_choices(
-    resources: Resources, caller: Caller, jobs: list[JobCreate], body: dict[str, Any]
+    resources: Resources,
+    services: JobServices,
+    caller: Caller,
+    jobs: list[JobCreate],
+    body: dict[str, Any],
 ) -> list[Mapping[Any, Any]]:
     """All or none admitted; submitted at once, so the submitter writes them in one INSERT."""
     await admit(resources, caller, len(jobs), sum(input_tokens(job) for job in jobs))
     user = body.get("user")
     metadata = {"user": user} if isinstance(user, str) else None
     rows = [new_job_row(job, resources.settings, caller, metadata=metadata) for job in jobs]
-    submitted = await asyncio.gather(*(resources.submitter.submit(row) for row in rows))
+    submitted = await asyncio.gather(*(services.submitter.submit(row) for row in rows))
     assert all(row is not None for row in submitted)  # no idempotency key: no conflict
     return [row for row in submitted if row is not None]
 

@@ -9,7 +9,7 @@ OpenAI's error object (see api/openai/errors.py).
 
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import anyio
@@ -22,7 +22,8 @@ from api.core.callers import Caller
 from api.core.resources import Resources, ResourcesDep
 from api.core.sse import SSE_HEADERS
 from api.jobs.follower import Final, FollowEvent, JobFollower, while_key_valid
-from api.jobs.schemas import JobCreate
+from api.jobs.schemas import JobCreate, JobSummary
+from api.jobs.services import JobServices, JobServicesDep
 from api.jobs.stream_cursor import StreamCursor
 from api.openai.bodies import json_body, served_models
 from api.openai.choices import choice_jobs, merged, submit_choices
@@ -96,7 +97,13 @@ def _validated(fields: dict[str, Any]) -> JobCreate:
         raise from_validation(exc) from None
 
 
-async def _complete(request: Request, resources: Resources, caller: Caller, endpoint: str) -> Any:
+async def _complete(
+    request: Request,
+    resources: Resources,
+    services: JobServices,
+    caller: Caller,
+    endpoint: str,
+) -> Any:
     settings = resources.settings
     body = await json_body(request, settings)
     try:
@@ -115,17 +122,19 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
     if not isinstance(options, dict) or set(options) - {"include_usage"}:
         raise invalid_request("stream_options: only include_usage is supported", "stream_options")
     job = _validated(fields)
-    if (too_long := await resources.context.refusal(job, job.max_tokens)) is not None:
+    if (too_long := await services.context.refusal(job, job.max_tokens)) is not None:
         raise invalid_request(too_long, "messages" if endpoint == CHAT_COMPLETIONS else "prompt")
     jobs = choice_jobs(job, choice_count(body, settings.max_choices))
-    rows = await submit_choices(resources, caller, jobs, body)
+    rows = await submit_choices(resources, services, caller, jobs, body)
     echo = echo_text(endpoint, fields, body)
     if body.get("echo") is True and job.prompt_token_ids is not None:
-        echo = await _decoded(resources, job.prompt_token_ids)
+        echo = await _decoded(services, job.prompt_token_ids)
     reply = Reply(endpoint, rows[0], body.get("model") or settings.model_name, echo)
     # The whole reply carries the text: its final rows are read back from Postgres.
     followers = [
-        JobFollower(resources, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream)
+        JobFollower(
+            resources, services, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream
+        )
         for row in rows
     ]
     headers = {"X-Job-Id": ",".join(str(row["id"]) for row in rows)}
@@ -139,35 +148,35 @@ async def _complete(request: Request, resources: Resources, caller: Caller, endp
         # 400, as from vLLM's server, not a 200 stream that carries the error.
         first = await anext(events, None)
         final = first[1] if first is not None else None
-        if isinstance(final, Final) and (refused := refusal(final.row)) is not None:
+        if isinstance(final, Final) and (refused := refusal(final.summary)) is not None:
             await events.aclose()
             raise refused
         chunks = reply.chunks(_after(first, events), len(rows), bool(options.get("include_usage")))
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )
-    finals: dict[int, Mapping[str, Any]] = {}
+    finals: dict[int, Final] = {}
     async for index, event in events:
         if isinstance(event, Final):
-            finals[index] = event.row
+            finals[index] = event
     if len(finals) < len(rows):
         raise OpenAIError(500, "the end of a job was not seen", "server_error")
     return JSONResponse(reply.whole_choices([finals[i] for i in range(len(rows))]), headers=headers)
 
 
-async def _decoded(resources: Resources, token_ids: list[int]) -> str:
+async def _decoded(services: JobServices, token_ids: list[int]) -> str:
     """A prompt of token ids as text, for echo (as vLLM's server echoes it)."""
-    tokenizer = resources.context.tokenizer
+    tokenizer = services.context.tokenizer
     if not tokenizer.ready:
         raise OpenAIError(503, "the tokenizer is not loaded yet; try again shortly", "server_error")
     return await anyio.to_thread.run_sync(tokenizer.decode, token_ids)
 
 
-def refusal(row: Mapping[str, Any]) -> OpenAIError | None:
+def refusal(end: JobSummary) -> OpenAIError | None:
     """The client error a job that ended unsucceeded stands for, if it is one."""
-    if row["status"] == JobStatus.SUCCEEDED:
+    if end.status == JobStatus.SUCCEEDED:
         return None
-    error = failure(row)
+    error = failure(end)
     return error if error.status_code < 500 else None
 
 
@@ -184,10 +193,14 @@ async def _after(
 
 
 @router.post("/chat/completions")
-async def chat_completions(request: Request, resources: ResourcesDep, caller: CallerDep) -> Any:
-    return await _complete(request, resources, caller, CHAT_COMPLETIONS)
+async def chat_completions(
+    request: Request, resources: ResourcesDep, services: JobServicesDep, caller: CallerDep
+) -> Any:
+    return await _complete(request, resources, services, caller, CHAT_COMPLETIONS)
 
 
 @router.post("/completions")
-async def completions(request: Request, resources: ResourcesDep, caller: CallerDep) -> Any:
-    return await _complete(request, resources, caller, COMPLETIONS)
+async def completions(
+    request: Request, resources: ResourcesDep, services: JobServicesDep, caller: CallerDep
+) -> Any:
+    return await _complete(request, resources, services, caller, COMPLETIONS)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from api.core.auth import CallerDep
 from api.core.resources import Resources, ResourcesDep
 from api.core.served_tokenizer import ServedTokenizer
+from api.jobs.services import JobServices, JobServicesDep
 from api.openai.bodies import json_body, served_models
 from api.openai.errors import OPENAI_ERRORS, OpenAIError, from_validation, invalid_request
 
@@ -52,7 +53,7 @@ class DetokenizeRequest(BaseModel):
 
 
 async def _parsed(
-    request: Request, resources: Resources, schema: type[Parsed]
+    request: Request, resources: Resources, services: JobServices, schema: type[Parsed]
 ) -> tuple[Parsed, ServedTokenizer]:
     body = await json_body(request, resources.settings)
     try:
@@ -68,17 +69,19 @@ async def _parsed(
             "model",
             "model_not_found",
         )
-    tokenizer = resources.context.tokenizer
+    tokenizer = services.context.tokenizer
     if not tokenizer.ready:
         raise OpenAIError(503, "the tokenizer is not loaded yet; try again shortly", "server_error")
     return parsed, tokenizer
 
 
 @router.post("/tokenize")
-async def tokenize(request: Request, resources: ResourcesDep, _: CallerDep) -> dict[str, Any]:
+async def tokenize(
+    request: Request, resources: ResourcesDep, services: JobServicesDep, _: CallerDep
+) -> dict[str, Any]:
     """`prompt` or `messages` as token ids: `count`, `tokens`, the model's `max_model_len`,
     and with `return_token_strs` each token as text."""
-    asked, tokenizer = await _parsed(request, resources, TokenizeRequest)
+    asked, tokenizer = await _parsed(request, resources, services, TokenizeRequest)
     if (asked.prompt is None) == (asked.messages is None):
         raise invalid_request("give exactly one of prompt or messages")
     if asked.messages is not None and not tokenizer.has_chat_template:
@@ -99,16 +102,18 @@ async def tokenize(request: Request, resources: ResourcesDep, _: CallerDep) -> d
     tokens, strings = await anyio.to_thread.run_sync(tokens_of_request)
     return {
         "count": len(tokens),
-        "max_model_len": resources.context.limit(),
+        "max_model_len": services.context.limit(),
         "tokens": tokens,
         "token_strs": strings,
     }
 
 
 @router.post("/detokenize")
-async def detokenize(request: Request, resources: ResourcesDep, _: CallerDep) -> dict[str, Any]:
+async def detokenize(
+    request: Request, resources: ResourcesDep, services: JobServicesDep, _: CallerDep
+) -> dict[str, Any]:
     """Token ids back to text: `prompt`."""
-    asked, tokenizer = await _parsed(request, resources, DetokenizeRequest)
+    asked, tokenizer = await _parsed(request, resources, services, DetokenizeRequest)
     outside = [token for token in asked.tokens if not 0 <= token < tokenizer.vocab_size()]
     if outside:
         raise invalid_request(

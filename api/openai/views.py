@@ -6,7 +6,9 @@ from typing import Any
 from api.core.errors import log_with_reference
 from api.core.wire_json import line_safe_json
 from api.jobs.follower import Final, Revoked
+from api.jobs.schemas import JobSummary
 from api.jobs.stream_cursor import Delta, Restart
+from api.jobs.views import job_summary
 from api.openai.errors import OpenAIError, invalid_request
 from api.openai.requests import CHAT_COMPLETIONS
 from db.states import JobStatus
@@ -21,8 +23,8 @@ _NO_EXTRAS: dict[str, Any] = {
 }
 
 
-def usage(row: Mapping[str, Any], *, details: bool = True) -> dict[str, Any]:
-    prompt, completion = row["prompt_tokens"] or 0, row["completion_tokens"] or 0
+def usage(end: JobSummary, *, details: bool = True) -> dict[str, Any]:
+    prompt, completion = end.usage.prompt_tokens or 0, end.usage.completion_tokens or 0
     counts: dict[str, Any] = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -35,18 +37,18 @@ def usage(row: Mapping[str, Any], *, details: bool = True) -> dict[str, Any]:
     return counts
 
 
-def usage_of_choices(rows: list[Mapping[str, Any]], *, details: bool = True) -> dict[str, Any]:
+def usage_of_choices(ends: list[JobSummary], *, details: bool = True) -> dict[str, Any]:
     """One request's usage over its choices: the prompt once (as vLLM counts it for `n`), the
     completions of all."""
-    counts = usage(rows[0], details=details)
-    counts["completion_tokens"] = sum(row["completion_tokens"] or 0 for row in rows)
+    counts = usage(ends[0], details=details)
+    counts["completion_tokens"] = sum(end.usage.completion_tokens or 0 for end in ends)
     counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
     return counts
 
 
-def failure(row: Mapping[str, Any]) -> OpenAIError:
+def failure(end: JobSummary) -> OpenAIError:
     """Why a job that did not succeed has no completion, as OpenAI's error object."""
-    message = row["error"] or f"the job {row['status']}"
+    message = end.error or f"the job {end.status}"
     if "context length" in message or "maximum model length" in message:
         return invalid_request(message, "messages")
     if message.startswith("stop_token_ids "):
@@ -55,7 +57,7 @@ def failure(row: Mapping[str, Any]) -> OpenAIError:
         return invalid_request(message, "prompt")
     if message.startswith(ENGINE_REFUSED):
         return invalid_request(message)
-    if row["status"] == JobStatus.CANCELLED:
+    if end.status == JobStatus.CANCELLED:
         return OpenAIError(409, message, "invalid_request_error", code="cancelled")
     return OpenAIError(500, message, "server_error")
 
@@ -84,17 +86,15 @@ class Reply:
     def _head(self, kind: str) -> dict[str, Any]:
         return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
 
-    def whole(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        return self.whole_choices([row])
-
-    def whole_choices(self, rows: list[Mapping[str, Any]]) -> dict[str, Any]:
-        """The answer of a request whose `n` choices are these jobs, in order."""
-        for row in rows:
-            if row["status"] != JobStatus.SUCCEEDED:
-                raise failure(row)
+    def whole_choices(self, ends: list[Final]) -> dict[str, Any]:
+        """The answer of a request whose `n` choices are these jobs, in order (each with its
+        text: read from Postgres)."""
+        for end in ends:
+            if end.summary.status != JobStatus.SUCCEEDED:
+                raise failure(end.summary)
         choices = []
-        for index, row in enumerate(rows):
-            text, reason = self.echo + (row["text"] or ""), row["finish_reason"]
+        for index, end in enumerate(ends):
+            text, reason = self.echo + (end.text or ""), end.summary.finish_reason
             if self.chat:
                 message = {"role": "assistant", "content": text, **_NO_EXTRAS}
                 choices.append(
@@ -105,7 +105,8 @@ class Reply:
                     {"index": index, "text": text, "logprobs": None, "finish_reason": reason}
                 )
         kind = "chat.completion" if self.chat else "text_completion"
-        return {**self._head(kind), "choices": choices, "usage": usage_of_choices(rows)}
+        summaries = [end.summary for end in ends]
+        return {**self._head(kind), "choices": choices, "usage": usage_of_choices(summaries)}
 
     def _chunk(self, index: int, text: str | None, reason: str | None, with_usage: bool) -> bytes:
         if self.chat:
@@ -148,11 +149,11 @@ class Reply:
         # before the engine has made one: clients time the first chunk as the first token.
         role_due = set(range(choices)) if self.chat else set()
         echo_due = set(range(choices)) if self.echo else set()
-        ended: dict[int, Mapping[str, Any]] = {}
+        ended: dict[int, JobSummary] = {}
         try:
             async for index, event in events:
                 opening = isinstance(event, Delta) or (
-                    isinstance(event, Final) and event.row["status"] == JobStatus.SUCCEEDED
+                    isinstance(event, Final) and event.summary.status == JobStatus.SUCCEEDED
                 )
                 if index in role_due and opening:
                     yield self._role_chunk(index, include_usage)
@@ -178,20 +179,20 @@ class Reply:
                     )
                     break
                 elif isinstance(event, Final):
-                    row = event.row
-                    if row["status"] != JobStatus.SUCCEEDED:
-                        yield _error_chunk(failure(row))
+                    end = event.summary
+                    if end.status != JobStatus.SUCCEEDED:
+                        yield _error_chunk(failure(end))
                         break
-                    yield self._chunk(index, None, row["finish_reason"], include_usage)
-                    ended[index] = row
+                    yield self._chunk(index, None, end.finish_reason, include_usage)
+                    ended[index] = end
                     if len(ended) == choices:
                         if include_usage:
-                            rows = [ended[i] for i in range(choices)]
+                            ends = [ended[i] for i in range(choices)]
                             kind = "chat.completion.chunk" if self.chat else "text_completion"
                             data = {
                                 **self._head(kind),
                                 "choices": [],
-                                "usage": usage_of_choices(rows, details=False),
+                                "usage": usage_of_choices(ends, details=False),
                             }
                             yield b"data: " + line_safe_json(data) + b"\n\n"
                         break
@@ -213,15 +214,15 @@ def list_page(data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
     }
 
 
-def batch_output_line(row: Mapping[str, Any], endpoint: str, model: str) -> bytes:
+def batch_output_line(row: Mapping[Any, Any], endpoint: str, model: str) -> bytes:
     """One line of a batch's output file (succeeded jobs) or error file (the others)."""
     line: dict[str, Any] = {"id": f"batch_req_{row['id'].hex}", "custom_id": row["custom_id"]}
     if row["status"] == JobStatus.SUCCEEDED:
-        body = Reply(endpoint, row, model).whole(row)
+        body = Reply(endpoint, row, model).whole_choices([Final(job_summary(row), row["text"])])
         line["response"] = {"status_code": 200, "request_id": str(row["id"]), "body": body}
         line["error"] = None
     else:
-        error = failure(row)
+        error = failure(job_summary(row))
         line["response"] = {
             "status_code": error.status_code,
             "request_id": str(row["id"]),

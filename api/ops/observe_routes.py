@@ -1,6 +1,5 @@
 """GET /stats (the queue at a glance, JSON) and GET /metrics (Prometheus)."""
 
-import os
 import secrets
 import uuid
 from typing import Annotated, Any
@@ -16,6 +15,7 @@ from api.core.error_schemas import ErrorResponse
 from api.core.errors import ForbiddenError
 from api.core.resources import Resources, ResourcesDep
 from api.ops.live_workers import worker_descriptions
+from api.ops.process_beat import ProcessBeat, api_processes
 from api.ops.vllm_metrics import add_vllm_metrics
 from db.stats import (
     finished_by_status,
@@ -117,7 +117,7 @@ def _gc_metrics(
     out: Exposition, part: str, processes: list[tuple[dict[str, Any], dict[str, Any]]]
 ) -> None:
     """Garbage collection by generation: a long pause stalls every stream of the process.
-    The API's figures are the answering process's own (one of VQUEUE_API_WORKERS)."""
+    Each API process reports its own in its beat (api/ops/process_beat.py)."""
     by_generation = [
         ({**labels, "generation": g}, gc) for labels, gc in processes for g in range(3)
     ]
@@ -168,9 +168,10 @@ async def scrape_access(
         )
     },
 )
-async def metrics(resources: ResourcesDep) -> PlainTextResponse:
+async def metrics(request: Request, resources: ResourcesDep) -> PlainTextResponse:
     """Prometheus text format (version 0.0.4), for an admin key or VQUEUE_METRICS_TOKEN."""
     stats, fields = await _gather(resources)
+    beat: ProcessBeat = request.app.state.process_beat
     # kombu keeps one list per priority step: priorities sharing a step share its length.
     depths = await anyio.to_thread.run_sync(_broker_depths, resources)
     steps = sorted({queue_key(resources.settings.queue_name, p): p for p in range(10)}.values())
@@ -208,6 +209,7 @@ async def metrics(resources: ResourcesDep) -> PlainTextResponse:
         [({}, stats.output_tokens)],
     )
     out.histograms(fields)
+    out.phase_histogram(fields)
     out.metric(
         "vqueue_process_restarts_total",
         "counter",
@@ -239,8 +241,8 @@ async def metrics(resources: ResourcesDep) -> PlainTextResponse:
     ):
         out.metric(name, "gauge", help_text, [(labels, e[key]) for labels, e in engines])
     _gc_metrics(out, "worker", [(labels, w["gc"]) for labels, w in per_worker if w.get("gc")])
-    here = resources.gc_pauses.snapshot()
-    _gc_metrics(out, "api", [({"pid": os.getpid()}, here)])
+    beats = await api_processes(resources.redis, beat)
+    _gc_metrics(out, "api", [({"process": b["name"]}, b["gc"]) for b in beats])
     add_vllm_metrics(
         out,
         model_name=resources.settings.model_name,

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from vqueue.contract.phases import PHASE_BUCKETS, PHASE_HISTOGRAM, Phase, PhaseTiming
+
 METRICS_KEY = "vqueue:metrics"
 # Fields of METRICS_KEY counting a process's restarts by its supervisor: "restarts:<part>".
 RESTARTS_PREFIX = "restarts:"
@@ -65,6 +67,15 @@ class FinishedRuns:
             self.counts[f"{name}:count"] += 1
             self.sums[f"{name}:sum"] += value
 
+    def add_phase(self, timing: PhaseTiming) -> None:
+        """One observation per job of the phase (vqueue/contract/phases.py)."""
+        key = f"phase:{timing.phase.value}"
+        for bound in PHASE_BUCKETS:
+            if timing.seconds <= bound:
+                self.counts[f"{key}:le:{bound}"] += timing.jobs
+        self.counts[f"{key}:count"] += timing.jobs
+        self.sums[f"{key}:sum"] += timing.seconds * timing.jobs
+
     def send(self, pipe: Any) -> None:
         """Queue the increments on a Redis pipeline (the caller executes it)."""
         for field, count in self.counts.items():
@@ -98,20 +109,37 @@ class Exposition:
         labels: Mapping[str, Any] | None = None,
     ) -> None:
         """The histograms of `fields`, under `names` (key -> name, help), with `labels`."""
-        extra = "".join(f'{k}="{_label(v)}",' for k, v in (labels or {}).items())
-        plain = f"{{{extra.rstrip(',')}}}" if extra else ""
         for key, (name, help_text) in names.items():
-            count = float(fields.get(f"{key}:count", 0))
             self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
-            self.lines += [
-                f'{name}_bucket{{{extra}le="{bound}"}} {float(fields.get(f"{key}:le:{bound}", 0))}'
-                for bound in BUCKETS
-            ]
-            self.lines += [
-                f'{name}_bucket{{{extra}le="+Inf"}} {count}',
-                f"{name}_sum{plain} {float(fields.get(f'{key}:sum', 0))}",
-                f"{name}_count{plain} {count}",
-            ]
+            self._series(fields, key, name, BUCKETS, labels or {})
+
+    def phase_histogram(self, fields: Mapping[str, str]) -> None:
+        """`vqueue_job_phase_seconds`, a series per phase (vqueue/contract/phases.py)."""
+        name, help_text = PHASE_HISTOGRAM
+        self.lines += [f"# HELP {name} {help_text}", f"# TYPE {name} histogram"]
+        for phase in Phase:
+            self._series(fields, f"phase:{phase.value}", name, PHASE_BUCKETS, {"phase": phase})
+
+    def _series(
+        self,
+        fields: Mapping[str, str],
+        key: str,
+        name: str,
+        buckets: tuple[float, ...],
+        labels: Mapping[str, Any],
+    ) -> None:
+        extra = "".join(f'{k}="{_label(v)}",' for k, v in labels.items())
+        plain = f"{{{extra.rstrip(',')}}}" if extra else ""
+        count = float(fields.get(f"{key}:count", 0))
+        self.lines += [
+            f'{name}_bucket{{{extra}le="{bound}"}} {float(fields.get(f"{key}:le:{bound}", 0))}'
+            for bound in buckets
+        ]
+        self.lines += [
+            f'{name}_bucket{{{extra}le="+Inf"}} {count}',
+            f"{name}_sum{plain} {float(fields.get(f'{key}:sum', 0))}",
+            f"{name}_count{plain} {count}",
+        ]
 
     def text(self) -> str:
         return "\n".join(self.lines) + "\n"
