@@ -57,9 +57,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# pytest exits 5 when it collected no tests: that is a failure here, not a pass.
+# pytest exits 5 when it collected no tests: that is a failure here, not a pass. The suite
+# runs under coverage (pyproject.toml), which ends with the share of lines it ran.
 test: setup browser lint
-	$(PY) -m pytest; status=$$?; \
+	$(PY) -m coverage erase
+	$(PY) -m coverage run -m pytest; status=$$?; \
+	$(PY) -m coverage combine --quiet && $(PY) -m coverage report --sort=cover; \
 	if [ $$status = 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
 
 # The tests that need neither the running stack nor the engine (Postgres and Redis only),
@@ -80,4 +83,4 @@ bench-upload: setup
 	$(BENCH_ENV) $(PY) -m benchmarks.upload $(BENCH_ARGS)
 
 clean: down
-	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .run .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.*
