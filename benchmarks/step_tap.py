@@ -36,7 +36,7 @@ def _listen(redis_url: str, ready: Any, stop: Any, results: Connection) -> None:
                 continue
             now = time.time()
             step_made, step_firsts = 0.0, 0
-            for _, _, kind, end, text, _, made in orjson.loads(message["data"]):
+            for _, _, kind, end, text, _, made, *_ in orjson.loads(message["data"]):
                 if kind == "delta" and made:  # the tokens the clients time, no END entries
                     received.append(now)
                     lags.append(now - made)

@@ -122,6 +122,7 @@ class AttemptResult:
     completion_tokens: int | None = None
     first_token_at: datetime | None = None
     error: str | None = None
+    logprobs: str | None = None  # vqueue/contract/logprobs.py encode(), where asked for
 
 
 # Every terminal state is reached from exactly these, so one filter serves a mixed list.
@@ -147,6 +148,7 @@ def finish_jobs(results: list[AttemptResult]) -> Update:
         "completion_tokens": [r.completion_tokens for r in results],
         "first_token_at": [r.first_token_at for r in results],
         "error": [r.error for r in results],
+        "logprobs": [r.logprobs for r in results],
     }
     finished = (
         func.unnest(

@@ -170,13 +170,16 @@ def batch_results(
     batch_id: uuid.UUID, *, by_completion: bool, statuses: Collection[str] = TERMINAL_STATES
 ) -> Select[Any]:
     """The finished jobs of a batch (those of `statuses`), in input order or in the order they
-    finished: each job's summary (db.attempts.SUMMARY_COLUMNS), line and text."""
+    finished: each job's summary (db.attempts.SUMMARY_COLUMNS), line, text, sampling
+    parameters and log probabilities."""
     order = (jobs.c.finished_at, jobs.c.batch_line) if by_completion else (jobs.c.batch_line,)
     return (
         select(
             *(jobs.c[name] for name in SUMMARY_COLUMNS),
             jobs.c.batch_line,
             jobs.c.text,
+            jobs.c.params,
+            jobs.c.logprobs,
         )
         .where(jobs.c.batch_id == batch_id, jobs.c.status.in_(statuses))
         .order_by(*order)

@@ -121,6 +121,9 @@ jobs = Table(
     Column("prompt_tokens", Integer),
     Column("completion_tokens", Integer),
     Column("error", Text),
+    # The output tokens' log probabilities, where the job asked for them: JSON text
+    # (vqueue/contract/logprobs.py), which escapes every NUL a token may hold.
+    Column("logprobs", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("started_at", DateTime(timezone=True)),
     Column("first_token_at", DateTime(timezone=True)),

@@ -45,3 +45,24 @@ def test_an_end_from_an_earlier_writer_has_no_summary() -> None:
     assert entry_from_stream("job", "1-9", fields) == LogEntry(
         "job", 1, EntryKind.END, 8, status="failed"
     )
+
+
+def test_a_delta_carries_its_token_counts_and_log_probabilities() -> None:
+    token_logprobs = '[[0,[["Hello",-0.1],["Hi",-2.5]]]]'
+    delta = LogEntry(
+        "job", 1, EntryKind.DELTA, 5, "Hello", prompt_tokens=7, tokens=1, logprobs=token_logprobs
+    )
+    assert entry_from_stream("job", delta.stream_id, delta.stream_fields()) == delta
+    assert decode_events(encode_events([delta])) == [delta]
+    # And an END, those of the tokens after the last delta (an end-of-sequence token).
+    end = LogEntry("job", 1, EntryKind.END, 5, status="succeeded", logprobs='[[5,[["",-0.2]]]]')
+    assert decode_events(encode_events([end])) == [end]
+
+
+def test_entries_of_an_earlier_writer_are_read_without_the_newer_fields() -> None:
+    earlier = b'[["job",1,"delta",5,"Hello","",1.5]]'
+    assert decode_events(earlier) == [LogEntry("job", 1, EntryKind.DELTA, 5, "Hello", at=1.5)]
+    fields = {"k": "delta", "t": "Hello", "s": "", "w": "1.5"}
+    assert entry_from_stream("job", "1-5", fields) == LogEntry(
+        "job", 1, EntryKind.DELTA, 5, "Hello", at=1.5
+    )

@@ -114,7 +114,7 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str | None]] = [
     ("bad role", {"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
     ("no messages", {"messages": []}, "messages"),
     ("stream not a bool", {"stream": "yes"}, "stream"),
-    ("logprobs not honoured yet", {"logprobs": True}, "logprobs"),
+    ("too many alternatives", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
     ("min_tokens over max_tokens", {"extra_body": {"min_tokens": 9}}, "min_tokens"),
     # Refused by the worker, which knows the vocabulary: still a 400 naming the field.
     (

@@ -70,7 +70,6 @@ def test_vllm_sampling_fields_reach_the_job() -> None:
     ("change", "param"),
     [
         ({"n": 2}, "n"),
-        ({"logprobs": True}, "logprobs"),
         ({"tools": [{"type": "function"}]}, "tools"),
         ({"n": True}, "n"),  # a flag is not the number 1
         ({"frobnicate": None}, "frobnicate"),  # unknown to OpenAI and vLLM: refused, even null
@@ -84,8 +83,49 @@ def test_fields_not_honoured_are_refused_by_name(change: dict[str, Any], param: 
 
 
 def test_defaults_of_fields_not_honoured_yet_are_accepted() -> None:
-    defaults = {"n": 1, "echo": False, "logprobs": False, "tools": []}
+    defaults = {"n": 1, "echo": False, "logprobs": False, "top_logprobs": 0, "tools": []}
     assert fields({**CHAT, **defaults}) == fields(CHAT)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "stored"),
+    [
+        # A completion's `logprobs` is the count of alternatives; chat's is a flag, with
+        # `top_logprobs` the count, which alone (as in vLLM) asks for nothing.
+        (COMPLETIONS, {"logprobs": 0}, 0),
+        (COMPLETIONS, {"logprobs": 5}, 5),
+        (CHAT_COMPLETIONS, {"logprobs": True}, 0),
+        (CHAT_COMPLETIONS, {"logprobs": True, "top_logprobs": 20}, 20),
+        (CHAT_COMPLETIONS, {"logprobs": False, "top_logprobs": 3}, None),
+        (CHAT_COMPLETIONS, {"top_logprobs": 3}, None),
+    ],
+)
+def test_logprobs_become_the_jobs_count_of_alternatives(
+    endpoint: str, body: dict[str, Any], stored: int | None
+) -> None:
+    base = CHAT if endpoint == CHAT_COMPLETIONS else {"model": "m", "prompt": "Once"}
+    params = JobCreate.model_validate(fields({**base, **body}, endpoint)).sampling()
+    assert params["logprobs"] == stored
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "body", "param"),
+    [
+        (COMPLETIONS, {"logprobs": 21}, "logprobs"),
+        (COMPLETIONS, {"logprobs": -1}, "logprobs"),
+        (COMPLETIONS, {"logprobs": True}, "logprobs"),
+        (COMPLETIONS, {"logprobs": 2, "echo": True}, "echo"),
+        (CHAT_COMPLETIONS, {"logprobs": 2}, "logprobs"),
+        (CHAT_COMPLETIONS, {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+        (CHAT_COMPLETIONS, {"logprobs": True, "top_logprobs": "2"}, "top_logprobs"),
+        (COMPLETIONS, {"top_logprobs": 2}, "top_logprobs"),  # chat's field only
+    ],
+)
+def test_bad_logprobs_are_refused_by_name(endpoint: str, body: dict[str, Any], param: str) -> None:
+    base = CHAT if endpoint == CHAT_COMPLETIONS else {"model": "m", "prompt": "Once"}
+    with pytest.raises(OpenAIFieldError) as raised:
+        fields({**base, **body}, endpoint)
+    assert raised.value.param == param
 
 
 @pytest.mark.parametrize(

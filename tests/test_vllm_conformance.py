@@ -199,8 +199,9 @@ def test_vllm_fields_agree(
         {"prompt": "word " * 3000},
         {"logit_bias": {"999999999": 1}},
         {"structured_outputs": {"grammar": 'root ::= "unclosed'}},
+        {"logprobs": 21},
     ],
-    ids=["model", "max_tokens", "temperature", "context", "vocabulary", "grammar"],
+    ids=["model", "max_tokens", "temperature", "context", "vocabulary", "grammar", "logprobs"],
 )
 def test_refusals_agree(
     peer: str, base_url: str, settings: Settings, change: dict[str, Any]
@@ -211,6 +212,71 @@ def test_refusals_agree(
     _, ours = both(peer, base_url, "/v1/completions", body)
     assert set(ours["error"]) == {"message", "type", "param", "code"}
     assert ours["error"]["type"] == "invalid_request_error"
+
+
+def _logprobs(path: str, chunks: list[Any]) -> list[tuple[str, float, list[str]]]:
+    """(token, logprob, candidates) of every output token, over a reply's chunks (or the one
+    whole answer)."""
+    found = []
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            given = choice.get("logprobs")
+            if not given:
+                continue
+            if path == "/v1/completions":
+                found += list(
+                    zip(
+                        given["tokens"],
+                        given["token_logprobs"],
+                        [sorted(top) for top in given["top_logprobs"]],
+                        strict=True,
+                    )
+                )
+            else:
+                found += [
+                    (t["token"], t["logprob"], sorted(c["token"] for c in t["top_logprobs"]))
+                    for t in given["content"]
+                ]
+    return found
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/v1/completions"])
+def test_logprobs_agree(
+    peer: str, base_url: str, settings: Settings, path: str, stream: bool
+) -> None:
+    body: dict[str, Any] = {"model": settings.model_name, "max_tokens": 40, "temperature": 0}
+    if path == "/v1/completions":
+        body |= {"prompt": "The three primary colours are", "logprobs": 2}
+    else:
+        # Constrained to end at the end-of-sequence token, whose log probability comes last.
+        body |= {
+            "messages": [{"role": "user", "content": "Is the sky blue?"}],
+            "logprobs": True,
+            "top_logprobs": 2,
+            "structured_outputs": {"choice": ["yes", "no"]},
+        }
+    if stream:
+        body["stream_options"] = {"include_usage": True, "continuous_usage_stats": True}
+        with httpx.Client() as plain:
+            theirs = streamed(plain, f"{peer}{path}", body)
+        ours = streamed(http, f"{base_url}{path}", body)
+        check_same(theirs[0], ours[0])
+        # Every chunk with a choice counts the tokens so far, as vLLM's does.
+        assert [c["usage"]["completion_tokens"] for c in ours if c["choices"]][-1] == (
+            [c["usage"]["completion_tokens"] for c in theirs if c["choices"]][-1]
+        )
+        assert ours[-1]["usage"] == theirs[-1]["usage"]
+    else:
+        theirs_whole, ours_whole = both(peer, base_url, path, body)
+        check_same(theirs_whole, ours_whole)
+        theirs, ours = [theirs_whole], [ours_whole]
+    expected, found = _logprobs(path, theirs), _logprobs(path, ours)
+    assert len(found) == len(expected) > 0
+    assert [(token, top) for token, _, top in found] == [(token, top) for token, _, top in expected]
+    assert [logprob for _, logprob, _ in found] == pytest.approx(
+        [logprob for _, logprob, _ in expected], abs=1e-3
+    )
 
 
 def test_tokenize_and_models_agree(peer: str, base_url: str, settings: Settings) -> None:

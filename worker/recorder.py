@@ -59,6 +59,8 @@ class Outcome:
     error: str | None = None
     handed_back: bool = False
     superseded: bool = False  # a newer attempt runs elsewhere: nothing to record
+    logprobs: str | None = None  # vqueue/contract/logprobs.py encode(), where asked for
+    logprobs_tail: str = ""  # those of the tokens after the last delta, for the END entry
     ended_at: float | None = None  # time.time() when the run ended on the engine loop
 
 
@@ -108,6 +110,7 @@ class Recorder:
         taken = time.time()
         results: list[AttemptResult] = []
         rows: dict[tuple[uuid.UUID, int], ClaimedJob] = {}
+        tails: dict[tuple[uuid.UUID, int], str] = {}
         for row, outcome in ended:
             if outcome.handed_back:
                 self._hand_back(row.id, row.attempt)
@@ -117,6 +120,7 @@ class Recorder:
                     log.info("job %s: attempt %d superseded, stopped", row.id, row.attempt)
                 continue
             rows[(row.id, row.attempt)] = row
+            tails[(row.id, row.attempt)] = outcome.logprobs_tail
             results.append(
                 AttemptResult(
                     row.id,
@@ -128,6 +132,7 @@ class Recorder:
                     completion_tokens=outcome.completion_tokens,
                     first_token_at=outcome.first_token_at,
                     error=outcome.error,
+                    logprobs=outcome.logprobs,
                 )
             )
         if not results:
@@ -143,6 +148,7 @@ class Recorder:
                 len(r.text or ""),
                 status=r.status,
                 final=summary,
+                logprobs=tails.get((r.job_id, r.attempt), ""),
             )
             for r, summary in recorded
         ]

@@ -20,6 +20,7 @@ from typing import Any
 
 from db.attempts import ClaimedJob
 from db.states import JobStatus
+from vqueue.contract import logprobs
 from vqueue.contract.phases import Phase, PhaseTiming
 from vqueue.contract.sampling import ENGINE_REFUSED
 from vqueue.contract.wire import EntryKind, LogEntry
@@ -241,6 +242,12 @@ class JobRunner:
         outcome = Outcome(JobStatus.SUCCEEDED)
         parts: list[str] = []
         end = 0
+        # Where the job asked for them: every token's log probabilities, and those of the
+        # tokens whose text has not come out yet (a character cut across tokens).
+        with_logprobs = engine_input.sampling.logprobs is not None
+        token_logprobs: list[logprobs.TokenLogprobs] = []
+        unsent = 0
+        offset = 0
         try:
             if stopped_early:
                 raise asyncio.CancelledError
@@ -259,12 +266,28 @@ class JobRunner:
                         run.generating = True
                     outcome.completion_tokens += len(completion.token_ids)
                     self.output_tokens += len(completion.token_ids)
+                    if with_logprobs and completion.logprobs:
+                        found, offset = logprobs.from_engine(
+                            list(completion.token_ids), list(completion.logprobs), offset
+                        )
+                        token_logprobs += found
                     if text := storable(completion.text):
                         end += len(text)
                         parts.append(text)
                         delta = LogEntry(
-                            job_id, attempt, EntryKind.DELTA, end, text, at=time.time()
+                            job_id,
+                            attempt,
+                            EntryKind.DELTA,
+                            end,
+                            text,
+                            at=time.time(),
+                            prompt_tokens=outcome.prompt_tokens,
+                            tokens=outcome.completion_tokens,
+                            logprobs=logprobs.encode(token_logprobs[unsent:])
+                            if with_logprobs
+                            else "",
                         )
+                        unsent = len(token_logprobs)
                         self.publisher.add(delta)
                     if output.finished:
                         outcome.finish_reason = completion.finish_reason
@@ -295,5 +318,9 @@ class JobRunner:
             outcome.error = f"{ENGINE_REFUSED}{exc}" if refused else f"{type(exc).__name__}: {exc}"
         # The stored text is exactly the published deltas joined, so streams and polls agree.
         outcome.text = "".join(parts)
+        if with_logprobs:
+            outcome.logprobs = logprobs.encode(token_logprobs)
+            if unsent < len(token_logprobs):
+                outcome.logprobs_tail = logprobs.encode(token_logprobs[unsent:])
         outcome.ended_at = time.time()
         return outcome

@@ -20,7 +20,7 @@ from api.core.resources import Resources, ResourcesDep, first_row
 from api.core.wire_json import line_safe_json
 from api.jobs.schemas import JobsPublic
 from api.jobs.service import IdempotencyKey
-from api.jobs.views import job_public, usage_of
+from api.jobs.views import job_public, token_logprobs, usage_of
 from db.batches import (
     batch_jobs,
     batch_results,
@@ -177,6 +177,7 @@ def _result_line(row: Mapping[Any, Any]) -> bytes:
             "usage": usage_of(row).model_dump(),
             "error": row["error"],
             "metadata": row["metadata"],
+            "logprobs": token_logprobs(row["logprobs"]),
         },
         newline=True,
     )

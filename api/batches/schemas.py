@@ -47,6 +47,7 @@ class BatchOptions(BaseModel):
     structured_outputs: Json[dict[str, Any]] | None = Field(
         None, description='As JSON text, e.g. {"choice": ["yes", "no"]}'
     )
+    logprobs: int | None = None
 
     def sampling_defaults(self) -> dict[str, Any]:
         """The sampling fields given, validated; a bad one is a 422 naming the parameter."""

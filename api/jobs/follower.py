@@ -31,6 +31,7 @@ from api.jobs.token_log import log_exists, read_after
 from api.jobs.views import job_summary
 from db.schema import may_see
 from db.states import JobStatus
+from vqueue.contract import logprobs
 from vqueue.contract.wire import LogEntry
 
 log = logging.getLogger(__name__)
@@ -38,11 +39,16 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Final:
-    """The job ended: its final state as Postgres recorded it, and its whole text where the
-    row was read (always, for a follower made with `needs_text=True`)."""
+    """The job ended: its final state as Postgres recorded it, and its whole text and log
+    probabilities where the row was read (always, for a follower made with
+    `needs_text=True`)."""
 
     summary: JobSummary
     text: str | None = None
+    logprobs: str = ""
+    # The log probabilities of the tokens after the text the reader was sent (an
+    # end-of-sequence token has none), where the job asked for them.
+    tail: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,7 +127,7 @@ class JobFollower:
             for event in events:
                 yield event
             if ended is not None and (row := await self._ended_row(ended)) is not None:
-                for event in self._final(row):
+                for event in self._final(row, ended.logprobs):
                     yield event
                 return
             if await subscription.wait(keepalive):
@@ -182,17 +188,24 @@ class JobFollower:
                     found.append(event)
         return found, ended
 
-    def _final(self, row: Mapping[str, Any]) -> list[FollowEvent]:
+    def _final(self, row: Mapping[str, Any], tail: str = "") -> list[FollowEvent]:
+        """The end from `row`: the job's row from Postgres, or the summary its END carried
+        (with `tail`, the log probabilities of its tokens after the last delta)."""
         # A new attempt's row restarts the text for a reader positioned in an older attempt.
         events: list[FollowEvent] = []
         if row["attempt"] > self.cursor.attempt:
             if self.cursor.position > 0:
                 events.append(Restart(row["attempt"]))
             self.cursor = StreamCursor(row["attempt"], 0)
-        for event in self.cursor.rest_of(row.get("text") or ""):
+        every = row.get("logprobs")  # the row's, where it was read and the job has them
+        rest = self.cursor.rest_of(row.get("text") or "", every)
+        for event in rest:
             assert isinstance(event, Delta)
             events.append(event)
-        events.append(Final(job_summary(row), row.get("text")))
+        if every and not rest:
+            # The reader had the whole text: what is left are the tokens after it.
+            tail = logprobs.encode(logprobs.from_offset(every, self.cursor.position))
+        events.append(Final(job_summary(row), row.get("text"), every or "", tail))
         return events
 
     async def _reread(self) -> list[LogEntry]:

@@ -23,6 +23,7 @@ from pydantic import (
 from api.core.serving_settings import at_most, no_longer_than, serving_settings
 from api.jobs.structured_outputs import StructuredOutputs
 from db.states import JobStatus
+from vqueue.contract.logprobs import MAX_LOGPROBS
 
 
 def _not_blank(value: str) -> str:
@@ -88,6 +89,13 @@ class SamplingFields(BaseModel):
     )
     structured_outputs: StructuredOutputs | None = Field(
         None, description="A constraint the engine enforces on the output (vLLM's field)"
+    )
+    logprobs: int | None = Field(
+        None,
+        ge=0,
+        le=MAX_LOGPROBS,
+        description="Log the probability of each output token and of this many alternatives "
+        "(0: the sampled token's alone); None: none",
     )
 
     @field_validator("logit_bias")
@@ -250,12 +258,27 @@ class JobSummary(BaseModel):
     links: JobLinks
 
 
+class Candidate(BaseModel):
+    token: str
+    logprob: float
+
+
+class TokenLogprob(Candidate):
+    offset: int = Field(description="Where the token's text begins in the job's text")
+    top_logprobs: list[Candidate] = Field(
+        description="The engine's candidates at this position, the sampled token first"
+    )
+
+
 class JobPublic(JobSummary):
     prompt: str | None
     messages: list[Message] | None
     prompt_token_ids: list[int] | None = None
     params: dict[str, Any]
     text: str | None = Field(description="The final text, or the text so far while running")
+    logprobs: list[TokenLogprob] | None = Field(
+        None, description="Each output token's log probability, where `logprobs` was asked for"
+    )
 
 
 class JobsPublic(BaseModel):

@@ -9,6 +9,7 @@ fill the gap (Redis lost it), takes the rest from Postgres once the job has ende
 import re
 from dataclasses import dataclass
 
+from vqueue.contract import logprobs
 from vqueue.contract.wire import EntryKind, LogEntry
 
 
@@ -18,6 +19,11 @@ class Delta:
     offset: int  # the position after this delta in its attempt's text
     attempt: int = 0
     at: float = 0.0  # when the worker produced it (unix time); 0 when replayed from Postgres
+    # The job's token counts once it was made (LogEntry); 0 when replayed from Postgres.
+    prompt_tokens: int = 0
+    tokens: int = 0
+    # Its tokens' log probabilities, where the job asked for them (logprobs.encode()).
+    logprobs: str = ""
 
     @property
     def event_id(self) -> str:
@@ -53,6 +59,9 @@ class Ended:
     # The attempt's summary as Postgres recorded it (LogEntry.final), when the END carried one
     # and this reader has had the attempt's whole text: the stream can end without a read.
     final: str = ""
+    # The log probabilities of tokens after the last delta (an end-of-sequence token has
+    # no text), for that reader.
+    logprobs: str = ""
 
 
 CursorEvent = Delta | Restart | Ended
@@ -79,21 +88,40 @@ class StreamCursor:
         if entry.kind is EntryKind.END:
             # Whatever text this reader lacks then comes from Postgres (see rest_of).
             complete = entry.end == self.position
-            events.append(Ended(entry.status, entry.final if complete else ""))
+            if complete:
+                events.append(Ended(entry.status, entry.final, entry.logprobs))
+            else:
+                events.append(Ended(entry.status))
             return events
         if entry.end <= self.position:
             return events
         if entry.start > self.position:
             raise Gap
-        events.append(self._advance(entry.text[self.position - entry.start :], entry.end, entry.at))
+        cut = self.position - entry.start
+        token_logprobs = entry.logprobs
+        if cut and token_logprobs:
+            token_logprobs = logprobs.encode(logprobs.from_offset(token_logprobs, self.position))
+        delta = Delta(
+            entry.text[cut:],
+            entry.end,
+            self.attempt,
+            entry.at,
+            entry.prompt_tokens,
+            entry.tokens,
+            token_logprobs,
+        )
+        self.position = entry.end
+        events.append(delta)
         return events
 
-    def rest_of(self, text: str) -> list[CursorEvent]:
-        """The part of a job's full text that this reader has not had yet."""
+    def rest_of(self, text: str, token_logprobs: str | None = None) -> list[CursorEvent]:
+        """The part of a job's full text that this reader has not had yet, with the log
+        probabilities of its tokens (from the row's, where the job has them)."""
         if len(text) <= self.position:
             return []
-        return [self._advance(text[self.position :], len(text))]
-
-    def _advance(self, text: str, end: int, at: float = 0.0) -> Delta:
-        self.position = end
-        return Delta(text, end, self.attempt, at)
+        rest = ""
+        if token_logprobs:
+            rest = logprobs.encode(logprobs.from_offset(token_logprobs, self.position))
+        delta = Delta(text[self.position :], len(text), self.attempt, logprobs=rest)
+        self.position = len(text)
+        return [delta]

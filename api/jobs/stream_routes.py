@@ -23,6 +23,7 @@ from api.jobs.schemas import JobSummary
 from api.jobs.service import NOT_FOUND, parse_job_id
 from api.jobs.services import JobServicesDep
 from api.jobs.stream_cursor import EVENT_ID, Delta, StreamCursor, event_id, parse_event_id
+from api.jobs.views import token_logprobs
 from db.states import JobStatus
 
 router = APIRouter(tags=["jobs"])
@@ -47,7 +48,11 @@ def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
 
 def delta_frame(delta: Delta) -> bytes:
     # `t`: when the worker produced it; unknown (absent) for text replayed from Postgres.
-    data = {"text": delta.text, "t": delta.at} if delta.at else {"text": delta.text}
+    data: dict[str, Any] = {"text": delta.text}
+    if delta.at:
+        data["t"] = delta.at
+    if delta.logprobs:
+        data["logprobs"] = token_logprobs(delta.logprobs)
     return sse("delta", data, delta.event_id)
 
 

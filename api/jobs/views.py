@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.jobs.schemas import JobLinks, JobPublic, JobSummary, Usage
+from vqueue.contract import logprobs
 
 
 def usage_of(row: Mapping[Any, Any]) -> Usage:
@@ -43,8 +44,24 @@ def job_summary(row: Mapping[Any, Any]) -> JobSummary:
     )
 
 
+def token_logprobs(value: str | None) -> list[dict[str, Any]] | None:
+    """A job's log probabilities (vqueue/contract/logprobs.py) as the jobs API shows them."""
+    if not value:
+        return None
+    return [
+        {
+            "token": candidates[0][0],
+            "logprob": candidates[0][1],
+            "offset": offset,
+            "top_logprobs": [{"token": token, "logprob": lp} for token, lp in candidates],
+        }
+        for offset, candidates in logprobs.decode(value)
+    ]
+
+
 def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
-    """The whole job: its summary, its input, and its text (`text`, or the row's)."""
+    """The whole job: its summary, its input, its text (`text`, or the row's) and the log
+    probabilities of its tokens (once it ended, where asked for)."""
     return JobPublic(
         **dict(job_summary(row)),
         prompt=row["prompt"],
@@ -52,4 +69,5 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
         prompt_token_ids=row["prompt_token_ids"],
         params=row["params"],
         text=row["text"] if text is None else text,
+        logprobs=token_logprobs(row["logprobs"]),
     )

@@ -8,6 +8,7 @@ its value is the default (a client library that sends `"tools": []` works).
 
 from typing import Any
 
+from vqueue.contract.logprobs import MAX_LOGPROBS
 from vqueue.contract.sampling import OPENAI_SAMPLING_KEYS, VLLM_SAMPLING_KEYS
 
 CHAT_COMPLETIONS = "/v1/chat/completions"
@@ -21,8 +22,6 @@ _VLLM_EXTRAS = VLLM_SAMPLING_KEYS
 # field means when it is left out, and only those are accepted.
 _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "best_of": (1,),
-    "logprobs": (False,),
-    "top_logprobs": (0,),
     "tools": ([],),
     "tool_choice": ("none", "auto"),
     "parallel_tool_calls": (True, False),
@@ -49,12 +48,13 @@ _COMMON = {
     "user",
     "echo",
     "response_format",
+    "logprobs",
     *_SAMPLING,
     *_VLLM_EXTRAS,
     *_DEFAULT_ONLY,
 }
 ALLOWED_FIELDS = {
-    CHAT_COMPLETIONS: _COMMON | {"messages", "max_completion_tokens"},
+    CHAT_COMPLETIONS: _COMMON | {"messages", "max_completion_tokens", "top_logprobs"},
     COMPLETIONS: _COMMON | {"prompt"},
 }
 # "developer" is OpenAI's newer name for the system role.
@@ -148,6 +148,25 @@ def _response_format(value: Any) -> dict[str, Any] | None:
     )
 
 
+def _logprob_count(body: dict[str, Any], name: str) -> int:
+    value = body[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_LOGPROBS:
+        raise OpenAIFieldError(name, f"must be a whole number from 0 to {MAX_LOGPROBS}")
+    return value
+
+
+def _logprobs(endpoint: str, body: dict[str, Any]) -> int | None:
+    """How many alternatives to each output token the body asks for, as vLLM reads it: a
+    completion's `logprobs` is the count; chat's `logprobs` is a flag, and `top_logprobs`
+    the count (ignored without the flag)."""
+    if endpoint == COMPLETIONS:
+        return _logprob_count(body, "logprobs") if "logprobs" in body else None
+    if "logprobs" in body and not isinstance(body["logprobs"], bool):
+        raise OpenAIFieldError("logprobs", "must be true or false")
+    count = _logprob_count(body, "top_logprobs") if "top_logprobs" in body else 0
+    return count if body.get("logprobs") else None
+
+
 def _is_default(value: Any, defaults: tuple[Any, ...]) -> bool:
     # `True == 1` in Python: a flag never stands for a number, nor a number for a flag.
     return any(
@@ -219,7 +238,12 @@ def job_fields(
         raise OpenAIFieldError("echo", "is not supported in batch files")
     if body.get("stream") and not allow_stream:
         raise OpenAIFieldError("stream", "cannot stream here")
+    if (logprobs := _logprobs(endpoint, body)) is not None and body.get("echo"):
+        # vLLM would return the prompt's log probabilities too, which no job records.
+        raise OpenAIFieldError("echo", "cannot be combined with logprobs here")
     fields: dict[str, Any] = {key: body[key] for key in (*_SAMPLING, *_VLLM_EXTRAS) if key in body}
+    if logprobs is not None:
+        fields["logprobs"] = logprobs
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     if max_tokens is not None:
         fields["max_tokens"] = max_tokens

@@ -119,8 +119,11 @@ async def _complete(
     if not isinstance(stream, bool):
         raise invalid_request("stream: must be a boolean", "stream")
     options = body.get("stream_options") or {}
-    if not isinstance(options, dict) or set(options) - {"include_usage"}:
-        raise invalid_request("stream_options: only include_usage is supported", "stream_options")
+    if not isinstance(options, dict) or set(options) - {"include_usage", "continuous_usage_stats"}:
+        raise invalid_request(
+            "stream_options: only include_usage and continuous_usage_stats are supported",
+            "stream_options",
+        )
     job = _validated(fields)
     if (too_long := await services.context.refusal(job, job.max_tokens)) is not None:
         raise invalid_request(too_long, "messages" if endpoint == CHAT_COMPLETIONS else "prompt")
@@ -151,7 +154,12 @@ async def _complete(
         if isinstance(final, Final) and (refused := refusal(final.summary)) is not None:
             await events.aclose()
             raise refused
-        chunks = reply.chunks(_after(first, events), len(rows), bool(options.get("include_usage")))
+        chunks = reply.chunks(
+            _after(first, events),
+            len(rows),
+            bool(options.get("include_usage")),
+            bool(options.get("continuous_usage_stats")),
+        )
         return StreamingResponse(
             chunks, media_type="text/event-stream", headers={**SSE_HEADERS, **headers}
         )

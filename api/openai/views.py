@@ -10,8 +10,10 @@ from api.jobs.schemas import JobSummary
 from api.jobs.stream_cursor import Delta, Restart
 from api.jobs.views import job_summary
 from api.openai.errors import OpenAIError, invalid_request
+from api.openai.logprobs import chat_logprobs, completion_logprobs
 from api.openai.requests import CHAT_COMPLETIONS
 from db.states import JobStatus
+from vqueue.contract import logprobs
 from vqueue.contract.sampling import ENGINE_REFUSED
 
 # The parts of OpenAI's chat message this service never fills, as vLLM's server sends them.
@@ -76,6 +78,32 @@ class Reply:
         self.job_path = f"/jobs/{row['id']}"
         self.created = int(row["created_at"].timestamp())
         self.model = model
+        # Alternatives per token, where the request asked for log probabilities.
+        self.top: int | None = row["params"].get("logprobs")
+        # In a stream: each chunk's usage, where asked for (see chunks()).
+        self.usage_key = False
+        self.continuous = False
+
+    def _logprobs(self, token_logprobs: str) -> dict[str, Any] | None:
+        if self.top is None:
+            return None
+        tokens = logprobs.decode(token_logprobs)
+        return (
+            chat_logprobs(tokens, self.top) if self.chat else completion_logprobs(tokens, self.top)
+        )
+
+    def _usage(self, prompt: int, completion: int) -> dict[str, Any] | None:
+        """A chunk's usage: null, or with `continuous_usage_stats` the counts so far."""
+        if not self.continuous:
+            return None
+        counts: dict[str, int | None] = {
+            "prompt_tokens": prompt,
+            "total_tokens": prompt + completion,
+            "completion_tokens": completion,
+        }
+        if self.chat:
+            counts["completion_tokens_details"] = None  # as vLLM's chat stream sends it
+        return counts
 
     def _lost_chunk(self, what: str) -> bytes:
         """An error chunk for a stream that cannot carry the job's text to its end."""
@@ -98,34 +126,53 @@ class Reply:
             if self.chat:
                 message = {"role": "assistant", "content": text, **_NO_EXTRAS}
                 choices.append(
-                    {"index": index, "message": message, "logprobs": None, "finish_reason": reason}
+                    {
+                        "index": index,
+                        "message": message,
+                        "logprobs": self._logprobs(end.logprobs),
+                        "finish_reason": reason,
+                    }
                 )
             else:
                 choices.append(
-                    {"index": index, "text": text, "logprobs": None, "finish_reason": reason}
+                    {
+                        "index": index,
+                        "text": text,
+                        "logprobs": self._logprobs(end.logprobs),
+                        "finish_reason": reason,
+                    }
                 )
         kind = "chat.completion" if self.chat else "text_completion"
         summaries = [end.summary for end in ends]
         return {**self._head(kind), "choices": choices, "usage": usage_of_choices(summaries)}
 
-    def _chunk(self, index: int, text: str | None, reason: str | None, with_usage: bool) -> bytes:
+    def _chunk(
+        self,
+        index: int,
+        text: str | None,
+        reason: str | None,
+        token_logprobs: str = "",
+        counts: tuple[int, int] = (0, 0),
+    ) -> bytes:
+        """One choice's chunk; `counts`: its prompt and output tokens so far."""
+        lp = self._logprobs(token_logprobs) if token_logprobs else None
         if self.chat:
             delta = {} if text is None else {"content": text}
             choice: dict[str, Any] = {
                 "index": index,
                 "delta": delta,
-                "logprobs": None,
+                "logprobs": lp,
                 "finish_reason": reason,
             }
             data = {**self._head("chat.completion.chunk"), "choices": [choice]}
         else:
-            choice = {"index": index, "text": text or "", "logprobs": None, "finish_reason": reason}
+            choice = {"index": index, "text": text or "", "logprobs": lp, "finish_reason": reason}
             data = {**self._head("text_completion"), "choices": [choice]}
-        if with_usage:
-            data["usage"] = None
+        if self.usage_key:
+            data["usage"] = self._usage(*counts)
         return b"data: " + line_safe_json(data) + b"\n\n"
 
-    def _role_chunk(self, index: int, with_usage: bool) -> bytes:
+    def _role_chunk(self, index: int, prompt_tokens: int) -> bytes:
         data: dict[str, Any] = {
             **self._head("chat.completion.chunk"),
             "choices": [
@@ -137,14 +184,21 @@ class Reply:
                 }
             ],
         }
-        if with_usage:
-            data["usage"] = None
+        if self.usage_key:
+            data["usage"] = self._usage(prompt_tokens, 0)
         return b"data: " + line_safe_json(data) + b"\n\n"
 
     async def chunks(
-        self, events: AsyncIterator[tuple[int, Any]], choices: int, include_usage: bool
+        self,
+        events: AsyncIterator[tuple[int, Any]],
+        choices: int,
+        include_usage: bool,
+        continuous: bool = False,
     ) -> AsyncIterator[bytes]:
-        """The stream of a request whose `choices` jobs' events come tagged with their index."""
+        """The stream of a request whose `choices` jobs' events come tagged with their index:
+        with `include_usage` a last chunk of usage, and with `continuous` (vLLM's
+        `continuous_usage_stats`) each chunk's counts so far."""
+        self.usage_key, self.continuous = include_usage, include_usage and continuous
         # As from vLLM's server, a chat stream's role chunk goes out with its first token, not
         # before the engine has made one: clients time the first chunk as the first token.
         role_due = set(range(choices)) if self.chat else set()
@@ -155,19 +209,25 @@ class Reply:
                 opening = isinstance(event, Delta) or (
                     isinstance(event, Final) and event.summary.status == JobStatus.SUCCEEDED
                 )
+                counts = (0, 0)
+                if isinstance(event, Delta):
+                    counts = (event.prompt_tokens, event.tokens)
+                elif isinstance(event, Final):
+                    usage_now = event.summary.usage
+                    counts = (usage_now.prompt_tokens or 0, usage_now.completion_tokens or 0)
                 if index in role_due and opening:
-                    yield self._role_chunk(index, include_usage)
+                    yield self._role_chunk(index, counts[0])
                 if index in echo_due and opening and (self.chat or not isinstance(event, Delta)):
                     # vLLM's chat stream echoes after the role; a completion's echo goes out
                     # with its first text (below).
-                    yield self._chunk(index, self.echo, None, include_usage)
+                    yield self._chunk(index, self.echo, None, counts=(counts[0], 0))
                     echo_due.discard(index)
                 if isinstance(event, Delta | Final):
                     role_due.discard(index)
                 if isinstance(event, Delta):
                     text = self.echo + event.text if index in echo_due else event.text
                     echo_due.discard(index)
-                    yield self._chunk(index, text, None, include_usage)
+                    yield self._chunk(index, text, None, event.logprobs, counts)
                 elif isinstance(event, Revoked):
                     error = OpenAIError(401, "the API key was revoked", "authentication_error")
                     yield _error_chunk(error)
@@ -183,7 +243,7 @@ class Reply:
                     if end.status != JobStatus.SUCCEEDED:
                         yield _error_chunk(failure(end))
                         break
-                    yield self._chunk(index, None, end.finish_reason, include_usage)
+                    yield self._chunk(index, None, end.finish_reason, event.tail, counts)
                     ended[index] = end
                     if len(ended) == choices:
                         if include_usage:
@@ -218,7 +278,8 @@ def batch_output_line(row: Mapping[Any, Any], endpoint: str, model: str) -> byte
     """One line of a batch's output file (succeeded jobs) or error file (the others)."""
     line: dict[str, Any] = {"id": f"batch_req_{row['id'].hex}", "custom_id": row["custom_id"]}
     if row["status"] == JobStatus.SUCCEEDED:
-        body = Reply(endpoint, row, model).whole_choices([Final(job_summary(row), row["text"])])
+        end = Final(job_summary(row), row["text"], row["logprobs"] or "")
+        body = Reply(endpoint, row, model).whole_choices([end])
         line["response"] = {"status_code": 200, "request_id": str(row["id"]), "body": body}
         line["error"] = None
     else:

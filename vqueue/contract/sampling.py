@@ -22,7 +22,9 @@ VLLM_SAMPLING_KEYS = (
     "include_stop_str_in_output",
     "structured_outputs",
 )
-SAMPLING_KEYS = ("max_tokens", "stop", *OPENAI_SAMPLING_KEYS, *VLLM_SAMPLING_KEYS)
+# `logprobs`: how many alternatives to log per output token (vqueue/contract/logprobs.py);
+# OpenAI's chat and completion bodies each spell it their own way (api/openai/requests.py).
+SAMPLING_KEYS = ("max_tokens", "stop", "logprobs", *OPENAI_SAMPLING_KEYS, *VLLM_SAMPLING_KEYS)
 
 # How a job's error begins when the engine refused its request as invalid (vLLM's client
 # errors, such as a JSON schema its grammar backend cannot compile): the API answers 400.

@@ -110,6 +110,14 @@ class LogEntry:
     # On the wire it takes the text's place, which an END has none of: readers of earlier
     # releases ignore it there, and an END from an earlier writer comes without one.
     final: str = ""
+    # DELTA only: the job's token counts once this delta was made (its prompt, and its
+    # output so far), for streams that report usage as they go; 0 from an earlier writer.
+    prompt_tokens: int = 0
+    tokens: int = 0
+    # Where the job asked for them (vqueue/contract/logprobs.py encode()): a DELTA's, of the
+    # tokens its text came from; an END's, of the tokens after the last delta (an
+    # end-of-sequence token has no text).
+    logprobs: str = ""
 
     @property
     def start(self) -> int:
@@ -127,15 +135,49 @@ class LogEntry:
         return self.final if self.kind is EntryKind.END else self.text
 
     def stream_fields(self) -> dict[str, str]:
-        return {"k": self.kind.value, "t": self.wire_text, "s": self.status, "w": repr(self.at)}
+        return {
+            "k": self.kind.value,
+            "t": self.wire_text,
+            "s": self.status,
+            "w": repr(self.at),
+            "p": str(self.prompt_tokens),
+            "n": str(self.tokens),
+            "l": self.logprobs,
+        }
+
+    def wire(self) -> list[Any]:
+        """As encode_events() packs it: the fields LOG_SCRIPT writes, in its order."""
+        return [
+            self.job_id,
+            self.attempt,
+            self.kind.value,
+            self.end,
+            self.wire_text,
+            self.status,
+            self.at,
+            self.prompt_tokens,
+            self.tokens,
+            self.logprobs,
+        ]
 
 
 def _entry(
-    job_id: str, attempt: int, kind: EntryKind, end: int, text: str, status: str, at: float
+    job_id: str,
+    attempt: int,
+    kind: EntryKind,
+    end: int,
+    text: str,
+    status: str,
+    at: float,
+    prompt_tokens: int = 0,
+    tokens: int = 0,
+    logprobs: str = "",
 ) -> LogEntry:
     if kind is EntryKind.END:
-        return LogEntry(job_id, attempt, kind, end, "", status, at, final=text)
-    return LogEntry(job_id, attempt, kind, end, text, status, at)
+        return LogEntry(job_id, attempt, kind, end, "", status, at, final=text, logprobs=logprobs)
+    return LogEntry(
+        job_id, attempt, kind, end, text, status, at, "", prompt_tokens, tokens, logprobs
+    )
 
 
 # A log whose job never ends (its worker died) still goes away eventually.
@@ -150,8 +192,14 @@ for _, e in ipairs(entries) do
   local key = 'vqueue:job:' .. e[1] .. ':log'
   local seq = e[4]
   if e[3] == 'end' then seq = seq + 1 end
-  redis.pcall('XADD', key, string.format('%d-%d', e[2], seq),
-              'k', e[3], 't', e[5], 's', e[6], 'w', string.format('%.6f', e[7]))
+  local id = string.format('%d-%d', e[2], seq)
+  local at = string.format('%.6f', e[7])
+  if e[10] == '' then
+    redis.pcall('XADD', key, id, 'k', e[3], 't', e[5], 's', e[6], 'w', at, 'p', e[8], 'n', e[9])
+  else
+    redis.pcall('XADD', key, id, 'k', e[3], 't', e[5], 's', e[6], 'w', at, 'p', e[8], 'n', e[9],
+                'l', e[10])
+  end
   if e[3] == 'end' then
     redis.call('EXPIRE', key, ARGV[2])
   else
@@ -172,20 +220,30 @@ def entry_from_stream(job_id: str, stream_id: str, fields: dict[str, str]) -> Lo
     kind = EntryKind(fields["k"])
     end = seq - 1 if kind is EntryKind.END else seq
     at = float(fields.get("w", 0.0))
-    return _entry(job_id, attempt, kind, end, fields.get("t", ""), fields.get("s", ""), at)
+    return _entry(
+        job_id,
+        attempt,
+        kind,
+        end,
+        fields.get("t", ""),
+        fields.get("s", ""),
+        at,
+        int(fields.get("p", 0)),
+        int(fields.get("n", 0)),
+        fields.get("l", ""),
+    )
 
 
 def encode_events(entries: list[LogEntry]) -> bytes:
     """One pub/sub message for all entries of one engine step, whatever job they belong to."""
-    return orjson.dumps(
-        [[e.job_id, e.attempt, e.kind.value, e.end, e.wire_text, e.status, e.at] for e in entries]
-    )
+    return orjson.dumps([entry.wire() for entry in entries])
 
 
 def decode_events(payload: bytes | str) -> list[LogEntry]:
+    # An earlier writer's entries have only the first seven fields.
     return [
-        _entry(job_id, attempt, EntryKind(kind), end, text, status, at)
-        for job_id, attempt, kind, end, text, status, at in orjson.loads(payload)
+        _entry(job_id, attempt, EntryKind(kind), end, *rest)
+        for job_id, attempt, kind, end, *rest in orjson.loads(payload)
     ]
 
 
