@@ -35,6 +35,7 @@ from api.jobs.services import JobServices
 from api.jobs.submitter import Submitter
 from api.openai import batch_routes as openai_batches
 from api.openai import file_routes as openai_files
+from api.openai import resume_routes as resume
 from api.openai import routes as openai
 from api.openai import tokenize_routes as tokenize
 from api.openai.errors import OPENAI_PREFIX
@@ -159,7 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keyed = [Depends(authenticate)]
     for module in (jobs, batches, stream, observe):
         app.include_router(module.router, dependencies=keyed, responses=ERRORS)
-    for module in (openai, openai_files, openai_batches, tokenize):
+    for module in (openai, resume, openai_files, openai_batches, tokenize):
         app.include_router(module.router, dependencies=keyed)
     app.include_router(observe.scrape_router)
     app.include_router(health.router)

@@ -11,8 +11,15 @@ from fastapi.responses import Response, StreamingResponse
 from api.core.auth import CallerDep
 from api.core.resources import ResourcesDep
 from api.openai.errors import OPENAI_ERRORS, OpenAIError, invalid_request
-from api.openai.files import OUTPUT, file_object, openai_batch_row, parse_file_id, stored_file
-from api.openai.views import batch_output_line, list_page
+from api.openai.files import (
+    OUTPUT,
+    batch_output_line,
+    file_object,
+    openai_batch_row,
+    parse_file_id,
+    stored_file,
+)
+from api.openai.views import list_page
 from db.batches import batch_results
 from db.files import delete_file, insert_file, list_files
 from db.states import JobStatus

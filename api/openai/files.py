@@ -1,5 +1,5 @@
 """OpenAI file ids and objects: uploaded batch input files (kept in Postgres) and each OpenAI
-batch's output and error files (generated from its jobs when read)."""
+batch's output and error files (generated from its jobs when read, a line each)."""
 
 import uuid
 from collections.abc import Mapping
@@ -8,8 +8,13 @@ from typing import Any
 from api.batches.service import load_batch
 from api.core.callers import Caller
 from api.core.resources import Resources, first_row
+from api.core.wire_json import line_safe_json
+from api.jobs.follower import Final
+from api.jobs.views import job_summary
 from api.openai.errors import OpenAIError
+from api.openai.views import Reply, failure
 from db.files import get_file
+from db.states import JobStatus
 
 OUTPUT, ERRORS = "output", "errors"
 
@@ -63,3 +68,22 @@ async def openai_batch_row(
     if row is None or not (row["metadata"] or {}).get("openai"):
         raise OpenAIError(404, f"no batch {name!r}", param="batch_id")
     return row
+
+
+def batch_output_line(row: Mapping[Any, Any], endpoint: str, model: str) -> bytes:
+    """One line of a batch's output file (succeeded jobs) or error file (the others)."""
+    line: dict[str, Any] = {"id": f"batch_req_{row['id'].hex}", "custom_id": row["custom_id"]}
+    if row["status"] == JobStatus.SUCCEEDED:
+        end = Final(job_summary(row), row["text"], row["logprobs"] or "")
+        body = Reply(endpoint, row, model).whole_choices([end])
+        line["response"] = {"status_code": 200, "request_id": str(row["id"]), "body": body}
+        line["error"] = None
+    else:
+        error = failure(job_summary(row))
+        line["response"] = {
+            "status_code": error.status_code,
+            "request_id": str(row["id"]),
+            "body": error.body(),
+        }
+        line["error"] = {"code": error.code or error.type, "message": error.message}
+    return line_safe_json(line, newline=True)

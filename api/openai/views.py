@@ -8,7 +8,6 @@ from api.core.wire_json import line_safe_json
 from api.jobs.follower import Final, Revoked
 from api.jobs.schemas import JobSummary
 from api.jobs.stream_cursor import Delta, Restart
-from api.jobs.views import job_summary
 from api.openai.errors import OpenAIError, invalid_request
 from api.openai.logprobs import chat_logprobs, completion_logprobs
 from api.openai.requests import CHAT_COMPLETIONS
@@ -153,8 +152,10 @@ class Reply:
         reason: str | None,
         token_logprobs: str = "",
         counts: tuple[int, int] = (0, 0),
+        cursor: str = "",
     ) -> bytes:
-        """One choice's chunk; `counts`: its prompt and output tokens so far."""
+        """One choice's chunk; `counts`: its prompt and output tokens so far; `cursor`: where
+        its job's text stands after it (see chunks())."""
         lp = self._logprobs(token_logprobs) if token_logprobs else None
         if self.chat:
             delta = {} if text is None else {"content": text}
@@ -170,6 +171,8 @@ class Reply:
             data = {**self._head("text_completion"), "choices": [choice]}
         if self.usage_key:
             data["usage"] = self._usage(*counts)
+        if cursor:
+            data["cursor"] = cursor
         return b"data: " + line_safe_json(data) + b"\n\n"
 
     def _role_chunk(self, index: int, prompt_tokens: int) -> bytes:
@@ -194,14 +197,18 @@ class Reply:
         choices: int,
         include_usage: bool,
         continuous: bool = False,
+        resumed: bool = False,
     ) -> AsyncIterator[bytes]:
         """The stream of a request whose `choices` jobs' events come tagged with their index:
         with `include_usage` a last chunk of usage, and with `continuous` (vLLM's
-        `continuous_usage_stats`) each chunk's counts so far."""
+        `continuous_usage_stats`) each chunk's counts so far. Each chunk of text carries its
+        job's `cursor` (`<attempt>-<offset>`, as the jobs stream's event ids), from which a
+        client that lost the connection takes the stream up again (api/openai/resume_routes.py);
+        a `resumed` stream has no role chunk."""
         self.usage_key, self.continuous = include_usage, include_usage and continuous
         # As from vLLM's server, a chat stream's role chunk goes out with its first token, not
         # before the engine has made one: clients time the first chunk as the first token.
-        role_due = set(range(choices)) if self.chat else set()
+        role_due = set(range(choices)) if self.chat and not resumed else set()
         echo_due = set(range(choices)) if self.echo else set()
         ended: dict[int, JobSummary] = {}
         try:
@@ -227,7 +234,7 @@ class Reply:
                 if isinstance(event, Delta):
                     text = self.echo + event.text if index in echo_due else event.text
                     echo_due.discard(index)
-                    yield self._chunk(index, text, None, event.logprobs, counts)
+                    yield self._chunk(index, text, None, event.logprobs, counts, event.event_id)
                 elif isinstance(event, Revoked):
                     error = OpenAIError(401, "the API key was revoked", "authentication_error")
                     yield _error_chunk(error)
@@ -272,22 +279,3 @@ def list_page(data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
         "last_id": data[-1]["id"] if data else None,
         "has_more": has_more,
     }
-
-
-def batch_output_line(row: Mapping[Any, Any], endpoint: str, model: str) -> bytes:
-    """One line of a batch's output file (succeeded jobs) or error file (the others)."""
-    line: dict[str, Any] = {"id": f"batch_req_{row['id'].hex}", "custom_id": row["custom_id"]}
-    if row["status"] == JobStatus.SUCCEEDED:
-        end = Final(job_summary(row), row["text"], row["logprobs"] or "")
-        body = Reply(endpoint, row, model).whole_choices([end])
-        line["response"] = {"status_code": 200, "request_id": str(row["id"]), "body": body}
-        line["error"] = None
-    else:
-        error = failure(job_summary(row))
-        line["response"] = {
-            "status_code": error.status_code,
-            "request_id": str(row["id"]),
-            "body": error.body(),
-        }
-        line["error"] = {"code": error.code or error.type, "message": error.message}
-    return line_safe_json(line, newline=True)
