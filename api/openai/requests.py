@@ -116,9 +116,7 @@ def _is_token_ids(value: Any) -> bool:
 def _prompt(value: Any) -> dict[str, Any]:
     """The job field of a completion's prompt: a string, or token ids (alone, or as the one
     list of a list), as OpenAI's API and vLLM's server take them."""
-    if _is_token_ids(value) and value:
-        return {"prompt_token_ids": value}
-    if isinstance(value, list) and len(value) == 1:
+    if isinstance(value, list) and len(value) == 1 and isinstance(value[0], str | list):
         value = value[0]
     if isinstance(value, str):
         return {"prompt": value}
