@@ -31,6 +31,8 @@ def serve_command(settings: Settings, port: int) -> list[str]:
         if value is None or value is False:
             continue  # vLLM's default
         command += [flag] if value is True else [flag, str(value)]
+    if settings.tool_call_parser:
+        command += ["--enable-auto-tool-choice", "--tool-call-parser", settings.tool_call_parser]
     return command
 
 

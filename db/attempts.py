@@ -55,13 +55,14 @@ class ClaimedJob:
     id: uuid.UUID
     attempt: int
     prompt: str | None
-    messages: list[dict[str, str]] | None
+    messages: list[dict[str, Any]] | None
     prompt_token_ids: list[int] | None
     params: dict[str, Any]
     priority: int
     timeout_s: int
     created_at: datetime
     started_at: datetime | None
+    tools: dict[str, Any] | None  # vqueue/contract/tools.py ToolUse.stored(), for chat jobs
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "ClaimedJob":
@@ -123,6 +124,7 @@ class AttemptResult:
     first_token_at: datetime | None = None
     error: str | None = None
     logprobs: str | None = None  # vqueue/contract/logprobs.py encode(), where asked for
+    tool_calls: str | None = None  # vqueue/contract/tools.py ToolCalls.encode(), where offered
 
 
 # Every terminal state is reached from exactly these, so one filter serves a mixed list.
@@ -149,6 +151,7 @@ def finish_jobs(results: list[AttemptResult]) -> Update:
         "first_token_at": [r.first_token_at for r in results],
         "error": [r.error for r in results],
         "logprobs": [r.logprobs for r in results],
+        "tool_calls": [r.tool_calls for r in results],
     }
     finished = (
         func.unnest(

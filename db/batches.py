@@ -42,6 +42,7 @@ JOB_COPY_COLUMNS = (
     "metadata",
     "released_at",
     "owner_id",
+    "tools",
 )
 
 
@@ -67,6 +68,7 @@ def job_copy_row(
     timeout_s: int,
     expires_at: Any,
     owner_id: uuid.UUID,
+    tools: dict[str, Any] | None = None,
 ) -> tuple[Any, ...]:
     return (
         uuid.uuid4(),
@@ -85,6 +87,7 @@ def job_copy_row(
         _json(json_to_stored(metadata)),
         None,
         owner_id,
+        _json(json_to_stored(tools)),
     )
 
 
@@ -171,7 +174,7 @@ def batch_results(
 ) -> Select[Any]:
     """The finished jobs of a batch (those of `statuses`), in input order or in the order they
     finished: each job's summary (db.attempts.SUMMARY_COLUMNS), line, text, sampling
-    parameters and log probabilities."""
+    parameters, log probabilities and tools."""
     order = (jobs.c.finished_at, jobs.c.batch_line) if by_completion else (jobs.c.batch_line,)
     return (
         select(
@@ -180,6 +183,8 @@ def batch_results(
             jobs.c.text,
             jobs.c.params,
             jobs.c.logprobs,
+            jobs.c.tools,
+            jobs.c.tool_calls,
         )
         .where(jobs.c.batch_id == batch_id, jobs.c.status.in_(statuses))
         .order_by(*order)

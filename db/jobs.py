@@ -62,6 +62,7 @@ def job_row(
     metadata: dict[str, Any] | None = None,
     owner_id: uuid.UUID = ANONYMOUS_OWNER,
     prompt_token_ids: list[int] | None = None,
+    tools: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The values of a new queued job, for insert_jobs()."""
     return {
@@ -79,6 +80,7 @@ def job_row(
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
         "metadata": metadata,
+        "tools": tools,
     }
 
 

@@ -124,6 +124,10 @@ jobs = Table(
     # The output tokens' log probabilities, where the job asked for them: JSON text
     # (vqueue/contract/logprobs.py), which escapes every NUL a token may hold.
     Column("logprobs", Text),
+    # A chat job's function tools and tool choice (vqueue/contract/tools.py ToolUse), and the
+    # tool calls its worker read in the output (ToolCalls, JSON text).
+    Column("tools", StoredJSON(none_as_null=True)),
+    Column("tool_calls", Text),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("started_at", DateTime(timezone=True)),
     Column("first_token_at", DateTime(timezone=True)),

@@ -73,6 +73,8 @@ os.environ.update(
         # over-long prompt cheap to build.
         "VQUEUE_MAX_MODEL_LEN": "2048",
         "VQUEUE_MAX_NUM_SEQS": "32",
+        # The default model's template shows no tools; a pythonic call it writes is read.
+        "VQUEUE_TOOL_CALL_PARSER": "pythonic",
         "VQUEUE_SSE_KEEPALIVE_S": "1",
         "VLLM_CPU_KVCACHE_SPACE": "2",
         # The engine's scheduler figures (KV-cache use...) in the heartbeat, for test_observe.

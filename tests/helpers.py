@@ -89,3 +89,24 @@ def sent_to_postgres(db: Engine, trace: Path) -> Iterator[list[str]]:
             event.remove(db, "checkout", on_checkout)
             event.remove(db, "checkin", on_checkin)
     sent += [line for line in trace.read_text().splitlines() if "\tF\t" in line]
+
+
+# A function tool, and turns whose example leads the default model (whose template shows no
+# tools) to a pythonic call of it: tests/test_openai_tools.py, tests/test_vllm_conformance.py.
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather of a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TOOL_TURNS = [
+    {"role": "user", "content": "What is the weather in Paris?"},
+    {"role": "assistant", "content": "[get_weather(city='Paris')]"},
+    {"role": "user", "content": "What is the weather in Rome?"},
+]

@@ -35,5 +35,6 @@ def claimed_job(**given: Any) -> ClaimedJob:
         "timeout_s": 60,
         "created_at": datetime.now(UTC),
         "started_at": datetime.now(UTC),
+        "tools": None,
     }
     return ClaimedJob(**(values | given))

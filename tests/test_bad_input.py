@@ -25,7 +25,7 @@ BAD_BODIES: list[tuple[str, Any, set[str]]] = [
         set(),
     ),
     ("empty messages", {"messages": []}, {"messages"}),
-    ("unknown role", {"messages": [{"role": "tool", "content": "b"}]}, {"messages.0.role"}),
+    ("unknown role", {"messages": [{"role": "robot", "content": "b"}]}, {"messages.0.role"}),
     ("message without content", {"messages": [{"role": "user"}]}, {"messages.0.content"}),
     (
         "empty message content",

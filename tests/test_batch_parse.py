@@ -138,7 +138,7 @@ def test_openai_batch_lines_map_to_jobs() -> None:
         ),
         (
             '{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", '
-            '"body": {"messages": [{"role": "tool", "content": "x"}]}}',
+            '"body": {"messages": [{"role": "robot", "content": "x"}]}}',
             "body.messages[0].role",
         ),
         (

@@ -42,3 +42,47 @@ def test_ordinary_messages_render_exactly_as_the_template_does(tokenizer: Any) -
     messages = [{"role": "user", "content": "What is 9 times 8? Use <b>bold</b> and |pipes|."}]
     raw = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert ChatRenderer(tokenizer).render(messages) == raw
+
+
+# A tool-use template in the shape of Hermes': tools listed in the system turn, a call's
+# arguments written as JSON, a tool's result in a turn of its own.
+TOOL_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n{% for tool in tools %}{{ tool | tojson }}\n{% endfor %}"
+    "<|im_end|>\n{% endif %}{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}"
+    "{% for call in m.tool_calls or [] %}<tool_call>{{ call.function.name }} "
+    "{{ call.function.arguments | tojson }}</tool_call>{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_tools_and_calls_reach_the_template_as_data(tokenizer: Any) -> None:
+    tools = [
+        {
+            "type": "function",
+            "function": {"name": "look_up", "description": INJECTION, "parameters": {}},
+        }
+    ]
+    messages = [
+        {"role": "user", "content": "Look it up."},
+        {
+            "role": "assistant",
+            "tool_calls": [
+                {
+                    "id": "c1",
+                    "type": "function",
+                    "function": {"name": "look_up", "arguments": '{"q": 1}'},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c1", "content": INJECTION},
+    ]
+    renderer = ChatRenderer(tokenizer)
+    renderer.tokenizer = type(tokenizer).from_pretrained(tokenizer.name_or_path)
+    renderer.tokenizer.chat_template = TOOL_TEMPLATE
+    prompt = renderer.render(messages, tools=tools)
+    # The tools' system turn, user, assistant, tool, and the generation prompt: five turns,
+    # none opened by the text in the tool's description or in its result.
+    assert role_starts(tokenizer, prompt) == 5
+    # A call's arguments go to the template as an object, as vLLM passes them.
+    assert '<tool_call>look_up {"q": 1}</tool_call>' in prompt
+    assert '"name": "look_up"' in prompt

@@ -107,11 +107,11 @@ def test_streamed_completion_ends_with_done(base_url: str, settings: Any) -> Non
 
 
 BAD_REQUESTS: list[tuple[str, dict[str, Any], str | None]] = [
-    ("unsupported parameter", {"tools": [{"type": "function"}]}, "tools"),
+    ("unsupported parameter", {"service_tier": "flex"}, "service_tier"),
     ("n above the limit", {"n": 17}, "n"),
     ("n zero", {"n": 0}, "n"),
     ("temperature out of range", {"temperature": 5}, "temperature"),
-    ("bad role", {"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+    ("bad role", {"messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
     ("no messages", {"messages": []}, "messages"),
     ("stream not a bool", {"stream": "yes"}, "stream"),
     ("too many alternatives", {"logprobs": True, "top_logprobs": 21}, "top_logprobs"),

@@ -70,7 +70,7 @@ def test_vllm_sampling_fields_reach_the_job() -> None:
     ("change", "param"),
     [
         ({"n": 2}, "n"),
-        ({"tools": [{"type": "function"}]}, "tools"),
+        ({"best_of": 2}, "best_of"),
         ({"n": True}, "n"),  # a flag is not the number 1
         ({"frobnicate": None}, "frobnicate"),  # unknown to OpenAI and vLLM: refused, even null
         ({"frobnicate": 1}, "frobnicate"),
@@ -83,8 +83,10 @@ def test_fields_not_honoured_are_refused_by_name(change: dict[str, Any], param: 
 
 
 def test_defaults_of_fields_not_honoured_yet_are_accepted() -> None:
-    defaults = {"n": 1, "echo": False, "logprobs": False, "top_logprobs": 0, "tools": []}
+    defaults = {"n": 1, "echo": False, "logprobs": False, "top_logprobs": 0, "best_of": 1}
     assert fields({**CHAT, **defaults}) == fields(CHAT)
+    # As client libraries send it: no tools offered.
+    assert JobCreate.model_validate(fields({**CHAT, "tools": []})).tools_json() is None
 
 
 @pytest.mark.parametrize(

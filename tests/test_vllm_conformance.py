@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 
 from benchmarks.vllm_serve import running_vllm_serve
 from tests.conftest import free_port
-from tests.helpers import http
+from tests.helpers import TOOL_TURNS, WEATHER_TOOL, http
 from vqueue.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -291,3 +291,91 @@ def test_tokenize_and_models_agree(peer: str, base_url: str, settings: Settings)
     their_models = httpx.get(f"{peer}/v1/models").json()
     our_models = http.get(f"{base_url}/v1/models").json()
     check_same(their_models, our_models)
+
+
+TOOL_CHOICES: dict[str, Any] = {
+    "named": {"type": "function", "function": {"name": "get_weather"}},
+    "required": "required",
+    "auto": "auto",
+    "none": "none",
+}
+
+
+def _without_ids(message: dict[str, Any]) -> dict[str, Any]:
+    # Call ids are random in vLLM's server, and the job's own here.
+    calls = [{**call, "id": None} for call in message.get("tool_calls") or ()]
+    return {**message, **({"tool_calls": calls} if calls else {})}
+
+
+def _assembled(chunks: list[Any]) -> tuple[str, list[tuple[str, Any]], str | None]:
+    """A chat stream's content, its calls as (name, arguments), and its finish reason, as a
+    client adds the deltas up. The arguments are compared as JSON values: vLLM streams a
+    `required` call's arguments as the model spaced them, and re-encodes them whole."""
+    content, calls, reason = "", {}, None
+    for chunk in chunks:
+        for choice in chunk["choices"]:
+            delta = choice["delta"]
+            content += delta.get("content") or ""
+            for call in delta.get("tool_calls") or ():
+                name, arguments = calls.get(call["index"], ("", ""))
+                function = call.get("function") or {}
+                calls[call["index"]] = (
+                    name + (function.get("name") or ""),
+                    arguments + (function.get("arguments") or ""),
+                )
+            reason = choice.get("finish_reason") or reason
+    named = [calls[index] for index in sorted(calls)]
+    return content, [(name, orjson.loads(arguments)) for name, arguments in named], reason
+
+
+@pytest.mark.parametrize("choice", list(TOOL_CHOICES))
+def test_tool_calls_agree(peer: str, base_url: str, settings: Settings, choice: str) -> None:
+    body = {
+        "model": settings.model_name,
+        "messages": TOOL_TURNS,
+        "tools": [WEATHER_TOOL],
+        "tool_choice": TOOL_CHOICES[choice],
+        "max_tokens": 48,
+        "temperature": 0,
+        # One call, so `required` ends within max_tokens: a stream cut short shows vLLM's
+        # partly-read calls, where the queue reads calls from the whole text.
+        "parallel_tool_calls": choice != "required",
+    }
+    theirs, ours = both(peer, base_url, "/v1/chat/completions", body)
+    check_same(theirs, ours)
+    mine, peers = ours["choices"][0], theirs["choices"][0]
+    assert mine["finish_reason"] == peers["finish_reason"]
+    assert _without_ids(mine["message"]) == {
+        key: value
+        for key, value in _without_ids(peers["message"]).items()
+        if key in mine["message"]
+    }
+    if choice in ("named", "auto"):
+        # The example works: a call of the tool, for the city asked about.
+        assert mine["message"]["tool_calls"][0]["function"]["name"] == "get_weather"
+        assert orjson.loads(mine["message"]["tool_calls"][0]["function"]["arguments"]) == {
+            "city": "Rome"
+        }
+    url = "/v1/chat/completions"
+    with httpx.Client() as client:
+        their_stream = streamed(client, f"{peer}{url}", body)
+    our_stream = streamed(http, f"{base_url}{url}", body)
+    assert _assembled(our_stream) == _assembled(their_stream)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"tool_choice": "required"},
+        {"tools": [WEATHER_TOOL], "tool_choice": {"type": "function", "function": {"name": "x"}}},
+        {"tools": [WEATHER_TOOL], "tool_choice": "sometimes"},
+        {"tools": [{"type": "function"}]},
+    ],
+    ids=["no-tools", "unknown-function", "unknown-choice", "no-function"],
+)
+def test_tool_refusals_agree(
+    peer: str, base_url: str, settings: Settings, change: dict[str, Any]
+) -> None:
+    body = {"model": settings.model_name, "messages": TOOL_TURNS, "max_tokens": 4, **change}
+    _, ours = both(peer, base_url, "/v1/chat/completions", body)
+    assert ours["error"]["type"] == "invalid_request_error"

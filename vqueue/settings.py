@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     """"auto" loads the weights; "dummy" gives random weights of the real shape (benchmarks)."""
     served_model_name: str | None = None
     """The model name clients see and send (`/v1/models`, `model` fields); None: `model`."""
+    tool_call_parser: str | None = None
+    """vLLM's tool parser for the served model's tool-call format (e.g. "hermes", "llama3_json",
+    "mistral", "pythonic", as `vllm serve --tool-call-parser`); it reads the calls of
+    `tool_choice: auto`. None: `auto` is refused, and only a named or `required` tool choice
+    (which the engine constrains, whatever the model) gives tool calls."""
     max_num_seqs: int = Field(256, gt=0)
     """Jobs the engine runs in one batch at most (vLLM's max_num_seqs)."""
     max_num_batched_tokens: int = Field(8192, gt=0)

@@ -85,7 +85,8 @@ class PromptMaker:
             return row.prompt
         if self._chat is None:
             self._chat = ChatRenderer(self.host.tokenizer())
-        return self._chat.render(row.messages)
+        tools = row.tools["tools"] if row.tools else None
+        return self._chat.render(row.messages, tools=tools)
 
     def _tokenize(self, texts: list[str]) -> list[list[int]]:
         """Prompts as token ids, all of a message in one call. Given text, the engine would

@@ -28,12 +28,14 @@ from db.states import JobStatus
 from vqueue.contract.metrics import FinishedRuns
 from vqueue.contract.phases import Phase, PhaseTiming
 from vqueue.contract.queueing import JobQueue
+from vqueue.contract.tools import ToolUse
 from vqueue.contract.wire import EntryKind, LogEntry
 from vqueue.logs import job_context
 from worker.engine import EngineHost
 from worker.gather import Gatherer
 from worker.phase_events import PhaseEvents
 from worker.publisher import TokenLogPublisher
+from worker.tool_calls import ToolCallReader
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +78,7 @@ class Recorder:
         publisher: TokenLogPublisher,
         queue: JobQueue,
         phases: PhaseEvents | None = None,
+        tool_calls: ToolCallReader | None = None,
     ) -> None:
         self.host = host
         # The worker's phase timings: the recorder emits its own and sends them all to Redis.
@@ -87,6 +90,8 @@ class Recorder:
         self._results_db = db.execution_options(isolation_level="AUTOCOMMIT")
         self.publisher = publisher
         self.queue = queue
+        # Reads the calls of jobs that offered tools; without one, only named and required.
+        self.tool_calls = tool_calls or ToolCallReader(None, lambda: host.tokenizer())
         self._rounds: Gatherer[list[Ended], None] = Gatherer(
             "recorder", self._serve, len, MAX_RECORD, threads=RECORD_ROUNDS_AT_ONCE
         )
@@ -101,6 +106,13 @@ class Recorder:
     def close(self) -> None:
         """Record what has ended, then stop."""
         self._rounds.close()
+
+    def _tool_calls(self, row: ClaimedJob, outcome: Outcome) -> str | None:
+        use = ToolUse.from_stored(row.tools)
+        if use is None or outcome.status != JobStatus.SUCCEEDED:
+            return None
+        read = self.tool_calls.read(str(row.id), row.attempt, outcome.text, use)
+        return None if read is None else read.encode()
 
     def _serve(self, rounds: list[list[Ended]]) -> list[None]:
         self._record_now([run for ended in rounds for run in ended])
@@ -133,6 +145,7 @@ class Recorder:
                     first_token_at=outcome.first_token_at,
                     error=outcome.error,
                     logprobs=outcome.logprobs,
+                    tool_calls=self._tool_calls(row, outcome),
                 )
             )
         if not results:

@@ -25,6 +25,7 @@ from worker.publisher import TokenLogPublisher
 from worker.recorder import Recorder
 from worker.runner import JobRunner, StopReason
 from worker.supervisor import Supervisor
+from worker.tool_calls import ToolCallReader
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class WorkerRuntime:
         model_path = resolve_model(
             settings.model, revision=settings.model_revision, cache_dir=settings.model_cache_dir
         )
+        # A tool parser vLLM does not know stops the worker before its engine loads.
+        tool_calls = ToolCallReader(settings.tool_call_parser, lambda: self.host.tokenizer())
         self.host = EngineHost(settings, model_path).start()
         self.db = make_sync_engine(
             settings.database_url, pool_size=min(settings.effective_worker_concurrency, 20)
@@ -61,7 +64,7 @@ class WorkerRuntime:
         self.runner = JobRunner(
             self.host,
             Claimer(self.db, self.queue, self.name, settings.lease_s),
-            Recorder(self.host, self.db, self.publisher, self.queue),
+            Recorder(self.host, self.db, self.publisher, self.queue, tool_calls=tool_calls),
             self.publisher,
             on_engine_dead=self._engine_dead,
         )

@@ -15,7 +15,7 @@ from typing import IO, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.jobs.schemas import Identifier, JobInput, Metadata, SamplingFields
+from api.jobs.schemas import Identifier, JobSpec, Metadata
 from api.openai.requests import OpenAIFieldError, job_fields
 
 # Errors listed in a refusal or kept on a batch; the rest are counted.
@@ -45,7 +45,7 @@ _BY_TYPE = {
 }
 
 
-class BatchLine(SamplingFields, JobInput):
+class BatchLine(JobSpec):
     """One job of a batch: its input, sampling and the caller's id and metadata."""
 
     custom_id: Identifier | None = None

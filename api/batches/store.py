@@ -118,6 +118,7 @@ def _rows(
             timeout_s=timeout_s,
             expires_at=expires_at,
             owner_id=owner_id,
+            tools=item.job.tools_json(),
         )
         for item in parsed.jobs
     ]

@@ -2,7 +2,6 @@
 
 import logging
 import uuid
-from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -11,6 +10,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.core.error_schemas import ErrorBody, ErrorDetail, ErrorResponse
+from api.core.field_names import field_name
 from api.openai.errors import OPENAI_PREFIX, OpenAIError
 
 log = logging.getLogger(__name__)
@@ -129,16 +129,6 @@ async def _openai_error(_: Request, exc: Exception) -> JSONResponse:
     return exc.response()
 
 
-def _field_name(loc: tuple[Any, ...]) -> str | None:
-    # FastAPI prefixes the source ("body", "query"); a model-level check has no field of its own.
-    parts = (
-        [str(part) for part in loc[1:]]
-        if loc and loc[0] in {"body", "query", "path", "header"}
-        else [str(p) for p in loc]
-    )
-    return ".".join(parts) or None
-
-
 async def _api_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, APIError)
     body = ErrorBody(code=exc.code, message=exc.message, details=exc.details)
@@ -149,7 +139,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     details = [
         ErrorDetail(
-            field=_field_name(tuple(error.get("loc", ()))), message=error.get("msg", "invalid")
+            field=field_name(tuple(error.get("loc", ())), error.get("msg", "")),
+            message=error.get("msg", "invalid"),
         )
         for error in jsonable_encoder(exc.errors())
     ]

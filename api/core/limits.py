@@ -23,9 +23,9 @@ QUEUE_FULL_RETRY_S = 5
 
 
 def input_tokens(job: Any) -> int:
-    """`job_tokens` of a JobCreate or a batch line (both have a prompt, messages or token ids,
-    and max_tokens)."""
-    chars = len(job.prompt or "") + sum(len(message.content) for message in job.messages or [])
+    """`job_tokens` of a JobCreate or a batch line (a prompt, messages or token ids, and
+    max_tokens)."""
+    chars = len(job.prompt or "") + sum(message.size for message in job.messages or [])
     chars += len(job.prompt_token_ids or ()) * CHARS_PER_TOKEN
     return job_tokens(chars, job.max_tokens)
 

@@ -73,12 +73,19 @@ class ServedTokenizer:
         self._chat = ChatRenderer(tokenizer) if getattr(tokenizer, "chat_template", None) else None
         self._tokenizer = tokenizer
 
-    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         """Chat messages as the prompt text the worker makes of them (needs a chat template)."""
         if self._chat is None:
             raise ValueError("the model has no chat template; send a plain prompt instead")
         with self._lock:
-            return self._chat.render(messages, add_generation_prompt=add_generation_prompt)
+            return self._chat.render(
+                messages, add_generation_prompt=add_generation_prompt, tools=tools
+            )
 
     def encode(
         self, text: str, *, add_special_tokens: bool = True, max_length: int | None = None

@@ -10,6 +10,7 @@ job instead, with the same message.
 """
 
 import anyio
+import orjson
 
 from api.core.served_tokenizer import ServedTokenizer
 from api.jobs.schemas import JobInput
@@ -44,10 +45,13 @@ class ContextCheck:
         if job.prompt is not None:
             size = len(job.prompt.encode())
         else:
-            messages = job.messages or []
+            # Tools and calls are rendered as JSON, at most a token per byte like the rest.
             size = TEMPLATE_BYTES + sum(
-                len(m.content.encode()) + TEMPLATE_BYTES_PER_MESSAGE for m in messages
+                len(orjson.dumps(m.model_dump(exclude_none=True))) + TEMPLATE_BYTES_PER_MESSAGE
+                for m in job.messages or []
             )
+            if job.tools:
+                size += len(orjson.dumps([tool.model_dump() for tool in job.tools]))
         if surely_fits(size, max_tokens, limit):
             return None
         tokens = await anyio.to_thread.run_sync(self._count, job, limit)
@@ -59,7 +63,10 @@ class ContextCheck:
         elif not self.tokenizer.has_chat_template:
             return None  # the worker says why a chat job cannot run on this model
         else:
-            text = self.tokenizer.render(job.messages_json() or [])
+            tools = job.tools_json()
+            text = self.tokenizer.render(
+                job.messages_json() or [], tools=tools["tools"] if tools else None
+            )
         # Cut one token past the context, as the worker does: an over-long prompt is known
         # as one without tokenizing all of it.
         return len(self.tokenizer.encode(text, max_length=limit + 1))

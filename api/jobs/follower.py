@@ -49,6 +49,8 @@ class Final:
     # The log probabilities of the tokens after the text the reader was sent (an
     # end-of-sequence token has none), where the job asked for them.
     tail: str = ""
+    # The tool calls its worker read in the text (ToolCalls.encode()), where the row was read.
+    tool_calls: str | None = None
 
 
 @dataclass(frozen=True)
@@ -205,7 +207,8 @@ class JobFollower:
         if every and not rest:
             # The reader had the whole text: what is left are the tokens after it.
             tail = logprobs.encode(logprobs.from_offset(every, self.cursor.position))
-        events.append(Final(job_summary(row), row.get("text"), every or "", tail))
+        summary = job_summary(row)
+        events.append(Final(summary, row.get("text"), every or "", tail, row.get("tool_calls")))
         return events
 
     async def _reread(self) -> list[LogEntry]:

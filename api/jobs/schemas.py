@@ -4,7 +4,7 @@ import math
 import uuid
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import (
@@ -22,6 +22,7 @@ from pydantic import (
 
 from api.core.serving_settings import at_most, no_longer_than, serving_settings
 from api.jobs.structured_outputs import StructuredOutputs
+from api.jobs.tools import MAX_TOOLS, FunctionName, ToolFields
 from db.states import JobStatus
 from vqueue.contract.logprobs import MAX_LOGPROBS
 
@@ -41,6 +42,7 @@ NonEmptyText = Annotated[
 ]
 # A token id as a JSON object's key; the engine checks it against the vocabulary.
 TokenId = Annotated[str, StringConstraints(pattern=r"^[0-9]{1,10}$")]
+Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 StopString = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 
 
@@ -48,6 +50,28 @@ class Role(StrEnum):
     SYSTEM = "system"
     USER = "user"
     ASSISTANT = "assistant"
+    TOOL = "tool"  # a function's result, answering an assistant's tool call
+
+
+class CalledFunction(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: FunctionName
+    arguments: Annotated[str, no_longer_than("max_prompt_chars", "characters")]
+
+
+class MessageToolCall(BaseModel):
+    """A call an assistant turn made, as OpenAI's messages carry it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Identifier
+    type: Literal["function"] = "function"
+    function: CalledFunction
+
+
+def _is_none(value: Any) -> bool:
+    return value is None
 
 
 class Message(BaseModel):
@@ -55,7 +79,36 @@ class Message(BaseModel):
 
     # Roles are a closed set, so a prompt can never name a template role of its own.
     role: Role
-    content: NonEmptyText
+    # None only for an assistant turn that made tool calls; a tool's result may be empty.
+    content: Annotated[str, no_longer_than("max_prompt_chars", "characters")] | None = None
+    # A turn shows the fields of its role, as OpenAI's messages do: no null tool fields.
+    tool_calls: list[MessageToolCall] | None = Field(
+        None, min_length=1, max_length=MAX_TOOLS, exclude_if=_is_none
+    )
+    tool_call_id: Identifier | None = Field(
+        None, description="The call a tool message answers", exclude_if=_is_none
+    )
+
+    @model_validator(mode="after")
+    def _fits_role(self) -> Self:
+        if self.tool_calls is not None and self.role != Role.ASSISTANT:
+            raise ValueError("tool_calls: only an assistant message makes tool calls")
+        if (self.tool_call_id is not None) != (self.role == Role.TOOL):
+            raise ValueError("tool_call_id: a tool message needs one, and only a tool message")
+        if self.role == Role.TOOL:
+            if self.content is None:
+                raise ValueError("content: a tool message carries the function's result")
+        elif (self.content is None or not self.content.strip()) and (
+            self.role != Role.ASSISTANT or self.tool_calls is None
+        ):
+            raise ValueError("content: must not be empty or only whitespace")
+        return self
+
+    @property
+    def size(self) -> int:
+        """Characters it holds, towards the prompt's limit."""
+        calls = sum(len(call.function.arguments) for call in self.tool_calls or ())
+        return len(self.content or "") + calls
 
 
 class SamplingFields(BaseModel):
@@ -131,7 +184,6 @@ def _small_json(value: dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-Identifier = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 Metadata = Annotated[
     dict[str, str | int | float | bool | None],
     Field(max_length=64, description="Free-form values kept with the job"),
@@ -147,7 +199,7 @@ TokenIds = Annotated[
 ]
 
 
-class JobInput(BaseModel):
+class JobInput(ToolFields):
     """What the model reads: a plain prompt, chat turns, or a prompt already as token ids
     (vLLM's server takes those on /v1/completions); exactly one of them."""
 
@@ -167,16 +219,39 @@ class JobInput(BaseModel):
         if sum(value is not None for value in given) != 1:
             raise ValueError("give exactly one of 'prompt', 'messages' or 'prompt_token_ids'")
         if self.messages is not None:
-            total = sum(len(message.content) for message in self.messages)
+            total = sum(message.size for message in self.messages)
             if total > (limit := serving_settings().max_prompt_chars):
                 raise ValueError(f"messages hold {total} characters, over {limit}")
+        elif self.tools:
+            raise ValueError("tools: only a chat job (messages) can offer tools")
         return self
 
-    def messages_json(self) -> list[dict[str, str]] | None:
-        return None if self.messages is None else [m.model_dump(mode="json") for m in self.messages]
+    def messages_json(self) -> list[dict[str, Any]] | None:
+        if self.messages is None:
+            return None
+        return [m.model_dump(mode="json", exclude_none=True) for m in self.messages]
+
+    def tools_json(self) -> dict[str, Any] | None:
+        use = self.tool_use()
+        return None if use is None else use.stored()
 
 
-class JobCreate(SamplingFields, JobInput):
+class JobSpec(SamplingFields, JobInput):
+    """What the model reads and how it samples: what a job request and a batch line share."""
+
+    @model_validator(mode="after")
+    def _tool_constraint(self) -> Self:
+        if (constraint := self.tool_constraint()) is not None:
+            if self.structured_outputs is not None:
+                raise ValueError(
+                    "tool_choice: a named or required tool choice constrains the output "
+                    "itself, so it cannot be combined with structured_outputs or response_format"
+                )
+            self.structured_outputs = StructuredOutputs.model_validate({"json": constraint})
+        return self
+
+
+class JobCreate(JobSpec):
     priority: int = Field(5, ge=0, le=9, description="0 runs first, 9 last")
     timeout_s: Annotated[int, at_most("max_job_timeout_s")] | None = Field(
         None, ge=1, description="Longest run; default the maximum"
@@ -278,6 +353,11 @@ class JobPublic(JobSummary):
     text: str | None = Field(description="The final text, or the text so far while running")
     logprobs: list[TokenLogprob] | None = Field(
         None, description="Each output token's log probability, where `logprobs` was asked for"
+    )
+    tools: list[dict[str, Any]] | None = Field(None, description="The functions it offered")
+    tool_choice: str | dict[str, Any] | None = Field(None, description="How they could be used")
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None, description="The calls read in its text once it ended (OpenAI's shape)"
     )
 
 

@@ -60,6 +60,7 @@ def new_job_row(
         prompt=body.prompt,
         messages=body.messages_json(),
         prompt_token_ids=body.prompt_token_ids,
+        tools=body.tools_json(),
         params=body.sampling(),
         model=settings.model_name,
         priority=body.priority,

@@ -5,6 +5,7 @@ from typing import Any
 
 from api.jobs.schemas import JobLinks, JobPublic, JobSummary, Usage
 from vqueue.contract import logprobs
+from vqueue.contract.tools import ToolCalls, ToolUse, calls_json
 
 
 def usage_of(row: Mapping[Any, Any]) -> Usage:
@@ -70,4 +71,18 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
         params=row["params"],
         text=row["text"] if text is None else text,
         logprobs=token_logprobs(row["logprobs"]),
+        **_tool_fields(row),
     )
+
+
+def _tool_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
+    use = ToolUse.from_stored(row["tools"])
+    if use is None:
+        return {}
+    choice = {"type": "function", "function": {"name": use.choice}} if use.named else use.choice
+    read = ToolCalls.decode(row["tool_calls"]) if row["tool_calls"] else None
+    return {
+        "tools": use.tools,
+        "tool_choice": choice,
+        "tool_calls": None if read is None else calls_json(read.calls),
+    }

@@ -9,6 +9,8 @@ from typing import Any
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
+from api.core.field_names import field_name
+
 OPENAI_PREFIX = "/v1/"
 TYPE_BY_STATUS = {
     400: "invalid_request_error",
@@ -60,8 +62,9 @@ def invalid_request(message: str, param: str | None = None) -> OpenAIError:
 def from_validation(exc: ValidationError) -> OpenAIError:
     """The first problem pydantic found, with the parameter it concerns."""
     error = exc.errors(include_url=False)[0]
-    param = ".".join(str(part) for part in error["loc"]) or None
-    return invalid_request(f"{param}: {error['msg']}" if param else error["msg"], param)
+    param = field_name(tuple(error["loc"]), error["msg"])
+    where = ".".join(str(part) for part in error["loc"])
+    return invalid_request(f"{where}: {error['msg']}" if where else error["msg"], param)
 
 
 class OpenAIErrorObject(BaseModel):

@@ -74,7 +74,7 @@ def batch_output_line(row: Mapping[Any, Any], endpoint: str, model: str) -> byte
     """One line of a batch's output file (succeeded jobs) or error file (the others)."""
     line: dict[str, Any] = {"id": f"batch_req_{row['id'].hex}", "custom_id": row["custom_id"]}
     if row["status"] == JobStatus.SUCCEEDED:
-        end = Final(job_summary(row), row["text"], row["logprobs"] or "")
+        end = Final(job_summary(row), row["text"], row["logprobs"] or "", "", row["tool_calls"])
         body = Reply(endpoint, row, model).whole_choices([end])
         line["response"] = {"status_code": 200, "request_id": str(row["id"]), "body": body}
         line["error"] = None

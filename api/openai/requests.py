@@ -3,7 +3,7 @@
 Used by /v1 and the OpenAI batch input format. An explicit null means the field's default, as
 in OpenAI's API and vLLM's server. A field neither of them knows is refused by name, as
 OpenAI's own API does; so is a field they know that this service does not honour yet, unless
-its value is the default (a client library that sends `"tools": []` works).
+its value is the default (a client library that sends `"best_of": 1` works).
 """
 
 from typing import Any
@@ -22,9 +22,6 @@ _VLLM_EXTRAS = VLLM_SAMPLING_KEYS
 # field means when it is left out, and only those are accepted.
 _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "best_of": (1,),
-    "tools": ([],),
-    "tool_choice": ("none", "auto"),
-    "parallel_tool_calls": (True, False),
     "suffix": ("",),
     "service_tier": ("auto", "default"),
     "store": (False,),
@@ -38,6 +35,8 @@ _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
     "truncate_prompt_tokens": (),
     "priority": (0,),
 }
+# Checked by the job (api/jobs/tools.py).
+_TOOL_FIELDS = ("tools", "tool_choice", "parallel_tool_calls")
 _COMMON = {
     "model",
     "max_tokens",
@@ -54,11 +53,18 @@ _COMMON = {
     *_DEFAULT_ONLY,
 }
 ALLOWED_FIELDS = {
-    CHAT_COMPLETIONS: _COMMON | {"messages", "max_completion_tokens", "top_logprobs"},
+    CHAT_COMPLETIONS: _COMMON
+    | {"messages", "max_completion_tokens", "top_logprobs", *_TOOL_FIELDS},
     COMPLETIONS: _COMMON | {"prompt"},
 }
 # "developer" is OpenAI's newer name for the system role.
-_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
+_ROLES = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
 
 
 class OpenAIFieldError(ValueError):
@@ -87,14 +93,15 @@ def _content_text(content: Any, where: str) -> str:
     raise OpenAIFieldError(where, "must be a string or a list of text parts")
 
 
-def _messages(value: Any) -> list[dict[str, str]]:
+def _messages(value: Any) -> list[dict[str, Any]]:
+    """As the job takes them, which checks each role's fields (api/jobs/schemas.py)."""
     if not isinstance(value, list):
         raise OpenAIFieldError("messages", "must be a list of messages")
     messages = []
     for i, message in enumerate(value):
         if not isinstance(message, dict):
             raise OpenAIFieldError(f"messages[{i}]", "must be an object")
-        extra = set(message) - {"role", "content", "name"}
+        extra = set(message) - {"role", "content", "name", "tool_calls", "tool_call_id"}
         if extra:
             raise OpenAIFieldError(f"messages[{i}].{sorted(extra)[0]}", "is not supported")
         role = _ROLES.get(message.get("role"))  # type: ignore[arg-type]
@@ -102,8 +109,15 @@ def _messages(value: Any) -> list[dict[str, str]]:
             raise OpenAIFieldError(
                 f"messages[{i}].role", f"must be one of {', '.join(sorted(_ROLES))}"
             )
-        content = _content_text(message.get("content"), f"messages[{i}].content")
-        messages.append({"role": role, "content": content})
+        content = message.get("content")
+        taken: dict[str, Any] = {"role": role}
+        if content is not None or role != "assistant":
+            taken["content"] = _content_text(content, f"messages[{i}].content")
+        for key in ("tool_calls", "tool_call_id"):
+            # null, and the empty list some clients send, mean none.
+            if message.get(key) not in (None, []):
+                taken[key] = message[key]
+        messages.append(taken)
     return messages
 
 
@@ -196,7 +210,7 @@ def echo_text(endpoint: str, fields: dict[str, Any], body: dict[str, Any]) -> st
         prompt: str = fields.get("prompt", "")  # token ids: decoded by the caller
         return prompt
     last = fields["messages"][-1]
-    return last["content"] if last["role"] == "assistant" else ""
+    return (last.get("content") or "") if last["role"] == "assistant" else ""
 
 
 def job_fields(
@@ -239,7 +253,9 @@ def job_fields(
     if (logprobs := _logprobs(endpoint, body)) is not None and body.get("echo"):
         # vLLM would return the prompt's log probabilities too, which no job records.
         raise OpenAIFieldError("echo", "cannot be combined with logprobs here")
-    fields: dict[str, Any] = {key: body[key] for key in (*_SAMPLING, *_VLLM_EXTRAS) if key in body}
+    fields: dict[str, Any] = {
+        key: body[key] for key in (*_SAMPLING, *_VLLM_EXTRAS, *_TOOL_FIELDS) if key in body
+    }
     if logprobs is not None:
         fields["logprobs"] = logprobs
     max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))

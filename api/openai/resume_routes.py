@@ -80,10 +80,11 @@ async def _taken_up(
                 code="restarted",
                 param="cursor",
             )
-    follower = JobFollower(
-        resources, services, job_id, StreamCursor(attempt, position), needs_text=not stream
-    )
     reply = Reply(endpoint, row, row["model"] or resources.settings.model_name)
+    needs_text = not stream or (reply.tools is not None and reply.tools.waits_for_end)
+    follower = JobFollower(
+        resources, services, job_id, StreamCursor(attempt, position), needs_text=needs_text
+    )
     headers = {"X-Job-Id": str(job_id)}
     if stream:
         events = merged([while_key_valid(resources, caller, follower.events(row))])

@@ -132,11 +132,14 @@ async def _complete(
     echo = echo_text(endpoint, fields, body)
     if body.get("echo") is True and job.prompt_token_ids is not None:
         echo = await _decoded(services, job.prompt_token_ids)
-    reply = Reply(endpoint, rows[0], body.get("model") or settings.model_name, echo)
-    # The whole reply carries the text: its final rows are read back from Postgres.
+    job_ids = [str(row["id"]) for row in rows]
+    reply = Reply(endpoint, rows[0], body.get("model") or settings.model_name, echo, job_ids)
+    # The whole reply carries the text, and so does a stream that waits for its tool calls:
+    # their final rows are read back from Postgres.
+    needs_text = not stream or (reply.tools is not None and reply.tools.waits_for_end)
     followers = [
         JobFollower(
-            resources, services, row["id"], StreamCursor(row["attempt"], 0), needs_text=not stream
+            resources, services, row["id"], StreamCursor(row["attempt"], 0), needs_text=needs_text
         )
         for row in rows
     ]

@@ -11,9 +11,11 @@ from api.jobs.stream_cursor import Delta, Restart
 from api.openai.errors import OpenAIError, invalid_request
 from api.openai.logprobs import chat_logprobs, completion_logprobs
 from api.openai.requests import CHAT_COMPLETIONS
+from api.openai.tool_views import ToolReply
 from db.states import JobStatus
 from vqueue.contract import logprobs
 from vqueue.contract.sampling import ENGINE_REFUSED
+from vqueue.contract.tools import ToolUse
 
 # The parts of OpenAI's chat message this service never fills, as vLLM's server sends them.
 _NO_EXTRAS: dict[str, Any] = {
@@ -70,8 +72,19 @@ def _error_chunk(error: OpenAIError) -> bytes:
 class Reply:
     """OpenAI's response shapes for one job."""
 
-    def __init__(self, endpoint: str, row: Mapping[str, Any], model: str, echo: str = "") -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        row: Mapping[str, Any],
+        model: str,
+        echo: str = "",
+        job_ids: list[str] | None = None,
+    ) -> None:
         self.chat = endpoint == CHAT_COMPLETIONS
+        self.job_ids = job_ids or [str(row["id"])]  # each choice's
+        use = ToolUse.from_stored(row.get("tools")) if self.chat else None
+        # Where the job's output is read as tool calls.
+        self.tools = ToolReply(use) if use is not None and use.reads_calls else None
         self.echo = echo  # put before each choice's text (see echo_text)
         self.id = f"{'chatcmpl' if self.chat else 'cmpl'}-{row['id']}"
         self.job_path = f"/jobs/{row['id']}"
@@ -124,6 +137,9 @@ class Reply:
             text, reason = self.echo + (end.text or ""), end.summary.finish_reason
             if self.chat:
                 message = {"role": "assistant", "content": text, **_NO_EXTRAS}
+                if self.tools is not None:
+                    fields, reason = self.tools.message(end.text or "", end.tool_calls, reason)
+                    message |= fields
                 choices.append(
                     {
                         "index": index,
@@ -153,12 +169,15 @@ class Reply:
         token_logprobs: str = "",
         counts: tuple[int, int] = (0, 0),
         cursor: str = "",
+        delta: dict[str, Any] | None = None,
     ) -> bytes:
         """One choice's chunk; `counts`: its prompt and output tokens so far; `cursor`: where
-        its job's text stands after it (see chunks())."""
+        its job's text stands after it (see chunks()); a chat chunk's `delta`, where it is
+        not the text."""
         lp = self._logprobs(token_logprobs) if token_logprobs else None
         if self.chat:
-            delta = {} if text is None else {"content": text}
+            if delta is None:
+                delta = {} if text is None else {"content": text}
             choice: dict[str, Any] = {
                 "index": index,
                 "delta": delta,
@@ -210,6 +229,8 @@ class Reply:
         # before the engine has made one: clients time the first chunk as the first token.
         role_due = set(range(choices)) if self.chat and not resumed else set()
         echo_due = set(range(choices)) if self.echo else set()
+        # Choices whose named tool call was opened (in the stream a resumed one takes up).
+        calling: set[int] = set(range(choices)) if resumed else set()
         ended: dict[int, JobSummary] = {}
         try:
             async for index, event in events:
@@ -231,7 +252,17 @@ class Reply:
                     echo_due.discard(index)
                 if isinstance(event, Delta | Final):
                     role_due.discard(index)
-                if isinstance(event, Delta):
+                if isinstance(event, Delta) and self.tools is not None:
+                    if not self.tools.waits_for_end:
+                        first = index not in calling
+                        calling.add(index)
+                        delta = self.tools.argument_delta(
+                            self.job_ids[index], event.attempt, event.text, first
+                        )
+                        yield self._chunk(
+                            index, None, None, "", counts, event.event_id, delta=delta
+                        )
+                elif isinstance(event, Delta):
                     text = self.echo + event.text if index in echo_due else event.text
                     echo_due.discard(index)
                     yield self._chunk(index, text, None, event.logprobs, counts, event.event_id)
@@ -250,7 +281,14 @@ class Reply:
                     if end.status != JobStatus.SUCCEEDED:
                         yield _error_chunk(failure(end))
                         break
-                    yield self._chunk(index, None, end.finish_reason, event.tail, counts)
+                    reason = end.finish_reason
+                    if self.tools is not None:
+                        reason = self.tools.finish_reason(reason, event.tool_calls)
+                        if self.tools.waits_for_end and (
+                            delta := self.tools.end_delta(event.text or "", event.tool_calls)
+                        ):
+                            yield self._chunk(index, None, None, counts=counts, delta=delta)
+                    yield self._chunk(index, None, reason, event.tail, counts)
                     ended[index] = end
                     if len(ended) == choices:
                         if include_usage:

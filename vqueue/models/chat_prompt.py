@@ -6,6 +6,7 @@ close itself and open a system turn. Each such string in a content is broken wit
 invisible WORD JOINER (U+2060), so it reaches the model as the plain characters it shows.
 """
 
+import json
 from typing import Any
 
 WORD_JOINER = "\u2060"
@@ -27,6 +28,25 @@ def neutralize(content: str, tokens: list[str]) -> str:
     return content
 
 
+def neutralize_all(value: Any, tokens: list[str]) -> Any:
+    """Every string in a JSON value (a tool's definition, a call's arguments), keys too."""
+    if isinstance(value, str):
+        return neutralize(value, tokens)
+    if isinstance(value, dict):
+        return {neutralize_all(k, tokens): neutralize_all(v, tokens) for k, v in value.items()}
+    if isinstance(value, list):
+        return [neutralize_all(item, tokens) for item in value]
+    return value
+
+
+def _arguments(text: str) -> Any:
+    # As vLLM passes them: tool-use templates expect a call's arguments as an object.
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 class ChatRenderer:
     def __init__(self, tokenizer: Any) -> None:
         if not getattr(tokenizer, "chat_template", None):
@@ -34,9 +54,37 @@ class ChatRenderer:
         self.tokenizer = tokenizer
         self.tokens = control_tokens(tokenizer)
 
-    def render(self, messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
-        safe = [{**m, "content": neutralize(m["content"], self.tokens)} for m in messages]
+    def render(
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """The prompt text; `tools` (OpenAI's function tools) go to the template as vLLM
+        passes them, where a template that knows tools shows them to the model."""
+        extra = {"tools": neutralize_all(tools, self.tokens)} if tools else {}
         rendered: str = self.tokenizer.apply_chat_template(
-            safe, tokenize=False, add_generation_prompt=add_generation_prompt
+            [self._safe(message) for message in messages],
+            tokenize=False,
+            add_generation_prompt=add_generation_prompt,
+            **extra,
         )
         return rendered
+
+    def _safe(self, message: dict[str, Any]) -> dict[str, Any]:
+        # An assistant turn of tool calls alone has no content; templates concatenate it.
+        safe = {**message, "content": neutralize(message.get("content") or "", self.tokens)}
+        if calls := message.get("tool_calls"):
+            safe["tool_calls"] = [
+                {
+                    **call,
+                    "function": {
+                        "name": neutralize(call["function"]["name"], self.tokens),
+                        "arguments": neutralize_all(
+                            _arguments(call["function"]["arguments"]), self.tokens
+                        ),
+                    },
+                }
+                for call in calls
+            ]
+        return safe
