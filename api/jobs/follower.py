@@ -206,7 +206,7 @@ class JobFollower:
             events.append(event)
         if every and not rest:
             # The reader had the whole text: what is left are the tokens after it.
-            tail = logprobs.encode(logprobs.from_offset(every, self.cursor.position))
+            tail = logprobs.after(every, self.cursor.position)
         summary = job_summary(row)
         events.append(Final(summary, row.get("text"), every or "", tail, row.get("tool_calls")))
         return events

@@ -100,7 +100,7 @@ class StreamCursor:
         cut = self.position - entry.start
         token_logprobs = entry.logprobs
         if cut and token_logprobs:
-            token_logprobs = logprobs.encode(logprobs.from_offset(token_logprobs, self.position))
+            token_logprobs = logprobs.after(token_logprobs, self.position)
         delta = Delta(
             entry.text[cut:],
             entry.end,
@@ -121,7 +121,7 @@ class StreamCursor:
             return []
         rest = ""
         if token_logprobs:
-            rest = logprobs.encode(logprobs.from_offset(token_logprobs, self.position))
+            rest = logprobs.after(token_logprobs, self.position)
         delta = Delta(text[self.position :], len(text), self.attempt, logprobs=rest)
         self.position = len(text)
         return [delta]

@@ -17,32 +17,36 @@ def usage_of(row: Mapping[Any, Any]) -> Usage:
 def job_summary(row: Mapping[Any, Any]) -> JobSummary:
     """Needs only db.attempts.SUMMARY_COLUMNS of the row: a row read from Postgres, or the
     summary a worker's END entry carries (JSON, where dates and ids are strings)."""
+    return JobSummary(**_summary_fields(row))
+
+
+def _summary_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
     job_id = str(row["id"])
-    return JobSummary(
-        id=row["id"],
-        status=row["status"],
-        priority=row["priority"],
-        timeout_s=row["timeout_s"],
-        expires_at=row["expires_at"],
-        cancel_requested_at=row["cancel_requested_at"],
-        model=row["model"],
-        attempt=row["attempt"],
-        finish_reason=row["finish_reason"],
-        error=row["error"],
-        usage=usage_of(row),
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        first_token_at=row["first_token_at"],
-        finished_at=row["finished_at"],
-        batch_id=row["batch_id"],
-        custom_id=row["custom_id"],
-        metadata=row["metadata"],
-        links=JobLinks(
+    return {
+        "id": row["id"],
+        "status": row["status"],
+        "priority": row["priority"],
+        "timeout_s": row["timeout_s"],
+        "expires_at": row["expires_at"],
+        "cancel_requested_at": row["cancel_requested_at"],
+        "model": row["model"],
+        "attempt": row["attempt"],
+        "finish_reason": row["finish_reason"],
+        "error": row["error"],
+        "usage": usage_of(row),
+        "created_at": row["created_at"],
+        "started_at": row["started_at"],
+        "first_token_at": row["first_token_at"],
+        "finished_at": row["finished_at"],
+        "batch_id": row["batch_id"],
+        "custom_id": row["custom_id"],
+        "metadata": row["metadata"],
+        "links": JobLinks(
             self=f"/jobs/{job_id}",
             stream=f"/jobs/{job_id}/stream",
             cancel=f"/jobs/{job_id}/cancel",
         ),
-    )
+    }
 
 
 def token_logprobs(value: str | None) -> list[dict[str, Any]] | None:
@@ -63,8 +67,9 @@ def token_logprobs(value: str | None) -> list[dict[str, Any]] | None:
 def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
     """The whole job: its summary, its input, its text (`text`, or the row's) and the log
     probabilities of its tokens (once it ended, where asked for)."""
+    # Validated once, as the whole job (the summary is a part of it).
     return JobPublic(
-        **dict(job_summary(row)),
+        **_summary_fields(row),
         prompt=row["prompt"],
         messages=row["messages"],
         prompt_token_ids=row["prompt_token_ids"],

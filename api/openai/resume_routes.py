@@ -17,10 +17,11 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from api.core.auth import CallerDep
-from api.core.resources import ResourcesDep
+from api.core.callers import Caller
+from api.core.resources import Resources, ResourcesDep
 from api.core.sse import SSE_HEADERS
 from api.jobs.follower import Final, JobFollower, load_job, while_key_valid
-from api.jobs.services import JobServicesDep
+from api.jobs.services import JobServices, JobServicesDep
 from api.jobs.stream_cursor import StreamCursor, parse_event_id
 from api.openai.choices import merged
 from api.openai.errors import OPENAI_ERRORS, OpenAIError, invalid_request
@@ -47,9 +48,9 @@ def _job_id(completion_id: str, prefix: str) -> uuid.UUID:
 async def _taken_up(
     endpoint: str,
     completion_id: str,
-    resources: ResourcesDep,
-    services: JobServicesDep,
-    caller: CallerDep,
+    resources: Resources,
+    services: JobServices,
+    caller: Caller,
     stream: bool,
     cursor: str | None,
     include_usage: bool,

@@ -44,7 +44,8 @@ def encode(tokens: list[TokenLogprobs]) -> str:
 
 
 def decode(value: str | list[Any] | None) -> list[TokenLogprobs]:
-    """From encode()'s text, or from its JSON already parsed (a row's JSONB column)."""
+    """From encode()'s text (a row's `logprobs` column, a log entry's field), or from that
+    JSON already parsed."""
     if not value:
         return []
     parsed = orjson.loads(value) if isinstance(value, str) else value
@@ -75,3 +76,8 @@ def from_engine(
 def from_offset(value: str | list[Any] | None, position: int) -> list[TokenLogprobs]:
     """The entries of the tokens at or past text offset `position`."""
     return [token for token in decode(value) if token[0] >= position]
+
+
+def after(value: str | list[Any] | None, position: int) -> str:
+    """encode() of the entries of the tokens at or past text offset `position`."""
+    return encode(from_offset(value, position))
