@@ -15,7 +15,8 @@ from typing import IO, Any
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api.jobs.schemas import Identifier, JobSpec, Metadata
+from api.jobs.messages import Identifier
+from api.jobs.schemas import JobSpec, Metadata
 from api.openai.requests import OpenAIFieldError, job_fields
 
 # Errors listed in a refusal or kept on a batch; the rest are counted.

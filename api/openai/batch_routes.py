@@ -27,8 +27,8 @@ from api.openai.files import (
     parse_openai_batch_id,
     stored_file,
 )
+from api.openai.lists import list_page
 from api.openai.requests import ENDPOINTS
-from api.openai.views import list_page
 from db.batches import list_openai_batches
 from db.states import BatchStatus, JobStatus
 

@@ -19,7 +19,7 @@ from api.openai.files import (
     parse_file_id,
     stored_file,
 )
-from api.openai.views import list_page
+from api.openai.lists import list_page
 from db.batches import batch_results
 from db.files import delete_file, insert_file, list_files
 from db.states import JobStatus

@@ -12,6 +12,7 @@ from api.openai.errors import OpenAIError, invalid_request
 from api.openai.logprobs import chat_logprobs, completion_logprobs
 from api.openai.requests import CHAT_COMPLETIONS
 from api.openai.tool_views import ToolReply
+from api.openai.usage import usage_of_choices
 from db.states import JobStatus
 from vqueue.contract import logprobs
 from vqueue.contract.sampling import ENGINE_REFUSED
@@ -24,29 +25,6 @@ _NO_EXTRAS: dict[str, Any] = {
     "audio": None,
     "function_call": None,
 }
-
-
-def usage(end: JobSummary, *, details: bool = True) -> dict[str, Any]:
-    prompt, completion = end.usage.prompt_tokens or 0, end.usage.completion_tokens or 0
-    counts: dict[str, Any] = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if details:
-        # OpenAI's breakdowns (cached, reasoning tokens...): null, as vLLM's server sends them
-        # in a whole answer (its stream's usage chunk leaves them out).
-        counts |= {"prompt_tokens_details": None, "completion_tokens_details": None}
-    return counts
-
-
-def usage_of_choices(ends: list[JobSummary], *, details: bool = True) -> dict[str, Any]:
-    """One request's usage over its choices: the prompt once (as vLLM counts it for `n`), the
-    completions of all."""
-    counts = usage(ends[0], details=details)
-    counts["completion_tokens"] = sum(end.usage.completion_tokens or 0 for end in ends)
-    counts["total_tokens"] = counts["prompt_tokens"] + counts["completion_tokens"]
-    return counts
 
 
 def failure(end: JobSummary) -> OpenAIError:
@@ -306,14 +284,3 @@ class Reply:
             reference = log_with_reference(f"stream of {self.id} broke off", exc)
             yield self._lost_chunk(f"the stream broke off (reference {reference}); the job goes on")
         yield b"data: [DONE]\n\n"
-
-
-def list_page(data: list[dict[str, Any]], *, has_more: bool) -> dict[str, Any]:
-    """One page of an OpenAI list (files, batches), with its cursor ids."""
-    return {
-        "object": "list",
-        "data": data,
-        "first_id": data[0]["id"] if data else None,
-        "last_id": data[-1]["id"] if data else None,
-        "has_more": has_more,
-    }
