@@ -45,10 +45,11 @@ def test_a_failing_run_fails_its_own_future_only(host: EngineHost) -> None:
 
 
 def test_a_run_cancelled_before_the_loop_took_it_never_starts(host: EngineHost) -> None:
-    release = threading.Event()
+    holding_now, release = threading.Event(), threading.Event()
 
     async def hold_the_loop() -> None:
-        release.wait(5)  # blocks the loop thread itself, so nothing else starts meanwhile
+        holding_now.set()
+        release.wait(30)  # blocks the loop thread itself, so nothing else starts meanwhile
 
     began: list[str] = []
 
@@ -57,6 +58,8 @@ def test_a_run_cancelled_before_the_loop_took_it_never_starts(host: EngineHost) 
         return name
 
     holding = host.submit(hold_the_loop())
+    # Handed over only once the loop is held: else the loop may start both before the cancel.
+    assert holding_now.wait(30)
     dropped, kept = host.submit_all([run("dropped"), run("kept")])
     assert dropped.cancel()
     release.set()
