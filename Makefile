@@ -58,10 +58,11 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 # pytest exits 5 when it collected no tests: that is a failure here, not a pass. The suite
-# runs under coverage (pyproject.toml), which ends with the share of lines it ran.
+# runs under coverage (pyproject.toml), which ends with the share of lines it ran, and
+# writes the fault tests' table into docs/durability.md.
 test: setup browser lint
 	$(PY) -m coverage erase
-	$(PY) -m coverage run -m pytest; status=$$?; \
+	VQUEUE_FAULT_REPORT=1 $(PY) -m coverage run -m pytest; status=$$?; \
 	$(PY) -m coverage combine --quiet && $(PY) -m coverage report --sort=cover; \
 	if [ $$status = 5 ]; then echo "make test: no tests were collected" >&2; exit 1; fi; exit $$status
 

@@ -152,16 +152,18 @@ def main() -> None:
     os.environ["VQUEUE_API_KEY"] = stack.local_key(settings) or ""
     results: dict[str, Any] = {"label": args.label, "args": vars(args) | {"out": str(args.out)}}
     results["started"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    base = args.out / f"serve-compare-{args.label}"
     stack.up(settings)
     try:
         wait_for_workers(settings, 1)
         results["queue"] = side(stack.base_url(settings), settings, args, "queue")
     finally:
         stack.down(settings)
+    # Written after each side: a run cut short (a host's time limit) keeps what it measured.
+    base.with_suffix(".json").write_text(json.dumps(results, indent=2))
     log = args.out / f"serve-compare-{args.label}-vllm-serve.log"
     with running_vllm_serve(settings, settings.api_port + 1, log) as url:
         results["vllm_serve"] = side(url, settings, args, "vllm_serve")
-    base = args.out / f"serve-compare-{args.label}"
     base.with_suffix(".json").write_text(json.dumps(results, indent=2))
     base.with_suffix(".md").write_text(table(results))
     print(table(results), flush=True)

@@ -43,12 +43,24 @@ def finals_of(client: VQueueClient, job_ids: list[str], timeout: float) -> list[
     deadline = time.monotonic() + timeout
     finals = []
     for job_id in job_ids:
-        job = client.get(job_id)
+        job = _polled(client, job_id, deadline)
         while job["status"] not in JOB_FINAL and time.monotonic() < deadline:
             time.sleep(0.2)
-            job = client.get(job_id)
+            job = _polled(client, job_id, deadline)
         finals.append(job)
     return finals
+
+
+def _polled(client: VQueueClient, job_id: str, deadline: float) -> dict[str, Any]:
+    """The job as a polling client sees it: a poll that went unanswered (an API process that
+    is recovering, a machine that stalled) is asked again until `deadline`."""
+    while True:
+        try:
+            return client.get(job_id)
+        except httpx.TransportError:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)
 
 
 def tally(redis: Redis, finals: list[dict[str, Any]], max_tokens: int) -> Tally:

@@ -23,7 +23,7 @@ from db.states import BatchStatus, JobStatus
 from vqueue.loops.batch_feeder import BatchFeeder
 
 
-def get_feeder(request: Request) -> BatchFeeder:
+async def get_feeder(request: Request) -> BatchFeeder:
     """This process's batch feeder, woken when a batch is stored so its jobs start at once."""
     feeder: BatchFeeder = request.app.state.feeder
     return feeder

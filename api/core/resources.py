@@ -32,7 +32,8 @@ class Resources:
     reads: ReadCoalescer
 
 
-def get_resources(request: Request) -> Resources:
+# async: FastAPI runs a plain `def` dependency in its thread pool, a thread hop per request.
+async def get_resources(request: Request) -> Resources:
     resources: Resources = request.app.state.resources
     return resources
 

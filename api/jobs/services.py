@@ -21,7 +21,7 @@ class JobServices:
     hub: EventHub
 
 
-def get_job_services(request: Request) -> JobServices:
+async def get_job_services(request: Request) -> JobServices:
     services: JobServices = request.app.state.jobs
     return services
 
