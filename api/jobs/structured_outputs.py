@@ -26,23 +26,23 @@ MAX_CONSTRAINT_BYTES = 65_536
 _KINDS = ("json", "regex", "choice", "grammar", "json_object")
 
 
-def _no_nul_anywhere(value: Any) -> Any:
+def no_nul_anywhere(value: Any) -> Any:
     # In a key or a string, however deep.
     if isinstance(value, str) and "\x00" in value:
         raise ValueError("must not contain NUL characters")
     if isinstance(value, dict):
         for key, item in value.items():
-            _no_nul_anywhere(key)
-            _no_nul_anywhere(item)
+            no_nul_anywhere(key)
+            no_nul_anywhere(item)
     elif isinstance(value, list):
         for item in value:
-            _no_nul_anywhere(item)
+            no_nul_anywhere(item)
     return value
 
 
-Pattern = Annotated[str, StringConstraints(min_length=1), AfterValidator(_no_nul_anywhere)]
+Pattern = Annotated[str, StringConstraints(min_length=1), AfterValidator(no_nul_anywhere)]
 Choice = Annotated[
-    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_no_nul_anywhere)
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(no_nul_anywhere)
 ]
 
 
@@ -76,7 +76,7 @@ class StructuredOutputs(BaseModel):
                 raise ValueError(f"is not valid JSON: {exc}") from None
         if value is not None and not isinstance(value, dict):
             raise ValueError("must be a JSON schema (an object)")
-        return _no_nul_anywhere(value)
+        return no_nul_anywhere(value)
 
     @field_validator("json_object")
     @classmethod

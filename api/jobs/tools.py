@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Self
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api.core.serving_settings import serving_settings
-from api.jobs.structured_outputs import _no_nul_anywhere
+from api.jobs.structured_outputs import no_nul_anywhere
 from vqueue.contract.tools import AUTO, NAMED, NONE, REQUIRED, ToolUse
 
 # OpenAI's rule for a function's name.
@@ -35,8 +35,8 @@ class FunctionSpec(BaseModel):
     @model_validator(mode="after")
     def _no_nul(self) -> Self:
         # A schema becomes a grammar, which cannot hold NUL; a description goes to the model.
-        _no_nul_anywhere(self.parameters)
-        _no_nul_anywhere(self.description)
+        no_nul_anywhere(self.parameters)
+        no_nul_anywhere(self.description)
         return self
 
 

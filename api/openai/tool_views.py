@@ -8,7 +8,16 @@ from the whole text, so such a stream sends its message when the job ends.
 
 from typing import Any
 
-from vqueue.contract.tools import AUTO, NAMED, REQUIRED, ToolCalls, ToolUse, call_id, calls_json
+from vqueue.contract.tools import (
+    AUTO,
+    NAMED,
+    REQUIRED,
+    ToolCall,
+    ToolCalls,
+    ToolUse,
+    call_id,
+    calls_json,
+)
 
 
 class ToolReply:
@@ -26,29 +35,37 @@ class ToolReply:
         """The message's content and calls, and the finish reason: `tool_calls` where `auto`
         made calls or `required` ended of itself (a named call ends with `stop`, as in
         OpenAI's API)."""
-        read = ToolCalls.decode(tool_calls) if tool_calls else None
-        calls = read.calls if read is not None else []
-        if self.use.mode == AUTO:
-            content = read.content if read is not None else text
-        else:
-            content = (read.content if read is not None else None) or ""
+        content, calls = self._read(text, tool_calls)
         fields: dict[str, Any] = {"content": content}
         if calls:
             fields["tool_calls"] = calls_json(calls)
-        if (self.use.mode == AUTO and calls) or (self.use.mode == REQUIRED and reason == "stop"):
-            reason = "tool_calls"
-        return fields, reason
+        return fields, self._reason(calls, reason)
 
-    def end_delta(self, text: str, tool_calls: str | None) -> dict[str, Any]:
-        """A waiting stream's one delta: its content (if any) and all its calls."""
-        fields, _ = self.message(text, tool_calls, None)
+    def stream_end(
+        self, text: str, tool_calls: str | None, reason: str | None
+    ) -> tuple[dict[str, Any], str | None]:
+        """A stream's last delta (empty but for a waiting stream's content and calls) and
+        its finish reason."""
+        content, calls = self._read(text, tool_calls)
         delta: dict[str, Any] = {}
-        if fields["content"]:
-            delta["content"] = fields["content"]
-        if "tool_calls" in fields:
-            read = ToolCalls.decode(tool_calls) if tool_calls else ToolCalls([], None)
-            delta["tool_calls"] = calls_json(read.calls, indexed=True)
-        return delta
+        if self.waits_for_end:
+            if content:
+                delta["content"] = content
+            if calls:
+                delta["tool_calls"] = calls_json(calls, indexed=True)
+        return delta, self._reason(calls, reason)
+
+    def _read(self, text: str, tool_calls: str | None) -> tuple[str | None, list[ToolCall]]:
+        """The content outside the calls, and the calls (the stored text decoded once)."""
+        read = ToolCalls.decode(tool_calls) if tool_calls else None
+        if read is None:
+            return (text if self.use.mode == AUTO else ""), []
+        return (read.content if self.use.mode == AUTO else read.content or ""), read.calls
+
+    def _reason(self, calls: list[ToolCall], reason: str | None) -> str | None:
+        if (self.use.mode == AUTO and calls) or (self.use.mode == REQUIRED and reason == "stop"):
+            return "tool_calls"
+        return reason
 
     def argument_delta(self, job_id: str, attempt: int, text: str, first: bool) -> dict[str, Any]:
         """A named call's arguments as they come; the first delta names the call."""
@@ -62,6 +79,3 @@ class ToolReply:
                 "function": {"name": self.use.choice, "arguments": text},
             }
         return {"tool_calls": [call]}
-
-    def finish_reason(self, reason: str | None, tool_calls: str | None) -> str | None:
-        return self.message("", tool_calls, reason)[1]

@@ -261,10 +261,10 @@ class Reply:
                         break
                     reason = end.finish_reason
                     if self.tools is not None:
-                        reason = self.tools.finish_reason(reason, event.tool_calls)
-                        if self.tools.waits_for_end and (
-                            delta := self.tools.end_delta(event.text or "", event.tool_calls)
-                        ):
+                        delta, reason = self.tools.stream_end(
+                            event.text or "", event.tool_calls, reason
+                        )
+                        if delta:
                             yield self._chunk(index, None, None, counts=counts, delta=delta)
                     yield self._chunk(index, None, reason, event.tail, counts)
                     ended[index] = end
