@@ -160,6 +160,12 @@ jobs = Table(
     Index("jobs_owner_created_at", "owner_id", "created_at"),
     Index("jobs_owner_queued", "owner_id", postgresql_where=text("status = 'queued'")),
     Index("jobs_owner_finished_at", "owner_id", "finished_at"),
+    # The workers' recent pace (db/pace.py), read by a batch's dry run.
+    Index(
+        "jobs_succeeded_finished_at",
+        "finished_at",
+        postgresql_where=text("status = 'succeeded'"),
+    ),
     Index("jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
     Index("jobs_queued_released", "released_at", postgresql_where=text("status = 'queued'")),
     Index("jobs_batch_line", "batch_id", "batch_line"),

@@ -62,7 +62,7 @@ def test_what_fits_passes_and_a_short_prompt_is_never_tokenized(
     check: ContextCheck, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert refusal(check, prompt="word " * 10, max_tokens=60) is None  # tokenized: it fits
-    monkeypatch.setattr(check, "_count", lambda *_: pytest.fail("tokenized a short prompt"))
+    monkeypatch.setattr(check, "count", lambda *_: pytest.fail("tokenized a short prompt"))
     assert refusal(check, prompt="Hello", max_tokens=40) is None
 
 
@@ -78,3 +78,35 @@ def test_without_a_tokenizer_or_a_known_context_the_worker_decides(
     assert asyncio.run(unknown.refusal(job, 10)) is not None
     not_loaded = ContextCheck(settings, workers, ServedTokenizer(settings))  # type: ignore[arg-type]
     assert asyncio.run(not_loaded.refusal(job, 10)) is None
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"prompt": "word " * 30},
+        {
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Hi"},
+            ]
+        },
+        {"prompt_token_ids": [5, 6, 7]},
+    ],
+    ids=["prompt", "messages", "token ids"],
+)
+def test_a_count_is_the_prompt_the_worker_hands_the_engine(
+    check: ContextCheck, worker_side: PromptMaker, body: dict[str, Any]
+) -> None:
+    job = JobCreate.model_validate({**body, "max_tokens": 1})
+    row = claimed_job(**body, params={"max_tokens": 1})
+    made = worker_side.make({"job": row})["job"]
+    assert not isinstance(made, str), made
+    assert check.count(job) == len(made.prompt["prompt_token_ids"])
+
+
+def test_without_a_tokenizer_only_token_ids_are_counted(settings: Settings) -> None:
+    not_loaded = ContextCheck(
+        settings, SimpleNamespace(max_model_len=None), ServedTokenizer(settings)
+    )  # type: ignore[arg-type]
+    assert not_loaded.count(JobCreate(prompt="Hello", max_tokens=1)) is None
+    assert not_loaded.count(JobCreate(prompt_token_ids=[1, 2], max_tokens=1)) == 2

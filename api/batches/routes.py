@@ -5,8 +5,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
+from api.batches.dry_run import BatchDryRun, dry_run
 from api.batches.schemas import BatchesPublic, BatchOptions, BatchPublic
 from api.batches.service import FeederDep, cancel_batch_now, load_batch, parse_batch_id
 from api.batches.store import fingerprint, store_batch
@@ -20,6 +21,7 @@ from api.core.resources import Resources, ResourcesDep, first_row
 from api.core.wire_json import line_safe_json
 from api.jobs.schemas import JobsPublic
 from api.jobs.service import IdempotencyKey
+from api.jobs.services import JobServicesDep
 from api.jobs.views import job_public, token_logprobs, usage_of
 from db.batches import (
     batch_jobs,
@@ -78,6 +80,7 @@ async def _existing(resources: Resources, batch_id: str, caller: Caller) -> Mapp
     response_model=BatchPublic,
     openapi_extra=UPLOAD_BODY,
     responses={
+        200: {"model": BatchDryRun, "description": "dry_run=true: what the batch would be"},
         400: {"model": ErrorResponse, "description": "Not a usable upload"},
         409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another file"},
         413: {"model": ErrorResponse, "description": "Over the size or prompt-count limit"},
@@ -91,15 +94,23 @@ async def create_batch(
     request: Request,
     resources: ResourcesDep,
     feeder: FeederDep,
+    services: JobServicesDep,
     caller: CallerDep,
     options: Annotated[BatchOptions, Query()],
     response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> BatchPublic:
+) -> BatchPublic | JSONResponse:
     """Store every prompt of the file as a job of one batch; its jobs go to the workers a
-    window at a time (docs/api.md, *Batches*)."""
+    window at a time (docs/api.md, *Batches*). With dry_run=true, store nothing and answer
+    with the lines' checks, token counts and an estimate (200)."""
     options.sampling_defaults()  # a bad default is a 422 before the upload is read
     upload = await receive_upload(request, resources.settings.max_batch_bytes)
+    if options.dry_run:
+        try:
+            found = await dry_run(resources, services.context, upload, options)
+        finally:
+            upload.close()
+        return JSONResponse(found.model_dump(mode="json"))
     try:
         request_hash = fingerprint(upload, options) if idempotency_key else None
         if idempotency_key:

@@ -26,6 +26,11 @@ class BatchOptions(BaseModel):
         "fail", description="fail: any bad line refuses the whole file; skip: store the rest"
     )
     priority: int = Field(5, ge=0, le=9, description="Of every job of the batch")
+    dry_run: bool = Field(
+        False,
+        description="Store nothing: answer with the lines' checks, token counts and an "
+        "estimate of the time the batch would take (docs/api.md, *Dry run*)",
+    )
     timeout_s: Annotated[int, at_most("max_job_timeout_s")] | None = Field(None, ge=1)
     queue_timeout_s: Annotated[int, at_most("queue_timeout_s")] | None = Field(None, ge=1)
     max_tokens: int | None = None

@@ -52,7 +52,9 @@ def batch_format(upload: Upload, options: BatchOptions) -> BatchFormat:
 
 
 def fingerprint(upload: Upload, options: BatchOptions) -> str:
-    described = orjson.dumps(options.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    described = orjson.dumps(
+        options.model_dump(mode="json", exclude={"dry_run"}), option=orjson.OPT_SORT_KEYS
+    )
     return hashlib.sha256(upload.sha256.encode() + described).hexdigest()
 
 
@@ -77,6 +79,17 @@ def _parse(
         raise PayloadTooLargeError(f"{exc}, over the limit") from None
     except NoPromptColumnError as exc:
         raise InvalidInputError(str(exc)) from None
+
+
+async def parse_upload(
+    settings: Settings,
+    upload: Upload,
+    fmt: BatchFormat,
+    defaults: dict[str, Any],
+    openai_endpoint: str | None = None,
+) -> ParsedBatch:
+    """Every line read and checked, off the event loop."""
+    return await anyio.to_thread.run_sync(_parse, upload, fmt, defaults, settings, openai_endpoint)
 
 
 def _check(parsed: ParsedBatch, options: BatchOptions) -> None:
@@ -161,9 +174,7 @@ async def store_batch(
         if inserted.first() is None:
             return None
     try:
-        parsed = await anyio.to_thread.run_sync(
-            _parse, upload, fmt, defaults, settings, openai_endpoint
-        )
+        parsed = await parse_upload(settings, upload, fmt, defaults, openai_endpoint)
         _check(parsed, options)
         tokens = sum(input_tokens(parsed_line.job) for parsed_line in parsed.jobs)
         await admit(resources, caller, len(parsed.jobs), tokens)

@@ -54,10 +54,17 @@ class ContextCheck:
                 size += len(orjson.dumps([tool.model_dump() for tool in job.tools]))
         if surely_fits(size, max_tokens, limit):
             return None
-        tokens = await anyio.to_thread.run_sync(self._count, job, limit)
+        tokens = await anyio.to_thread.run_sync(self.count, job, limit + 1)
         return None if tokens is None else over_context(tokens, max_tokens, limit)
 
-    def _count(self, job: JobInput, limit: int) -> int | None:
+    def count(self, job: JobInput, cut_at: int | None = None) -> int | None:
+        """The job's prompt tokens as the engine will see them (blocking: call it in a
+        thread); None where this process cannot tell (no tokenizer yet, or a chat job on a
+        model without a chat template). With `cut_at`, counted no further than that."""
+        if job.prompt_token_ids is not None:
+            return len(job.prompt_token_ids)
+        if not self.tokenizer.ready:
+            return None
         if job.prompt is not None:
             text = job.prompt
         elif not self.tokenizer.has_chat_template:
@@ -69,4 +76,4 @@ class ContextCheck:
             )
         # Cut one token past the context, as the worker does: an over-long prompt is known
         # as one without tokenizing all of it.
-        return len(self.tokenizer.encode(text, max_length=limit + 1))
+        return len(self.tokenizer.encode(text, max_length=cut_at))
