@@ -280,6 +280,25 @@ def test_bad_lines_are_listed_by_line_number(base_url: str) -> None:
     assert details[1]["message"].startswith("top_p:")
 
 
+def test_a_line_over_the_context_is_a_bad_line_not_a_failed_job(
+    client: VQueueClient, base_url: str, db: Engine
+) -> None:
+    # The stack's context is 2,048 tokens (tests/conftest.py); a job's refusal says the same.
+    content = jsonl({"prompt": "Hi"}, {"prompt": "word " * 2500}, {"prompt": "There"})
+    before = table_sizes(db)
+    refused = http.post(f"{base_url}/batches?format=jsonl", content=content)
+    assert refused.status_code == 422, refused.text
+    details = refused.json()["error"]["details"]
+    assert [d["field"] for d in details] == ["line 2"]
+    assert "maximum context length of 2048 tokens" in details[0]["message"]
+    assert table_sizes(db) == before
+
+    batch = client.upload_batch(content, filename="p.jsonl", on_error="skip", max_tokens=2)
+    assert (batch["counts"]["total"], batch["skipped"]) == (2, 1)
+    assert batch["line_errors"][0]["line"] == 2
+    assert client.wait_batch(batch["id"], timeout=120)["status"] == "completed"
+
+
 def test_unknown_batches_are_404(client: VQueueClient) -> None:
     for path in ("/batches/nope", "/batches/00000000-0000-0000-0000-000000000000/results"):
         assert client.http.get(path).status_code == 404

@@ -308,4 +308,17 @@ def test_batch_api_refusals(oai: openai.OpenAI, base_url: str) -> None:
             input_file_id=mixed.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
     assert "line 1" in str(raised.value.body)
+    long_line = orjson.loads(batch_input("/v1/completions", 1))
+    long_line["custom_id"] = "req-long"
+    long_line["body"]["prompt"] = "word " * 2500
+    too_long = oai.files.create(
+        file=("long.jsonl", batch_input("/v1/completions", 1) + orjson.dumps(long_line) + b"\n"),
+        purpose="batch",
+    )
+    with pytest.raises(openai.BadRequestError) as raised:
+        oai.batches.create(
+            input_file_id=too_long.id, endpoint="/v1/completions", completion_window="24h"
+        )
+    assert "line 2" in str(raised.value.body)
+    assert "maximum context length" in str(raised.value.body)
     assert http.get(f"{base_url}/v1/batches/batch_nope").status_code == 404

@@ -1,9 +1,9 @@
 """POST /batches?dry_run=true: what a batch would be, without storing anything.
 
-Every line is read and checked as for a real batch, and each valid one's prompt is counted
-with the model's tokenizer as the engine will see it (a chat line rendered with the chat
-template and its tools). A line whose prompt and max_tokens do not fit the model's context is
-an error here, named by its line, before it could fail on a worker.
+Every line is read and checked as for a stored batch (a line whose prompt and max_tokens do
+not fit the model's context included), and each valid one's prompt is counted with the
+model's tokenizer as the engine will see it (a chat line rendered with the chat template and
+its tools).
 
 The estimate divides output tokens by the pace the workers kept lately: the output tokens of
 the jobs that succeeded in the last RECENT_S seconds, over the time from the first one's
@@ -22,13 +22,12 @@ from pydantic import BaseModel, Field
 
 from api.batches.parse import MAX_REPORTED_ERRORS, ParsedBatch
 from api.batches.schemas import BatchLineError, BatchOptions
-from api.batches.store import batch_format, parse_upload
+from api.batches.store import batch_format, parse_upload, refuse_over_context
 from api.batches.upload import Upload
 from api.core.errors import InvalidInputError
 from api.core.resources import Resources
 from api.jobs.context_check import ContextCheck
 from db.pace import output_ahead, recent_output
-from vqueue.models.context import over_context
 
 # How far back the workers' pace is measured.
 RECENT_S = 900
@@ -69,25 +68,16 @@ class _Counted:
     max_output_tokens: int
 
 
-def _count(parsed: ParsedBatch, context: ContextCheck, limit: int | None) -> _Counted:
-    """Counts each valid line's prompt (in a thread: tokenizing blocks); a line over the
-    context moves to the errors."""
+def _count(parsed: ParsedBatch, context: ContextCheck) -> _Counted:
+    """Lines over the context move to the errors, as in a stored batch; the others' prompts
+    are counted (blocking: tokenizing)."""
+    refuse_over_context(parsed, context)
     total: int | None = 0
-    valid = 0
-    output = 0
     for item in parsed.jobs:
-        tokens = context.count(item.job, None if limit is None else limit + 1)
-        max_tokens = item.job.max_tokens
-        refusal = (
-            None if tokens is None or limit is None else over_context(tokens, max_tokens, limit)
-        )
-        if refusal is not None:
-            parsed.refuse(item.line, refusal)
-            continue
-        valid += 1
-        output += max_tokens
+        tokens = context.count(item.job)
         total = None if tokens is None or total is None else total + tokens
-    return _Counted(valid, total, output)
+    output = sum(item.job.max_tokens for item in parsed.jobs)
+    return _Counted(len(parsed.jobs), total, output)
 
 
 async def estimate(
@@ -126,23 +116,21 @@ async def dry_run(
         raise InvalidInputError("the upload is empty")
     fmt = batch_format(upload, options)
     parsed = await parse_upload(resources.settings, upload, fmt, options.sampling_defaults())
-    limit = context.limit()
-    counted = await anyio.to_thread.run_sync(_count, parsed, context, limit)
+    counted = await anyio.to_thread.run_sync(_count, parsed, context)
     found, unavailable = (
         await estimate(resources, options.priority, counted.max_output_tokens)
         if counted.valid
         else (None, "no valid lines")
     )
-    errors = sorted(parsed.errors, key=lambda error: error.line)[:MAX_REPORTED_ERRORS]
     return BatchDryRun(
         format=fmt,
         lines=counted.valid + parsed.bad_lines,
         valid=counted.valid,
         invalid=parsed.bad_lines,
-        errors=[BatchLineError(line=e.line, message=e.message) for e in errors],
+        errors=[BatchLineError(line=e.line, message=e.message) for e in parsed.errors],
         prompt_tokens=counted.prompt_tokens,
         max_output_tokens=counted.max_output_tokens,
-        context_limit=limit,
+        context_limit=context.limit(),
         estimate=found,
         estimate_unavailable=unavailable,
     )

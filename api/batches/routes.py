@@ -122,6 +122,7 @@ async def create_batch(
             caller,
             upload,
             options,
+            services.context,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )

@@ -31,6 +31,7 @@ from api.core.error_schemas import ErrorDetail
 from api.core.errors import InvalidInputError, PayloadTooLargeError, UnsupportedMediaTypeError
 from api.core.limits import admit, input_tokens
 from api.core.resources import Resources
+from api.jobs.context_check import ContextCheck
 from db.batches import copy_jobs, delete_batch, insert_batch, job_copy_row, start_batch
 from db.states import BatchStatus
 from vqueue.settings import Settings
@@ -92,6 +93,20 @@ async def parse_upload(
     return await anyio.to_thread.run_sync(_parse, upload, fmt, defaults, settings, openai_endpoint)
 
 
+def refuse_over_context(parsed: ParsedBatch, context: ContextCheck) -> None:
+    """Lines whose prompt and max_tokens cannot fit the model's context become bad lines, in
+    the words a single job is refused with (blocking: only a line that may not fit is
+    tokenized)."""
+    kept = []
+    for item in parsed.jobs:
+        if (refusal := context.refusal_now(item.job, item.job.max_tokens)) is None:
+            kept.append(item)
+        else:
+            parsed.refuse(item.line, refusal)
+    parsed.jobs = kept
+    parsed.errors.sort(key=lambda error: error.line)
+
+
 def _check(parsed: ParsedBatch, options: BatchOptions) -> None:
     details = [ErrorDetail(field=f"line {e.line}", message=e.message) for e in parsed.errors]
     if parsed.bad_lines and options.on_error == "fail":
@@ -142,6 +157,7 @@ async def store_batch(
     caller: Caller,
     upload: Upload,
     options: BatchOptions,
+    context: ContextCheck,
     *,
     idempotency_key: str | None,
     request_hash: str | None,
@@ -175,6 +191,7 @@ async def store_batch(
             return None
     try:
         parsed = await parse_upload(settings, upload, fmt, defaults, openai_endpoint)
+        await anyio.to_thread.run_sync(refuse_over_context, parsed, context)
         _check(parsed, options)
         tokens = sum(input_tokens(parsed_line.job) for parsed_line in parsed.jobs)
         await admit(resources, caller, len(parsed.jobs), tokens)

@@ -35,13 +35,29 @@ class ContextCheck:
         return self._settings.max_model_len or self._workers.max_model_len
 
     async def refusal(self, job: JobInput, max_tokens: int) -> str | None:
-        """Why the job cannot fit the context; None when it fits or cannot be told here."""
+        """Why the job cannot fit the context; None when it fits or cannot be told here.
+        What must be tokenized is, off the event loop."""
+        if self._needs_count(job, max_tokens):
+            return await anyio.to_thread.run_sync(self.refusal_now, job, max_tokens)
+        return self.refusal_now(job, max_tokens)
+
+    def refusal_now(self, job: JobInput, max_tokens: int) -> str | None:
+        """As `refusal`, blocking while it tokenizes (for a thread that checks many)."""
         limit = self.limit()
         if limit is not None and job.prompt_token_ids is not None:
             # Already tokens: the count is exact, with or without a tokenizer here.
             return over_context(len(job.prompt_token_ids), max_tokens, limit)
-        if limit is None or not self.tokenizer.ready:
+        if limit is None or not self._needs_count(job, max_tokens):
             return None
+        tokens = self.count(job, limit + 1)
+        return None if tokens is None else over_context(tokens, max_tokens, limit)
+
+    def _needs_count(self, job: JobInput, max_tokens: int) -> bool:
+        """Whether only the tokenizer can tell: a text prompt that may not fit, with a
+        tokenizer and a known context."""
+        limit = self.limit()
+        if limit is None or not self.tokenizer.ready or job.prompt_token_ids is not None:
+            return False
         if job.prompt is not None:
             size = len(job.prompt.encode())
         else:
@@ -52,10 +68,7 @@ class ContextCheck:
             )
             if job.tools:
                 size += len(orjson.dumps([tool.model_dump() for tool in job.tools]))
-        if surely_fits(size, max_tokens, limit):
-            return None
-        tokens = await anyio.to_thread.run_sync(self.count, job, limit + 1)
-        return None if tokens is None else over_context(tokens, max_tokens, limit)
+        return not surely_fits(size, max_tokens, limit)
 
     def count(self, job: JobInput, cut_at: int | None = None) -> int | None:
         """The job's prompt tokens as the engine will see them (blocking: call it in a

@@ -17,6 +17,7 @@ from api.batches.upload import Upload
 from api.batches.views import tally_jobs
 from api.core.auth import CallerDep
 from api.core.resources import Resources, ResourcesDep
+from api.jobs.services import JobServicesDep
 from api.openai.errors import OPENAI_ERRORS, from_validation, invalid_request
 from api.openai.files import (
     ERRORS,
@@ -46,7 +47,11 @@ class BatchCreate(BaseModel):
 
 @router.post("/batches")
 async def create_openai_batch(
-    request: Request, resources: ResourcesDep, feeder: FeederDep, caller: CallerDep
+    request: Request,
+    resources: ResourcesDep,
+    services: JobServicesDep,
+    feeder: FeederDep,
+    caller: CallerDep,
 ) -> dict[str, Any]:
     try:
         body = BatchCreate.model_validate_json(await request.body())
@@ -76,6 +81,7 @@ async def create_openai_batch(
         caller,
         upload,
         BatchOptions(format="openai"),
+        services.context,
         idempotency_key=None,
         request_hash=None,
         openai_endpoint=body.endpoint,
