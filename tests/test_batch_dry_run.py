@@ -4,11 +4,14 @@ engine counts them, an estimate from the workers' pace, and nothing stored."""
 from datetime import UTC, datetime
 from typing import Any
 
+import openai
+import orjson
 import pytest
 from sqlalchemy import Engine
 
 from tests.helpers import http
 from tests.test_batches import jsonl, table_sizes
+from tests.test_openai import batch_input
 from vqueue.client.api_client import VQueueClient
 
 CHAT = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a fruit."}]
@@ -98,3 +101,36 @@ def test_a_dry_run_refuses_what_a_batch_refuses_and_stores_nothing(
     error = response.json()["error"]
     assert says in error["message"] + " ".join(str(d) for d in error["details"])
     assert table_sizes(db) == before
+
+
+def test_the_openai_batch_api_dry_runs_when_metadata_asks(
+    oai: openai.OpenAI, base_url: str, db: Engine
+) -> None:
+    long_line = orjson.loads(batch_input("/v1/chat/completions", 1))
+    long_line["custom_id"] = "too-long"
+    long_line["body"]["messages"][0]["content"] = "word " * 2500
+    content = batch_input("/v1/chat/completions", 2) + orjson.dumps(long_line) + b"\n"
+    uploaded = oai.files.create(file=("dry.jsonl", content), purpose="batch")
+    before = table_sizes(db)
+    batch = oai.batches.create(
+        input_file_id=uploaded.id,
+        endpoint="/v1/chat/completions",
+        completion_window="24h",
+        metadata={"dry_run": "true", "team": "search"},
+    )
+    assert table_sizes(db) == before
+    assert batch.status == "failed"  # a line would not run
+    assert batch.request_counts is not None
+    counts = batch.request_counts
+    assert (counts.total, counts.completed, counts.failed) == (3, 2, 1)
+    assert batch.errors is not None
+    assert batch.errors.data is not None
+    assert [error.line for error in batch.errors.data] == [3]
+    assert "maximum context length" in (batch.errors.data[0].message or "")
+    assert batch.metadata is not None
+    assert batch.metadata["team"] == "search"
+    native = dry_run(base_url, content, format="openai")
+    assert batch.metadata["prompt_tokens"] == str(native["prompt_tokens"])
+    assert batch.metadata["max_output_tokens"] == str(2 * 4)
+    with pytest.raises(openai.NotFoundError):
+        oai.batches.retrieve(batch.id)

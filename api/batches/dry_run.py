@@ -109,13 +109,18 @@ async def estimate(
 
 
 async def dry_run(
-    resources: Resources, context: ContextCheck, upload: Upload, options: BatchOptions
+    resources: Resources,
+    context: ContextCheck,
+    upload: Upload,
+    options: BatchOptions,
+    openai_endpoint: str | None = None,
 ) -> BatchDryRun:
-    """The upload read and checked as POST /batches reads it, counted and estimated."""
+    """The upload read and checked as a stored batch's is, counted and estimated."""
     if upload.size == 0:
         raise InvalidInputError("the upload is empty")
     fmt = batch_format(upload, options)
-    parsed = await parse_upload(resources.settings, upload, fmt, options.sampling_defaults())
+    defaults = options.sampling_defaults()
+    parsed = await parse_upload(resources.settings, upload, fmt, defaults, openai_endpoint)
     counted = await anyio.to_thread.run_sync(_count, parsed, context)
     found, unavailable = (
         await estimate(resources, options.priority, counted.max_output_tokens)

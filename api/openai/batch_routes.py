@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from api.batches.dry_run import dry_run
 from api.batches.schemas import BatchOptions
 from api.batches.service import FeederDep, cancel_batch_now
 from api.batches.store import store_batch
@@ -18,6 +19,7 @@ from api.batches.views import tally_jobs
 from api.core.auth import CallerDep
 from api.core.resources import Resources, ResourcesDep
 from api.jobs.services import JobServicesDep
+from api.openai.batch_dry_run import dry_run_batch, wants_dry_run
 from api.openai.errors import OPENAI_ERRORS, from_validation, invalid_request
 from api.openai.files import (
     ERRORS,
@@ -67,6 +69,13 @@ async def create_openai_batch(
     stored = await stored_file(resources, caller, file_uuid, body.input_file_id)
     content = bytes(stored["content"])
     upload = Upload(io.BytesIO(content), len(content), "", stored["filename"], None)
+    if wants_dry_run(body.metadata):
+        found = await dry_run(
+            resources, services.context, upload, BatchOptions(format="openai"), body.endpoint
+        )
+        return dry_run_batch(
+            found, body.endpoint, body.input_file_id, body.completion_window, body.metadata
+        )
     metadata = {
         "openai": {
             "input_file_id": body.input_file_id,
