@@ -36,7 +36,7 @@ def wait_for_text(client: VQueueClient, job_id: str, timeout: float = 120) -> di
     raise AssertionError(f"job {job_id} produced no text in {timeout}s")
 
 
-def insert_unqueued_job(db: Engine, *, expired: bool = False) -> str:
+def insert_unqueued_job(db: Engine, *, expired: bool = False, prompt: str = "Say hi.") -> str:
     """A queued row that no broker message points at, as if its enqueue never happened."""
     job_id = str(uuid.uuid4())
     expires = "now() - interval '1 second'" if expired else "now() + interval '1 day'"
@@ -44,9 +44,9 @@ def insert_unqueued_job(db: Engine, *, expired: bool = False) -> str:
         conn.execute(
             text(
                 "INSERT INTO jobs (id, status, prompt, params, expires_at) VALUES "
-                f"(:id, 'queued', 'Say hi.', '{{\"max_tokens\": 4}}', {expires})"
+                f"(:id, 'queued', :prompt, '{{\"max_tokens\": 4}}', {expires})"
             ),
-            {"id": job_id},
+            {"id": job_id, "prompt": prompt},
         )
     return job_id
 

@@ -190,16 +190,22 @@ def test_sampling_parameters_take_effect(client: VQueueClient) -> None:
 
 
 def test_a_prompt_too_long_for_the_context_fails_the_job_not_the_worker(
-    client: VQueueClient,
+    client: VQueueClient, db: Engine
 ) -> None:
     too_long = "hello " * 3000  # past VQUEUE_MAX_MODEL_LEN=2048
-    # POST /jobs refuses it before anything is written; a batch's lines are not tokenized at
-    # upload, so such a line reaches the worker, which fails that job alone.
+    # POST /jobs and a batch upload refuse it before anything is written.
     refused = client.http.post("/jobs", json={"prompt": too_long, "max_tokens": 4})
     assert refused.status_code == 400
-    batch = client.upload_batch(too_long.encode() + b"\n", content_type="text/plain")
-    jobs = client.http.get(f"/batches/{batch['id']}/jobs").json()["data"]
-    job = jobs[0]
+    upload = client.http.post(
+        "/batches", content=too_long.encode() + b"\n", headers={"content-type": "text/plain"}
+    )
+    assert upload.status_code == 422
+    assert "maximum context length" in upload.text
+    # One that got past an API which could not tell (its tokenizer not loaded yet, or a
+    # worker with a smaller context than the one it knew) reaches a worker, which fails that
+    # job alone.
+    job = {"id": insert_unqueued_job(db, prompt=too_long)}
+    client.wait(job["id"], timeout=300)
     events = list(client.stream(job["id"]))
     final = client.get(job["id"])
     assert final["status"] == "failed"
