@@ -110,3 +110,23 @@ def test_without_a_tokenizer_only_token_ids_are_counted(settings: Settings) -> N
     )  # type: ignore[arg-type]
     assert not_loaded.count(JobCreate(prompt="Hello", max_tokens=1)) is None
     assert not_loaded.count(JobCreate(prompt_token_ids=[1, 2], max_tokens=1)) == 2
+
+
+def test_a_verdict_hands_on_the_count_it_made_and_settles_the_rest_unread(
+    check: ContextCheck, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[int | None] = []
+    count = check.count
+
+    def counting(job: JobCreate, cut_at: int | None = None) -> int | None:
+        counted.append(cut_at)
+        return count(job, cut_at)
+
+    monkeypatch.setattr(check, "count", counting)
+    near = JobCreate(prompt="word " * 30, max_tokens=10)  # its bytes alone may not fit
+    verdict = check.verdict(near, near.max_tokens)
+    assert verdict.refusal is None
+    assert verdict.tokens == count(near)
+    assert counted == [CONTEXT + 1]
+    assert check.verdict(JobCreate(prompt="Hi", max_tokens=10), 10) == (None, None)
+    assert counted == [CONTEXT + 1]  # nothing more was tokenized

@@ -71,10 +71,10 @@ class _Counted:
 def _count(parsed: ParsedBatch, context: ContextCheck) -> _Counted:
     """Lines over the context move to the errors, as in a stored batch; the others' prompts
     are counted (blocking: tokenizing)."""
-    refuse_over_context(parsed, context)
+    counted = refuse_over_context(parsed, context)
     total: int | None = 0
-    for item in parsed.jobs:
-        tokens = context.count(item.job)
+    for item, known in zip(parsed.jobs, counted, strict=True):
+        tokens = known if known is not None else context.count(item.job)
         total = None if tokens is None or total is None else total + tokens
     output = sum(item.job.max_tokens for item in parsed.jobs)
     return _Counted(len(parsed.jobs), total, output)

@@ -93,18 +93,21 @@ async def parse_upload(
     return await anyio.to_thread.run_sync(_parse, upload, fmt, defaults, settings, openai_endpoint)
 
 
-def refuse_over_context(parsed: ParsedBatch, context: ContextCheck) -> None:
+def refuse_over_context(parsed: ParsedBatch, context: ContextCheck) -> list[int | None]:
     """Lines whose prompt and max_tokens cannot fit the model's context become bad lines, in
     the words a single job is refused with (blocking: only a line that may not fit is
-    tokenized)."""
-    kept = []
+    tokenized). Answers the kept lines' prompt tokens where they were counted on the way."""
+    kept, counted = [], []
     for item in parsed.jobs:
-        if (refusal := context.refusal_now(item.job, item.job.max_tokens)) is None:
+        verdict = context.verdict(item.job, item.job.max_tokens)
+        if verdict.refusal is None:
             kept.append(item)
+            counted.append(verdict.tokens)
         else:
-            parsed.refuse(item.line, refusal)
+            parsed.refuse(item.line, verdict.refusal)
     parsed.jobs = kept
     parsed.errors.sort(key=lambda error: error.line)
+    return counted
 
 
 def _check(parsed: ParsedBatch, options: BatchOptions) -> None:

@@ -9,6 +9,8 @@ has announced its context length, the check passes and the worker's own check fa
 job instead, with the same message.
 """
 
+from typing import NamedTuple
+
 import anyio
 import orjson
 
@@ -21,6 +23,12 @@ from vqueue.settings import Settings
 # What a chat template may add around each message and at the end (roles, markers).
 TEMPLATE_BYTES_PER_MESSAGE = 64
 TEMPLATE_BYTES = 1024
+
+
+class Verdict(NamedTuple):
+    refusal: str | None
+    # The prompt's tokens where they were counted on the way (exact below the context).
+    tokens: int | None
 
 
 class ContextCheck:
@@ -37,27 +45,31 @@ class ContextCheck:
     async def refusal(self, job: JobInput, max_tokens: int) -> str | None:
         """Why the job cannot fit the context; None when it fits or cannot be told here.
         What must be tokenized is, off the event loop."""
-        if self._needs_count(job, max_tokens):
-            return await anyio.to_thread.run_sync(self.refusal_now, job, max_tokens)
-        return self.refusal_now(job, max_tokens)
+        limit = self.limit()
+        if limit is None:
+            return None
+        if (settled := self._settled(job, max_tokens, limit)) is not None:
+            return settled.refusal
+        return (await anyio.to_thread.run_sync(self._counted, job, max_tokens, limit)).refusal
 
-    def refusal_now(self, job: JobInput, max_tokens: int) -> str | None:
+    def verdict(self, job: JobInput, max_tokens: int) -> Verdict:
         """As `refusal`, blocking while it tokenizes (for a thread that checks many)."""
         limit = self.limit()
-        if limit is not None and job.prompt_token_ids is not None:
-            # Already tokens: the count is exact, with or without a tokenizer here.
-            return over_context(len(job.prompt_token_ids), max_tokens, limit)
-        if limit is None or not self._needs_count(job, max_tokens):
-            return None
-        tokens = self.count(job, limit + 1)
-        return None if tokens is None else over_context(tokens, max_tokens, limit)
+        if limit is None:
+            return Verdict(None, None)
+        if (settled := self._settled(job, max_tokens, limit)) is not None:
+            return settled
+        return self._counted(job, max_tokens, limit)
 
-    def _needs_count(self, job: JobInput, max_tokens: int) -> bool:
-        """Whether only the tokenizer can tell: a text prompt that may not fit, with a
-        tokenizer and a known context."""
-        limit = self.limit()
-        if limit is None or not self.tokenizer.ready or job.prompt_token_ids is not None:
-            return False
+    def _settled(self, job: JobInput, max_tokens: int, limit: int) -> Verdict | None:
+        """The verdict where no tokenizing is needed; None where only the tokenizer can tell
+        (a text prompt that may not fit, with a tokenizer here)."""
+        if job.prompt_token_ids is not None:
+            # Already tokens: the count is exact, with or without a tokenizer here.
+            tokens = len(job.prompt_token_ids)
+            return Verdict(over_context(tokens, max_tokens, limit), tokens)
+        if not self.tokenizer.ready:
+            return Verdict(None, None)
         if job.prompt is not None:
             size = len(job.prompt.encode())
         else:
@@ -68,7 +80,11 @@ class ContextCheck:
             )
             if job.tools:
                 size += len(orjson.dumps([tool.model_dump() for tool in job.tools]))
-        return not surely_fits(size, max_tokens, limit)
+        return Verdict(None, None) if surely_fits(size, max_tokens, limit) else None
+
+    def _counted(self, job: JobInput, max_tokens: int, limit: int) -> Verdict:
+        tokens = self.count(job, limit + 1)
+        return Verdict(None if tokens is None else over_context(tokens, max_tokens, limit), tokens)
 
     def count(self, job: JobInput, cut_at: int | None = None) -> int | None:
         """The job's prompt tokens as the engine will see them (blocking: call it in a
