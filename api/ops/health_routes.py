@@ -1,5 +1,6 @@
 """Liveness and readiness."""
 
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 from fastapi import APIRouter
@@ -12,7 +13,10 @@ from api.ops.live_workers import worker_descriptions
 from db.engine import ping
 
 router = APIRouter(tags=["health"])
-_VQUEUE_VERSION = package_version("vqueue")
+try:
+    _VQUEUE_VERSION = package_version("vqueue")
+except PackageNotFoundError:  # run from a source tree that was not installed (a GPU host)
+    _VQUEUE_VERSION = "0+source"
 
 
 @router.get("/health")
