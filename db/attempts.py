@@ -178,11 +178,17 @@ def finish_jobs(results: list[AttemptResult]) -> Update:
 
 
 def hand_back_job(job_id: uuid.UUID, attempt: int) -> Update:
-    """Running -> queued: a worker shutting down returns a job it could not finish."""
+    """Running -> queued: a worker shutting down, or making room for another's, returns a job
+    it did not finish; not one whose cancel was asked for (nothing is returned then)."""
     move = job_move(JobStatus.QUEUED, only_from=[JobStatus.RUNNING])
     return (
         update(jobs)
-        .where(jobs.c.id == job_id, jobs.c.attempt == attempt, move.guard)
+        .where(
+            jobs.c.id == job_id,
+            jobs.c.attempt == attempt,
+            move.guard,
+            jobs.c.cancel_requested_at.is_(None),
+        )
         .values(**move.values, worker=None, lease_expires_at=None, released_at=func.now())
         .returning(jobs.c.id, jobs.c.priority)
     )

@@ -181,3 +181,34 @@ def test_each_end_carries_the_summary_postgres_recorded(
     finally:
         with db.begin() as conn:
             conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})
+
+
+def test_a_job_handed_back_after_its_cancel_was_asked_for_ends_cancelled(
+    parts: tuple[Recorder, Claimer], db: Engine
+) -> None:
+    """A worker returns a job (shutdown, or room elsewhere) just as its owner cancels it: the
+    job must not go back to the queue to run again, and the other one does."""
+    recorder, claimer = parts
+    job_ids = [insert_unqueued_job(db) for _ in range(2)]
+    rows = claimer.claim(job_ids)
+    try:
+        with db.begin() as conn:
+            conn.execute(
+                text("UPDATE jobs SET cancel_requested_at = now() WHERE id = :id"),
+                {"id": job_ids[0]},
+            )
+        ended = [
+            (rows[job_id], Outcome(JobStatus.SUCCEEDED, handed_back=True)) for job_id in job_ids
+        ]
+        recorder.record(ended).result(timeout=10)
+        with db.connect() as conn:
+            found = dict(
+                conn.execute(
+                    text("SELECT id::text, status FROM jobs WHERE id = ANY(:ids)"),
+                    {"ids": job_ids},
+                ).all()
+            )
+        assert found == {job_ids[0]: "cancelled", job_ids[1]: "queued"}
+    finally:
+        with db.begin() as conn:
+            conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})

@@ -125,8 +125,11 @@ class Recorder:
         tails: dict[tuple[uuid.UUID, int], str] = {}
         for row, outcome in ended:
             if outcome.handed_back:
-                self._hand_back(row.id, row.attempt)
-                continue
+                if self._hand_back(row.id, row.attempt):
+                    continue
+                # Its cancel was asked for meanwhile: it ends cancelled, not queued again.
+                outcome.handed_back = False
+                outcome.status, outcome.finish_reason = JobStatus.CANCELLED, "cancelled"
             if outcome.superseded:
                 with job_context(str(row.id)):
                     log.info("job %s: attempt %d superseded, stopped", row.id, row.attempt)
@@ -261,10 +264,13 @@ class Recorder:
         except RedisError as exc:
             log.warning("metrics of %d jobs not recorded: %s", len(recorded), exc)
 
-    def _hand_back(self, job_id: uuid.UUID, attempt: int) -> None:
+    def _hand_back(self, job_id: uuid.UUID, attempt: int) -> bool:
+        """Back to the queue, unless its cancel was asked for (False then)."""
         with self.db.begin() as conn:
             row = conn.execute(hand_back_job(job_id, attempt)).first()
-        if row is not None:
-            self.queue.send(str(job_id), row.priority)
-            with job_context(str(job_id)):
-                log.info("job %s: handed back to the queue", job_id)
+        if row is None:
+            return False
+        self.queue.send(str(job_id), row.priority)
+        with job_context(str(job_id)):
+            log.info("job %s: handed back to the queue", job_id)
+        return True
