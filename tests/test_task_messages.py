@@ -86,3 +86,13 @@ def test_a_round_goes_out_in_two_messages_per_live_worker_within_bounds() -> Non
     # A message is at most what a worker claims in one round trip, unless asked for more.
     assert jobs_per_message(50_000, workers=1, least=16) == MAX_JOBS_PER_MESSAGE
     assert jobs_per_message(50_000, workers=1, least=1000) == 1000
+
+
+def test_with_workers_of_unequal_sizes_no_message_is_over_half_the_smallest_hold() -> None:
+    # A worker that holds 4 jobs takes messages of 2: it stops at its 4, not at a 16 or a 128.
+    assert jobs_per_message(1024, workers=4, least=16, smallest_max_jobs=4) == 2
+    assert jobs_per_message(40, workers=2, least=16, smallest_max_jobs=4) == 2
+    assert jobs_per_message(40, workers=2, least=16, smallest_max_jobs=3) == 1
+    # Large enough workers keep the burst's share; one worker has no one to share with.
+    assert jobs_per_message(1024, workers=4, least=16, smallest_max_jobs=2048) == 128
+    assert jobs_per_message(256, workers=1, least=16, smallest_max_jobs=4) == 256

@@ -186,7 +186,8 @@ class Settings(BaseSettings):
     worker_max_jobs: int = Field(0, ge=0)
     """Jobs a worker holds at most (running, or claimed and waiting in its engine); past it the
     worker fetches no more messages and leaves them to workers with room. 0: 2 x max_num_seqs,
-    so the engine has a full batch waiting as its running jobs end."""
+    so the engine has a full batch waiting as its running jobs end; while the queue is empty,
+    those waiting go to a worker with free slots."""
     worker_heartbeat_s: float = Field(5.0, gt=0)
     """How often a worker announces itself in Redis; it is taken for dead after three missed
     beats."""

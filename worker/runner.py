@@ -60,6 +60,8 @@ class ActiveRun:
     # When stop() was called (monotonic), to log how long the abort took to land.
     stop_at: float | None = None
     generating: bool = False  # its first token came
+    priority: int = 0
+    since: float = 0.0  # when it went to the engine (monotonic)
 
 
 class JobRunner:
@@ -104,27 +106,66 @@ class JobRunner:
         with self._lock:
             return list(dict.fromkeys(job_id for job_id, _ in self._active))
 
+    def held_count(self) -> int:
+        """Runs on the engine that are not being stopped."""
+        with self._lock:
+            return sum(run.reason is None for run in self._active.values())
+
     def waiting_count(self) -> int:
         """Jobs handed to the engine that have no token yet (waiting, or in prefill)."""
         with self._lock:
             return sum(not run.generating for run in self._active.values())
 
-    def stop(self, job_id: str, reason: StopReason, attempt: int | None = None) -> None:
+    def shed(self, count: int) -> list[str]:
+        """Hand back up to `count` jobs with no token yet, those the engine schedules last
+        first (the least urgent, then the newest): they go back to the queue for another
+        worker. Answers their ids."""
+        with self._lock:
+            waiting = [
+                (run.priority, run.since, job_id, attempt)
+                for (job_id, attempt), run in self._active.items()
+                if not run.generating and run.reason is None
+            ]
+        waiting.sort(reverse=True)
+        chosen = waiting[:count]
+        # One whose first token came meanwhile stays: a client may have read it.
+        return [
+            job_id
+            for _, _, job_id, attempt in chosen
+            if self.stop(job_id, StopReason.HANDED_BACK, attempt, unless_generating=True)
+        ]
+
+    def stop(
+        self,
+        job_id: str,
+        reason: StopReason,
+        attempt: int | None = None,
+        unless_generating: bool = False,
+    ) -> bool:
         """Abort a job's runs (or only that attempt's) from any thread: each ends as
-        cancelled, goes back to the queue, or ends unrecorded if superseded."""
+        cancelled, goes back to the queue, or ends unrecorded if superseded. Answers whether
+        a run was stopped."""
         tasks = []
+        stopped = False
         with self._lock:
             for (run_job, run_attempt), run in self._active.items():
                 if run_job != job_id or attempt not in (None, run_attempt):
                     continue
-                if run.reason is not None:
+                # A cancel overrides a hand-back still under way: the job ends cancelled.
+                if run.reason is not None and not (
+                    reason is StopReason.CANCELLED and run.reason is StopReason.HANDED_BACK
+                ):
+                    continue
+                if unless_generating and run.generating:
                     continue
                 run.reason = reason
                 run.stop_at = time.monotonic()
+                stopped = True
                 if run.task is not None:
                     tasks.append(run.task)
         for task in tasks:
             self.host.loop.call_soon_threadsafe(task.cancel)
+        return stopped
 
     def run(self, job_ids: list[str]) -> int:
         """Run those of the jobs that are still queued, together; returns how many ran."""
@@ -141,7 +182,9 @@ class JobRunner:
             with self._lock:
                 if not self._active:
                     self.last_progress = time.monotonic()  # an idle engine is not stalled
-                self._active[(job_id, row.attempt)] = ActiveRun(row.attempt)
+                self._active[(job_id, row.attempt)] = ActiveRun(
+                    row.attempt, priority=row.priority, since=time.monotonic()
+                )
         requests = self._requests(rows)
         ready = time.time()
         runs: dict[Future[Outcome], ClaimedJob] = {}

@@ -22,6 +22,7 @@ from vqueue.settings import Settings
 from worker.claims import Claimer
 from worker.engine import EngineHost
 from worker.publisher import TokenLogPublisher
+from worker.rebalance import Rebalancer
 from worker.recorder import Recorder
 from worker.runner import JobRunner, StopReason
 from worker.supervisor import Supervisor
@@ -82,12 +83,16 @@ class WorkerRuntime:
         frozen = freeze_startup_heap()
         log.info("froze the startup heap: %d objects out of the collector's reach", frozen)
         self._heartbeat = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+        self.rebalancer = Rebalancer(
+            self._redis, self.queue, self.runner, self.name, settings.max_num_seqs
+        )
 
     def announce(self) -> None:
         """Start the heartbeat, once Celery consumes from the queue: a worker that is listed
         (GET /ready, the submitter's message sizing, the health file) can take jobs, not only
         hold an engine."""
         self._heartbeat.start()
+        self.rebalancer.start()
 
     async def _start_publisher(self) -> TokenLogPublisher:
         # The async Redis client belongs to the engine loop, where all publishing happens.
@@ -115,6 +120,7 @@ class WorkerRuntime:
             max_model_len=self.host.max_model_len,
             tensor_parallel_size=settings.tensor_parallel_size,
             concurrency=settings.effective_worker_concurrency,
+            max_jobs=settings.effective_worker_max_jobs,
             running=len(self.runner.active_ids()),
             waiting=self.runner.waiting_count(),
             # vLLM's own figures (None unless VQUEUE_ENGINE_STATS): running, waiting, KV use.
@@ -160,6 +166,7 @@ class WorkerRuntime:
         log.info(
             "shutting down: finishing running jobs for up to %ss", self.settings.shutdown_grace_s
         )
+        self.rebalancer.stop()  # no more jobs come here: it announces no room
         threading.Thread(target=hand_back_after_grace, name="shutdown", daemon=True).start()
 
     def _engine_dead(self, exc: BaseException) -> None:

@@ -110,7 +110,10 @@ class Submitter:
             future.set_result(inserted.get(row["id"]))
 
     async def _enqueue(self, queued: list[tuple[str, int]]) -> None:
-        size = jobs_per_message(len(queued), self._workers.count, self._per_message)
+        workers = self._workers
+        size = jobs_per_message(
+            len(queued), workers.count, self._per_message, workers.smallest_max_jobs
+        )
         for attempt in range(ENQUEUE_ATTEMPTS):
             pipe = self._broker.pipeline(transaction=False)
             queue_enqueue_writes(pipe, queued, self._queue, size)

@@ -11,9 +11,10 @@ from collections.abc import Iterable, Sequence
 
 from celery import Celery
 from redis import Redis
+from redis.exceptions import RedisError
 
 from vqueue.contract.metrics import METRICS_KEY
-from vqueue.contract.task_messages import queue_enqueue_writes
+from vqueue.contract.task_messages import capped_by_room, queue_enqueue_writes
 from vqueue.contract.wire import (
     BROKER_TRANSPORT_OPTIONS,
     ENQUEUED_SET,
@@ -21,11 +22,14 @@ from vqueue.contract.wire import (
     WORKERS_KEY,
     EntryKind,
     LogEntry,
+    WorkerHeartbeat,
     log_script_args,
     read_heartbeat,
     worker_key,
 )
 from vqueue.settings import Settings
+
+HOLDS_REFRESH_S = 5.0
 
 
 def configure_broker(app: Celery) -> None:
@@ -47,6 +51,8 @@ class JobQueue:
         self.broker = Redis.from_url(broker_url, socket_timeout=5, socket_connect_timeout=2)
         self.redis = Redis.from_url(redis_url, socket_timeout=5, socket_connect_timeout=2)
         self._write_log = self.redis.register_script(LOG_SCRIPT)
+        self._holds: list[int] = []  # the live workers' max_jobs, when last read
+        self._holds_read_at = -HOLDS_REFRESH_S
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "JobQueue":
@@ -64,8 +70,22 @@ class JobQueue:
         if not jobs:
             return
         pipe = self.broker.pipeline(transaction=False)
-        queue_enqueue_writes(pipe, jobs, self.queue, self.per_message)
+        queue_enqueue_writes(pipe, jobs, self.queue, self._message_size())
         pipe.execute()
+
+    def _message_size(self) -> int:
+        """VQUEUE_JOBS_PER_MESSAGE, capped by the smallest live worker's room (read at most
+        every few seconds)."""
+        now = time.monotonic()
+        if now - self._holds_read_at > HOLDS_REFRESH_S:
+            self._holds_read_at = now
+            try:
+                holds = [worker.get("max_jobs") for worker in self._heartbeats()]
+                self._holds = [hold for hold in holds if hold]
+            except RedisError:
+                pass  # the send itself says whether Redis is there
+        smallest = min(self._holds) if self._holds else None
+        return capped_by_room(self.per_message, len(self._holds), smallest)
 
     def unknown(self, job_ids: list[str]) -> list[str]:
         """The ids among `job_ids` that were never sent or whose message Redis lost."""
@@ -89,9 +109,12 @@ class JobQueue:
 
     def engine_slots(self) -> int:
         """The live workers' engine slots (max_num_seqs) added up, from their heartbeats."""
+        return sum(worker["max_num_seqs"] for worker in self._heartbeats())
+
+    def _heartbeats(self) -> list[WorkerHeartbeat]:
         keys = [worker_key(name) for name in self.live_workers()]
         values = self.redis.mget(keys) if keys else []
-        return sum(read_heartbeat(value)["max_num_seqs"] for value in values if value)
+        return [read_heartbeat(value) for value in values if value]
 
     def announce_ended(
         self, ended: Sequence[tuple[str, int]], status: str, retention_s: int

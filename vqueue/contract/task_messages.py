@@ -36,7 +36,9 @@ def queue_key(queue: str, priority: int) -> str:
     return f"{queue}{_SEP}{step}" if step else queue
 
 
-def jobs_per_message(jobs: int, workers: int, least: int) -> int:
+def jobs_per_message(
+    jobs: int, workers: int, least: int, smallest_max_jobs: int | None = None
+) -> int:
     """Jobs per message for `jobs` sent together: with several live workers, two messages per
     worker, so that each worker's consumer takes its share in a round trip or two and none
     takes the whole round; with one (or none seen yet), one message, since there is nothing to
@@ -45,7 +47,17 @@ def jobs_per_message(jobs: int, workers: int, least: int) -> int:
     messages reach the engine sooner: each message is one more delivery before its jobs are
     claimed."""
     share = jobs if workers <= 1 else -(-jobs // (2 * workers))
-    return max(least, min(share, MAX_JOBS_PER_MESSAGE))
+    size = max(least, min(share, MAX_JOBS_PER_MESSAGE))
+    return capped_by_room(size, workers, smallest_max_jobs)
+
+
+def capped_by_room(size: int, workers: int, smallest_max_jobs: int | None) -> int:
+    """With several workers, no message over half of what the smallest of them holds
+    (VQUEUE_WORKER_MAX_JOBS): a worker takes messages while it holds less than that, so each
+    takes a share of a burst in proportion to its room, over by one small message at most."""
+    if workers <= 1 or not smallest_max_jobs:
+        return size
+    return min(size, max(1, smallest_max_jobs // 2))
 
 
 def task_message(job_ids: list[str], priority: int, queue: str) -> bytes:

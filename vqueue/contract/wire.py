@@ -35,6 +35,8 @@ ENGINE_OWNER_ENV = "VQUEUE_ENGINE_OWNER"
 # heartbeat expires, kept current by the heartbeats, so that nobody scans the keyspace (which
 # holds a token log per recent job) to find the workers.
 WORKERS_KEY = "vqueue:workers"
+# A worker's free engine slots, announced for a few seconds at a time (worker/rebalance.py).
+ROOM_KEY_PREFIX = "vqueue:room:"
 
 
 class EngineFigures(TypedDict):
@@ -59,6 +61,7 @@ class WorkerHeartbeat(TypedDict):
     max_model_len: int | None
     tensor_parallel_size: int
     concurrency: int
+    max_jobs: int  # it takes no more messages while it holds this many jobs
     running: int  # jobs on its engine
     waiting: int  # claimed, not yet on its engine
     engine: EngineFigures | None  # None unless VQUEUE_ENGINE_STATS
@@ -84,6 +87,11 @@ def process_name() -> str:
 
 def worker_key(worker_name: str) -> str:
     return f"{WORKER_KEY_PREFIX}{worker_name}"
+
+
+def room_key(queue: str, worker_name: str) -> str:
+    """Per queue: a worker's room is for the jobs of the queue it consumes."""
+    return f"{ROOM_KEY_PREFIX}{queue}:{worker_name}"
 
 
 def api_key(process_name: str) -> str:
