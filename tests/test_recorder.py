@@ -4,6 +4,7 @@ round is being written, whatever message they came in, are recorded together in 
 import asyncio
 import threading
 import time
+import uuid
 from collections.abc import Coroutine, Iterator
 from concurrent.futures import Future
 from datetime import datetime
@@ -21,6 +22,7 @@ from db.schema import jobs
 from db.states import JobStatus
 from tests.helpers import insert_unqueued_job, recorded_successes, sent_to_postgres
 from vqueue.contract.queueing import JobQueue
+from vqueue.contract.task_messages import queue_key
 from vqueue.contract.wire import EntryKind, entry_from_stream, token_log_key
 from vqueue.settings import Settings
 from worker.claims import Claimer
@@ -184,11 +186,14 @@ def test_each_end_carries_the_summary_postgres_recorded(
 
 
 def test_a_job_handed_back_after_its_cancel_was_asked_for_ends_cancelled(
-    parts: tuple[Recorder, Claimer], db: Engine
+    parts: tuple[Recorder, Claimer], db: Engine, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A worker returns a job (shutdown, or room elsewhere) just as its owner cancels it: the
     job must not go back to the queue to run again, and the other one does."""
     recorder, claimer = parts
+    # A queue no worker of the suite's stack consumes: the job handed back stays queued.
+    private = JobQueue(settings.redis_url, settings.redis_url, f"handback-{uuid.uuid4().hex}", 16)
+    monkeypatch.setattr(recorder, "queue", private)
     job_ids = [insert_unqueued_job(db) for _ in range(2)]
     rows = claimer.claim(job_ids)
     try:
@@ -212,3 +217,6 @@ def test_a_job_handed_back_after_its_cancel_was_asked_for_ends_cancelled(
     finally:
         with db.begin() as conn:
             conn.execute(text("DELETE FROM jobs WHERE id = ANY(:ids)"), {"ids": job_ids})
+        private.broker.delete(*{queue_key(private.queue, priority) for priority in range(10)})
+        private.prune(job_ids)
+        private.close()
