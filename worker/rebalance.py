@@ -30,7 +30,6 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from vqueue.contract.queueing import JobQueue
-from vqueue.contract.task_messages import queue_key
 from vqueue.contract.wire import room_key
 from worker.intake import held_jobs
 from worker.runner import JobRunner
@@ -42,7 +41,6 @@ REBALANCE_S = 1.0
 ROOM_TTL_S = 3
 # Room taken by others whose jobs went to a third worker is announced again after this.
 REANNOUNCE_S = 5.0
-PRIORITIES = range(10)
 
 # KEYS: the other workers' room keys; ARGV[1]: the slots wanted. Takes what is there, in order,
 # and answers how many it took.
@@ -78,6 +76,7 @@ class Rebalancer:
         self._name = name
         self._slots = slots
         self._reserved = reserved
+        self._key = room_key(queue.queue, name)
         self._take_room = redis.register_script(TAKE_ROOM)
         self._announced: tuple[int, float] | None = None  # (jobs held, when), last announced
         self._stop = threading.Event()
@@ -92,13 +91,13 @@ class Rebalancer:
     def _received(self, **_: object) -> None:
         self._announced = None
         with contextlib.suppress(RedisError):
-            self._redis.delete(room_key(self._queue.queue, self._name))
+            self._redis.delete(self._key)
 
     def stop(self) -> None:
         task_received.disconnect(self._received)
         self._stop.set()
         with contextlib.suppress(RedisError):  # else it expires by itself
-            self._redis.delete(room_key(self._queue.queue, self._name))
+            self._redis.delete(self._key)
 
     def _loop(self) -> None:
         while not self._stop.wait(REBALANCE_S):
@@ -113,15 +112,14 @@ class Rebalancer:
         held = self._runner.held_count()
         # Jobs of the messages taken and not yet on the engine are on their way: no room.
         coming = max(held, self._reserved())
-        key = room_key(self._queue.queue, self._name)
         if coming < self._slots:
-            self._announce(key, coming, self._slots - coming)
+            self._announce(coming, self._slots - coming)
             return 0
         if self._announced is not None:
-            self._redis.delete(key)
+            self._redis.delete(self._key)
             self._announced = None
         excess = held - self._slots
-        if excess <= 0 or self._queue_holds_messages():
+        if excess <= 0 or any(self._queue.depths()):
             return 0
         queue = self._queue.queue
         others = [
@@ -137,19 +135,13 @@ class Rebalancer:
             log.info("handed back %d waiting jobs to workers with free slots", len(shed))
         return len(shed)
 
-    def _announce(self, key: str, held: int, room: int) -> None:
+    def _announce(self, held: int, room: int) -> None:
         """Room is announced afresh when this worker's load changed (or every REANNOUNCE_S),
         else only kept alive: what others took of it stays taken until their jobs arrive."""
         now = time.monotonic()
         last = self._announced
         if last is None or last[0] != held or now - last[1] > REANNOUNCE_S:
-            self._redis.set(key, room, ex=ROOM_TTL_S)
+            self._redis.set(self._key, room, ex=ROOM_TTL_S)
             self._announced = (held, now)
         else:
-            self._redis.expire(key, ROOM_TTL_S)
-
-    def _queue_holds_messages(self) -> bool:
-        pipe = self._queue.broker.pipeline(transaction=False)
-        for key in dict.fromkeys(queue_key(self._queue.queue, p) for p in PRIORITIES):
-            pipe.llen(key)
-        return any(int(depth) for depth in pipe.execute())
+            self._redis.expire(self._key, ROOM_TTL_S)

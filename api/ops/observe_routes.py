@@ -49,13 +49,6 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _broker_depths(resources: Resources) -> list[int]:
-    pipe = resources.queue.broker.pipeline(transaction=False)
-    for priority in range(10):
-        pipe.llen(queue_key(resources.settings.queue_name, priority))
-    return [int(n) for n in pipe.execute()]
-
-
 async def _gather(
     resources: Resources, scope: uuid.UUID | None = None
 ) -> tuple[QueueStats, dict[str, str]]:
@@ -173,7 +166,7 @@ async def metrics(request: Request, resources: ResourcesDep) -> PlainTextRespons
     stats, fields = await _gather(resources)
     beat: ProcessBeat = request.app.state.process_beat
     # kombu keeps one list per priority step: priorities sharing a step share its length.
-    depths = await anyio.to_thread.run_sync(_broker_depths, resources)
+    depths = await anyio.to_thread.run_sync(resources.queue.depths)
     steps = sorted({queue_key(resources.settings.queue_name, p): p for p in range(10)}.values())
     out = Exposition()
     out.metric(

@@ -14,7 +14,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from vqueue.contract.metrics import METRICS_KEY
-from vqueue.contract.task_messages import capped_by_room, queue_enqueue_writes
+from vqueue.contract.task_messages import capped_by_room, queue_enqueue_writes, queue_key
 from vqueue.contract.wire import (
     BROKER_TRANSPORT_OPTIONS,
     ENQUEUED_SET,
@@ -86,6 +86,14 @@ class JobQueue:
                 pass  # the send itself says whether Redis is there
         smallest = min(self._holds) if self._holds else None
         return capped_by_room(self.per_message, len(self._holds), smallest)
+
+    def depths(self) -> list[int]:
+        """Messages waiting in the broker's list of each priority 0-9 (priorities that share
+        a list read the same depth)."""
+        pipe = self.broker.pipeline(transaction=False)
+        for priority in range(10):
+            pipe.llen(queue_key(self.queue, priority))
+        return [int(n) for n in pipe.execute()]
 
     def unknown(self, job_ids: list[str]) -> list[str]:
         """The ids among `job_ids` that were never sent or whose message Redis lost."""
