@@ -25,12 +25,11 @@ from typing import Any, Final
 
 import orjson
 from openai import OpenAI
-from redis import Redis
 from transformers import AutoTokenizer
 
 from benchmarks.__main__ import wait_for_workers
+from benchmarks.sides import add_side_argument, clean_slate, report_head, results_to_extend, runs
 from benchmarks.vllm_serve import serve_command
-from db.migrate import reset_database
 from vqueue.dev import stack
 from vqueue.models.source import resolve_model
 from vqueue.settings import Settings, get_settings
@@ -74,6 +73,7 @@ def parse_args() -> argparse.Namespace:
         "--warm-up", type=int, default=256, help="requests before the timed run, on each side"
     )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_side_argument(parser)
     return parser.parse_args()
 
 
@@ -208,7 +208,7 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     args = parse_args()
     settings = get_settings()
-    args.out.mkdir(parents=True, exist_ok=True)
+    head = report_head(args)
     scratch = Path(tempfile.mkdtemp(prefix="batch-compare-"))
     content = batch_file(settings, args, args.requests, seed=7)
     input_path = scratch / "input.jsonl"
@@ -216,33 +216,32 @@ def main() -> None:
     warm_up = batch_file(settings, args, args.warm_up, seed=8)
     warm_up_path = scratch / "warm-up.jsonl"
     warm_up_path.write_bytes(warm_up)
-    results: dict[str, Any] = {"label": args.label, "args": vars(args) | {"out": str(args.out)}}
-    results["started"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    reset_database(settings.database_url)
-    Redis.from_url(settings.redis_url).flushdb()
-    key = stack.local_key(settings) or os.environ.get("VQUEUE_API_KEY", "none")
-    stack.up(settings)
-    try:
-        wait_for_workers(settings, 1)
-        client = OpenAI(base_url=stack.base_url(settings) + "/v1", api_key=key, timeout=600)
-        queue_run(client, warm_up, "warm-up.jsonl")
-        results["queue"] = queue_run(client, content, "input.jsonl")
-        print(f"queue: {results['queue']}", flush=True)
-    finally:
-        stack.down(settings)
     base = args.out / f"batch-compare-{args.label}"
-    # Written after each side: a run cut short (a host's time limit) keeps what it measured.
-    base.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    log = args.out / f"batch-compare-{args.label}-run-batch.log"
-    results["vllm_run_batch"] = run_batch(settings, input_path, warm_up_path, log)
-    print(f"vllm run-batch: {results['vllm_run_batch']}", flush=True)
-    results["ratio"] = round(
-        results["queue"]["output_tokens_per_s"] / results["vllm_run_batch"]["output_tokens_per_s"],
-        4,
-    )
-    base.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    base.with_suffix(".md").write_text(table(results))
-    print(table(results), flush=True)
+    results = results_to_extend(base.with_suffix(".json"), args.side, head)
+    if runs(args.side, "queue"):
+        key = clean_slate(settings) or os.environ.get("VQUEUE_API_KEY", "none")
+        stack.up(settings)
+        try:
+            wait_for_workers(settings, 1)
+            client = OpenAI(base_url=stack.base_url(settings) + "/v1", api_key=key, timeout=600)
+            queue_run(client, warm_up, "warm-up.jsonl")
+            results["queue"] = queue_run(client, content, "input.jsonl")
+            print(f"queue: {results['queue']}", flush=True)
+        finally:
+            stack.down(settings)
+        # Written after each side: a run cut short (a host's time limit) keeps what it measured.
+        base.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    if runs(args.side, "peer"):
+        log = args.out / f"batch-compare-{args.label}-run-batch.log"
+        results["vllm_run_batch"] = run_batch(settings, input_path, warm_up_path, log)
+        print(f"vllm run-batch: {results['vllm_run_batch']}", flush=True)
+        base.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    if "queue" in results and "vllm_run_batch" in results:
+        queue_pace = results["queue"]["output_tokens_per_s"]
+        results["ratio"] = round(queue_pace / results["vllm_run_batch"]["output_tokens_per_s"], 4)
+        base.with_suffix(".json").write_text(json.dumps(results, indent=2))
+        base.with_suffix(".md").write_text(table(results))
+        print(table(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -16,15 +16,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from redis import Redis
-
 from benchmarks.__main__ import wait_for_workers
+from benchmarks.sides import add_side_argument, clean_slate, report_head, results_to_extend, runs
 from benchmarks.vllm_serve import running_vllm_serve
-from db.migrate import reset_database
 from vqueue.dev import stack
 from vqueue.models.source import resolve_model
 from vqueue.settings import Settings, get_settings
@@ -64,6 +61,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--input-len", type=int, default=128)
     parser.add_argument("--output-len", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    add_side_argument(parser)
     return parser.parse_args()
 
 
@@ -146,27 +144,26 @@ def table(results: dict[str, Any]) -> str:
 def main() -> None:
     args = parse_args()
     settings = get_settings()
-    args.out.mkdir(parents=True, exist_ok=True)
-    reset_database(settings.database_url)
-    Redis.from_url(settings.redis_url).flushdb()
-    os.environ["VQUEUE_API_KEY"] = stack.local_key(settings) or ""
-    results: dict[str, Any] = {"label": args.label, "args": vars(args) | {"out": str(args.out)}}
-    results["started"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     base = args.out / f"serve-compare-{args.label}"
-    stack.up(settings)
-    try:
-        wait_for_workers(settings, 1)
-        results["queue"] = side(stack.base_url(settings), settings, args, "queue")
-    finally:
-        stack.down(settings)
-    # Written after each side: a run cut short (a host's time limit) keeps what it measured.
-    base.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    log = args.out / f"serve-compare-{args.label}-vllm-serve.log"
-    with running_vllm_serve(settings, settings.api_port + 1, log) as url:
-        results["vllm_serve"] = side(url, settings, args, "vllm_serve")
-    base.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    base.with_suffix(".md").write_text(table(results))
-    print(table(results), flush=True)
+    results = results_to_extend(base.with_suffix(".json"), args.side, report_head(args))
+    os.environ["VQUEUE_API_KEY"] = clean_slate(settings)
+    if runs(args.side, "queue"):
+        stack.up(settings)
+        try:
+            wait_for_workers(settings, 1)
+            results["queue"] = side(stack.base_url(settings), settings, args, "queue")
+        finally:
+            stack.down(settings)
+        # Written after each side: a run cut short (a host's time limit) keeps what it measured.
+        base.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    if runs(args.side, "peer"):
+        log = args.out / f"serve-compare-{args.label}-vllm-serve.log"
+        with running_vllm_serve(settings, settings.api_port + 1, log) as url:
+            results["vllm_serve"] = side(url, settings, args, "vllm_serve")
+        base.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    if "queue" in results and "vllm_serve" in results:
+        base.with_suffix(".md").write_text(table(results))
+        print(table(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Parts of the benchmark that decide what its figures mean: the prompts each run gets, and
 the CPU accounting (which part of the stack a process belongs to), how the runs of the
-two sides taken in turns are paired and chosen, which GC pauses fell in a run, and how a
-run's jobs reached the engine."""
+two sides taken in turns are paired and chosen, which GC pauses fell in a run, how a
+run's jobs reached the engine, and how a comparison run one side per call is put together."""
 
 import asyncio
 import gc
 import itertools
+import json
 import socket
 import subprocess
 import sys
@@ -26,6 +27,7 @@ from benchmarks.intake import (
 )
 from benchmarks.late_tokens import describe as late_describe
 from benchmarks.late_tokens import late_bursts
+from benchmarks.sides import results_to_extend, runs
 from benchmarks.step_tap import StepTap
 from benchmarks.turns import QueueRun, median_pair, take_turns
 from benchmarks.watch_probe import run_one
@@ -311,3 +313,19 @@ def test_the_watch_probe_times_a_job_by_its_own_timestamps(client: VQueueClient)
         # decode speed, not the client's wait (the unwatched side polls once a second).
         assert 1 < run["tok_s"] < 10_000
         assert run["to_first_ms"] > 0
+
+
+def test_a_comparison_run_one_side_per_call_completes_the_first_calls_report(tmp_path) -> None:
+    report = tmp_path / "serve-compare-x.json"
+    first = results_to_extend(report, "queue", {"label": "x", "started": "09:40"})
+    assert first == {"label": "x", "started": "09:40"}  # nothing earlier: a fresh report
+    first["queue"] = {"output_throughput": 1.0}
+    report.write_text(json.dumps(first))
+    second = results_to_extend(report, "peer", {"label": "x", "started": "09:43"})
+    # The peer's side joins the queue's, and the report says when each call ran.
+    assert second["queue"] == {"output_throughput": 1.0}
+    assert second["started"] == "09:40"
+    assert second["calls"] == [{"side": "peer", "started": "09:43"}]
+    # Both sides in one call start over, whatever an earlier call left.
+    assert results_to_extend(report, "both", {"started": "10:00"}) == {"started": "10:00"}
+    assert [runs(side, "queue") for side in ("both", "queue", "peer")] == [True, True, False]
