@@ -33,6 +33,7 @@ from api.jobs.context_check import ContextCheck
 from api.jobs.rows import JobRows
 from api.jobs.services import JobServices
 from api.jobs.submitter import Submitter
+from api.jobs.waiting import WaitEstimator
 from api.openai import batch_routes as openai_batches
 from api.openai import file_routes as openai_files
 from api.openai import resume_routes as resume
@@ -95,7 +96,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     context = ContextCheck(settings, workers, tokenizer)
     app.state.resources = Resources(settings, db, redis, queue, keys, depth, ReadCoalescer())
     app.state.jobs = JobServices(
-        submitter, context, JobRows(lambda job_ids: all_rows(db, get_jobs(job_ids))), hub
+        submitter,
+        context,
+        JobRows(lambda job_ids: all_rows(db, get_jobs(job_ids))),
+        hub,
+        WaitEstimator(db),
     )
     app.state.feeder = feeder
     app.state.process_beat = beat

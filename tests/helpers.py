@@ -36,17 +36,26 @@ def wait_for_text(client: VQueueClient, job_id: str, timeout: float = 120) -> di
     raise AssertionError(f"job {job_id} produced no text in {timeout}s")
 
 
-def insert_unqueued_job(db: Engine, *, expired: bool = False, prompt: str = "Say hi.") -> str:
-    """A queued row that no broker message points at, as if its enqueue never happened."""
+def insert_unqueued_job(
+    db: Engine,
+    *,
+    expired: bool = False,
+    prompt: str = "Say hi.",
+    priority: int = 5,
+    released_in_s: float = 0.0,
+) -> str:
+    """A queued row that no broker message points at, as if its enqueue never happened
+    `released_in_s` from now (a time ahead: the reconciler never finds it missing)."""
     job_id = str(uuid.uuid4())
     expires = "now() - interval '1 second'" if expired else "now() + interval '1 day'"
     with db.begin() as conn:
         conn.execute(
             text(
-                "INSERT INTO jobs (id, status, prompt, params, expires_at) VALUES "
-                f"(:id, 'queued', :prompt, '{{\"max_tokens\": 4}}', {expires})"
+                "INSERT INTO jobs (id, status, prompt, params, priority, expires_at, released_at) "
+                f"VALUES (:id, 'queued', :prompt, '{{\"max_tokens\": 4}}', :priority, {expires}, "
+                "now() + make_interval(secs => :released))"
             ),
-            {"id": job_id, "prompt": prompt},
+            {"id": job_id, "prompt": prompt, "priority": priority, "released": released_in_s},
         )
     return job_id
 

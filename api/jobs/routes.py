@@ -115,6 +115,8 @@ async def read_job(
     if row is None:
         raise NotFoundError(f"no job {job_id!r}")
     text = None
+    if row["status"] == JobStatus.QUEUED:
+        return job_public(row, queue=await services.waits.wait_of(row))
     if row["status"] == JobStatus.RUNNING:
         try:
             text = await text_so_far(resources.redis, job_id, row["attempt"])

@@ -23,6 +23,7 @@ from api.core.serving_settings import at_most, no_longer_than, serving_settings
 from api.jobs.messages import Message
 from api.jobs.structured_outputs import StructuredOutputs
 from api.jobs.tools import ToolFields
+from api.jobs.waiting import QueueWait
 from db.states import JobStatus
 from vqueue.contract.logprobs import MAX_LOGPROBS
 
@@ -293,6 +294,7 @@ class JobPublic(JobSummary):
     tool_calls: list[dict[str, Any]] | None = Field(
         None, description="The calls read in its text once it ended (OpenAI's shape)"
     )
+    queue: QueueWait | None = Field(None, description="While queued: its place and estimates")
 
 
 class JobsPublic(BaseModel):

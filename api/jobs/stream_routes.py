@@ -7,7 +7,7 @@ event and that attempt's text from its start, never the rest of another attempt'
 (api/jobs/follower.py does the following). Disconnecting only stops the stream, never the job.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
@@ -21,7 +21,7 @@ from api.core.wire_json import line_safe_json
 from api.jobs.follower import Final, Idle, JobFollower, Revoked, load_job, while_key_valid
 from api.jobs.schemas import JobSummary
 from api.jobs.service import NOT_FOUND, parse_job_id
-from api.jobs.services import JobServicesDep
+from api.jobs.services import JobServices, JobServicesDep
 from api.jobs.stream_cursor import EVENT_ID, Delta, StreamCursor, event_id, parse_event_id
 from api.jobs.views import token_logprobs
 from db.states import JobStatus
@@ -31,7 +31,9 @@ router = APIRouter(tags=["jobs"])
 STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"text/event-stream": {}},
-        "description": "Events `delta` (id: `<attempt>-<offset>`, the attempt and the "
+        "description": "Events `queued` while the job waits (its place in the queue and "
+        "estimated start and finish, as GET /jobs/{id}'s `queue`: when the stream opens and "
+        "at each keep-alive), `delta` (id: `<attempt>-<offset>`, the attempt and the "
         "character offset after the delta), `restart` when a new attempt begins (its text "
         "follows from the start), `error` or `cancelled` when the job did not succeed, and a "
         "final `done` carrying the job's state; comments keep the connection alive.",
@@ -54,6 +56,12 @@ def delta_frame(delta: Delta) -> bytes:
     if delta.logprobs:
         data["logprobs"] = token_logprobs(delta.logprobs)
     return sse("delta", data, delta.event_id)
+
+
+async def queued_frame(services: JobServices, row: Mapping[str, Any]) -> bytes | None:
+    """The job's place and estimates while it waits with a message; None otherwise."""
+    wait = await services.waits.wait_of(row)
+    return None if wait is None else sse("queued", wait.model_dump(mode="json"))
 
 
 def restart_frame(attempt: int) -> bytes:
@@ -107,11 +115,16 @@ async def stream_job(
         if restart:
             yield restart_frame(row["attempt"])
         try:
+            if (waiting := await queued_frame(services, row)) is not None:
+                yield waiting
             async for event in while_key_valid(resources, caller, follower.events(row)):
                 if isinstance(event, Delta):
                     yield delta_frame(event)
                 elif isinstance(event, Idle):
                     yield b": keep-alive\n\n"
+                    now = await load_job(services, job_uuid, None)
+                    if now is not None and (waiting := await queued_frame(services, now)):
+                        yield waiting
                 elif isinstance(event, Final):
                     for frame in final_frames(event.summary):
                         yield frame

@@ -4,6 +4,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from api.jobs.schemas import JobLinks, JobPublic, JobSummary, Usage
+from api.jobs.waiting import QueueWait
 from vqueue.contract import logprobs
 from vqueue.contract.tools import ToolCalls, ToolUse, calls_json
 
@@ -64,9 +65,12 @@ def token_logprobs(value: str | None) -> list[dict[str, Any]] | None:
     ]
 
 
-def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
-    """The whole job: its summary, its input, its text (`text`, or the row's) and the log
-    probabilities of its tokens (once it ended, where asked for)."""
+def job_public(
+    row: Mapping[Any, Any], text: str | None = None, queue: QueueWait | None = None
+) -> JobPublic:
+    """The whole job: its summary, its input, its text (`text`, or the row's), the log
+    probabilities of its tokens (once it ended, where asked for) and, while it is queued,
+    its wait (`queue`)."""
     # Validated once, as the whole job (the summary is a part of it).
     return JobPublic(
         **_summary_fields(row),
@@ -76,6 +80,7 @@ def job_public(row: Mapping[Any, Any], text: str | None = None) -> JobPublic:
         params=row["params"],
         text=row["text"] if text is None else text,
         logprobs=token_logprobs(row["logprobs"]),
+        queue=queue,
         **_tool_fields(row),
     )
 

@@ -68,6 +68,8 @@ async function watch(jobId) {
       if (event.event === "delta") {
         if (firstAt === null) { firstAt = performance.now(); setStatus("running"); }
         answer.textContent += event.data.text;
+      } else if (event.event === "queued" && firstAt === null) {
+        setStatus(waitText(event.data));
       } else if (event.event === "restart") {
         answer.textContent = "";
       } else if (event.event === "done") {
@@ -80,6 +82,17 @@ async function watch(jobId) {
   } finally {
     if (current?.id === jobId) $("cancel").disabled = true;
   }
+}
+
+// "queued: 12 ahead, starts in about 40 s (ends about 14:02:10)", as far as the pace is known.
+function waitText(wait) {
+  const parts = [`queued: ${wait.position} ahead`];
+  if (wait.estimated_start_at) {
+    const seconds = Math.max(0, (new Date(wait.estimated_start_at) - Date.now()) / 1000);
+    parts.push(`starts in about ${Math.round(seconds)} s`);
+    parts.push(`(ends about ${new Date(wait.estimated_finish_at).toLocaleTimeString()})`);
+  }
+  return parts.join(", ").replace(", (", " (");
 }
 
 function finish(job, started, firstAt) {

@@ -1,0 +1,115 @@
+"""How long a queued job will wait: its place in the queue, and when it should start and end.
+
+The estimate comes from what the workers did lately (the jobs that succeeded in the last
+PACE_WINDOW_S seconds): a queued job starts when a slot frees, and slots free at the rate
+jobs end, of any priority (the next free slot goes to the most urgent job queued), so the job
+at place `n` starts after about `n + 1` more jobs end. It then takes the recent time to a
+first token, and its `max_tokens` at the recent time per token of one job. Before any job has
+ended lately there is no pace to go by: the place is known, the times are not.
+"""
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from pydantic import BaseModel, Field
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db.queue_load import DEFAULT_MAX_TOKENS
+from db.queue_wait import jobs_ahead, recent_pace
+from db.states import JobStatus
+
+PACE_WINDOW_S = 120.0
+# Every queued job's reader asks: one read of the pace serves an API process this long.
+PACE_CACHE_S = 2.0
+
+
+class QueueWait(BaseModel):
+    """Where a queued job stands, and when it should start and finish."""
+
+    position: int = Field(description="Queued jobs that workers take before this one (0: next)")
+    estimated_start_at: datetime | None = Field(
+        description="When it should start, at the pace jobs ended lately; null until one has"
+    )
+    estimated_finish_at: datetime | None = Field(
+        description="When it should end, if it produces all of its max_tokens"
+    )
+    jobs_per_s: float | None = Field(description="How fast jobs ended lately, all workers")
+
+
+class Pace(NamedTuple):
+    jobs_per_s: float
+    first_token_s: float
+    per_token_s: float
+
+
+class WaitEstimator:
+    def __init__(self, db: AsyncEngine) -> None:
+        self._db = db
+        self._pace: tuple[float, Pace] | None = None
+
+    async def wait_of(self, row: Mapping[str, Any]) -> QueueWait | None:
+        """The job's wait, while it is queued with a message and not past its queue timeout
+        (None otherwise: an expired job will not run, it waits for the reconciler to fail it)."""
+        if row["status"] != JobStatus.QUEUED or row["released_at"] is None:
+            return None
+        if row["expires_at"] is not None and row["expires_at"] <= datetime.now(UTC):
+            return None
+        async with self._db.connect() as conn:
+            ahead = (await conn.execute(jobs_ahead(row["priority"], row["released_at"]))).scalar()
+        pace = await self.pace()
+        if pace is None:
+            return QueueWait(
+                position=int(ahead or 0),
+                estimated_start_at=None,
+                estimated_finish_at=None,
+                jobs_per_s=None,
+            )
+        return estimate(int(ahead or 0), _max_tokens(row["params"]), pace, datetime.now(UTC))
+
+    async def pace(self) -> Pace | None:
+        now = time.monotonic()
+        if self._pace is not None and now - self._pace[0] < PACE_CACHE_S:
+            return self._pace[1]
+        async with self._db.connect() as conn:
+            found = (await conn.execute(recent_pace(PACE_WINDOW_S))).one()
+        pace = pace_of(*found)
+        # No pace yet is asked again: the first jobs' ends show at once, not a while later.
+        self._pace = None if pace is None else (now, pace)
+        return pace
+
+
+def pace_of(
+    ended: int,
+    since_first_start_s: Any,
+    tokens: int,
+    generating_s: Any,
+    to_first_token_s: Any,
+    generated: int,
+) -> Pace | None:
+    """The pace from recent_pace's figures; None when too little ended to tell."""
+    if not ended or since_first_start_s is None or not tokens or not generated:
+        return None
+    span = min(max(float(since_first_start_s), 1.0), PACE_WINDOW_S)
+    return Pace(
+        jobs_per_s=ended / span,
+        first_token_s=float(to_first_token_s) / generated,
+        per_token_s=float(generating_s) / tokens,
+    )
+
+
+def estimate(position: int, max_tokens: int, pace: Pace, now: datetime) -> QueueWait:
+    start = now + timedelta(seconds=(position + 1) / pace.jobs_per_s)
+    run_s = pace.first_token_s + max_tokens * pace.per_token_s
+    return QueueWait(
+        position=position,
+        estimated_start_at=start,
+        estimated_finish_at=start + timedelta(seconds=run_s),
+        jobs_per_s=round(pace.jobs_per_s, 3),
+    )
+
+
+def _max_tokens(params: Mapping[str, Any]) -> int:
+    asked = params.get("max_tokens")
+    return asked if isinstance(asked, int) else DEFAULT_MAX_TOKENS
