@@ -25,8 +25,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from benchmarks.__main__ import wait_for_workers
-from benchmarks.sides import clean_slate, report_head
+from benchmarks.sides import clean_slate, report_head, running_stack, write_report
 from vqueue.dev import stack
 from vqueue.settings import Settings, get_settings
 
@@ -146,19 +145,12 @@ def main() -> None:
     settings = get_settings()
     results = report_head(args)
     key = clean_slate(settings)
-    stack.up(settings)
-    try:
-        wait_for_workers(settings, 1)
+    with running_stack(settings):
         sent = send(settings, key, args.warm_up + args.requests, args.words)[args.warm_up :]
         rows = breakdown(settings, sent, phase_events(settings.run_dir / "worker.log"))
-    finally:
-        stack.down(settings)
     results["figures"] = summary(rows)
     results["requests"] = rows
-    base = args.out / f"first-token-{args.label}"
-    base.with_suffix(".json").write_text(json.dumps(results, indent=2))
-    base.with_suffix(".md").write_text(table(results["figures"]))
-    print(table(results["figures"]), flush=True)
+    write_report(args, "first-token", results, table(results["figures"]))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""What the single-purpose benchmarks (serve_compare, batch_compare, first_token) share: a
-clean stack state, a report's head, and one side of a comparison per call: a GPU host's call
+"""What the single-purpose benchmarks (serve_compare, batch_compare, first_token,
+wait_estimates) share: a clean stack state, the run's own stack, a report's head and files,
+and one side of a comparison per call: a GPU host's call
 limit may not fit the queue and its peer one after the other, so `--side queue` then `--side
 peer` (same host, same --out) run them apart and the second completes the report the first
 left."""
@@ -7,11 +8,14 @@ left."""
 import argparse
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from redis import Redis
 
+from benchmarks.__main__ import wait_for_workers
 from db.migrate import reset_database
 from vqueue.dev import stack
 from vqueue.settings import Settings
@@ -57,3 +61,22 @@ def report_head(args: argparse.Namespace) -> dict[str, Any]:
         "args": vars(args) | {"out": str(args.out)},
         "started": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     }
+
+
+@contextmanager
+def running_stack(settings: Settings) -> Iterator[str]:
+    """The run's own stack, up with its worker's engine loaded; its base URL. Stopped after."""
+    stack.up(settings)
+    try:
+        wait_for_workers(settings, 1)
+        yield stack.base_url(settings)
+    finally:
+        stack.down(settings)
+
+
+def write_report(args: argparse.Namespace, name: str, results: dict[str, Any], table: str) -> None:
+    """OUT/NAME-LABEL.json (every figure) and .md (the table), and the table printed."""
+    base = args.out / f"{name}-{args.label}"
+    base.with_suffix(".json").write_text(json.dumps(results, indent=2))
+    base.with_suffix(".md").write_text(table)
+    print(table, flush=True)
