@@ -60,7 +60,7 @@ def test_a_queued_job_shows_its_place_and_estimates_and_its_stream_says_so(
             assert datetime.now(UTC) - timedelta(seconds=5) < start < finish
             assert wait["jobs_per_s"] > 0
 
-        # The stream says where the job stands before anything else.
+        # The stream says where the job stands, the first thing it sends while the job waits.
         events = client.stream(first)
         opening = next(events)
         events.close()  # type: ignore[attr-defined]

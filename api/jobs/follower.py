@@ -101,6 +101,7 @@ class JobFollower:
         cursor: StreamCursor,
         *,
         needs_text: bool = False,
+        first_idle_s: float | None = None,
     ) -> None:
         self.resources = resources
         self.services = services
@@ -110,6 +111,9 @@ class JobFollower:
         self.needs_text = needs_text
         # Set when Redis cannot fill a gap: further deltas wait for the final text in Postgres.
         self.broken = False
+        # Where given, the first Idle comes this soon if nothing happened (then every
+        # keep-alive): a stream of a queued job tells its wait without delaying its opening.
+        self.first_idle_s = first_idle_s
 
     async def events(self, row: Mapping[str, Any]) -> AsyncIterator[FollowEvent]:
         with self.services.hub.subscribe(self.key) as subscription:
@@ -123,6 +127,7 @@ class JobFollower:
 
     async def _follow(self, subscription: Subscription) -> AsyncIterator[FollowEvent]:
         keepalive = self.resources.settings.sse_keepalive_s
+        quiet_s = self.first_idle_s or keepalive
         entries = await self._reread()
         while True:
             events, ended = await self._apply(entries)
@@ -132,7 +137,9 @@ class JobFollower:
                 for event in self._final(row, ended.logprobs):
                     yield event
                 return
-            if await subscription.wait(keepalive):
+            waited = await subscription.wait(quiet_s)
+            quiet_s = keepalive
+            if waited:
                 entries, lagged = subscription.drain()
                 if lagged:
                     entries = await self._reread()

@@ -32,15 +32,17 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"text/event-stream": {}},
         "description": "Events `queued` while the job waits (its place in the queue and "
-        "estimated start and finish, as GET /jobs/{id}'s `queue`: when the stream opens and "
-        "at each keep-alive), `delta` (id: `<attempt>-<offset>`, the attempt and the "
-        "character offset after the delta), `restart` when a new attempt begins (its text "
-        "follows from the start), `error` or `cancelled` when the job did not succeed, and a "
-        "final `done` carrying the job's state; comments keep the connection alive.",
+        "estimated start and finish, as GET /jobs/{id}'s `queue`: a second after the stream "
+        "opens if the job has not started, then at each keep-alive), `delta` (id: "
+        "`<attempt>-<offset>`, the attempt and the character offset after the delta), "
+        "`restart` when a new attempt begins (its text follows from the start), `error` or "
+        "`cancelled` when the job did not succeed, and a final `done` carrying the job's "
+        "state; comments keep the connection alive.",
     },
     **NOT_FOUND,
 }
 FINAL_EVENT = {JobStatus.FAILED: "error", JobStatus.CANCELLED: "cancelled"}
+QUEUED_NOTICE_S = 1.0
 
 
 def sse(event: str, data: Any, event_id: str | None = None) -> bytes:
@@ -108,15 +110,22 @@ async def stream_job(
     if restart:
         # Its text is not the newer attempt's: that one is sent from its start.
         position = 0
-    follower = JobFollower(resources, services, job_uuid, StreamCursor(row["attempt"], position))
+    # A queued job's wait is told within QUEUED_NOTICE_S if it has not started by then: off
+    # the way of a job that starts at once, whose first token must not wait for the count.
+    queued = row["status"] == JobStatus.QUEUED
+    follower = JobFollower(
+        resources,
+        services,
+        job_uuid,
+        StreamCursor(row["attempt"], position),
+        first_idle_s=QUEUED_NOTICE_S if queued else None,
+    )
 
     async def frames() -> AsyncIterator[bytes]:
         yield b"retry: 1000\n\n"
         if restart:
             yield restart_frame(row["attempt"])
         try:
-            if (waiting := await queued_frame(services, row)) is not None:
-                yield waiting
             async for event in while_key_valid(resources, caller, follower.events(row)):
                 if isinstance(event, Delta):
                     yield delta_frame(event)

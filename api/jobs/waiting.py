@@ -8,6 +8,7 @@ first token, and its `max_tokens` at the recent time per token of one job. Befor
 ended lately there is no pace to go by: the place is known, the times are not.
 """
 
+import asyncio
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -48,6 +49,7 @@ class WaitEstimator:
     def __init__(self, db: AsyncEngine) -> None:
         self._db = db
         self._pace: tuple[float, Pace] | None = None
+        self._lock = asyncio.Lock()
 
     async def wait_of(self, row: Mapping[str, Any]) -> QueueWait | None:
         """The job's wait, while it is queued with a message and not past its queue timeout
@@ -69,15 +71,23 @@ class WaitEstimator:
         return estimate(int(ahead or 0), _max_tokens(row["params"]), pace, datetime.now(UTC))
 
     async def pace(self) -> Pace | None:
-        now = time.monotonic()
-        if self._pace is not None and now - self._pace[0] < PACE_CACHE_S:
+        """The recent pace, read by one caller at a time (the others take its read)."""
+        if (cached := self._cached()) is not None:
+            return cached
+        async with self._lock:
+            if (cached := self._cached()) is not None:
+                return cached
+            async with self._db.connect() as conn:
+                found = (await conn.execute(recent_pace(PACE_WINDOW_S))).one()
+            pace = pace_of(*found)
+            # No pace yet is asked again: the first jobs' ends show at once, not a while later.
+            self._pace = None if pace is None else (time.monotonic(), pace)
+            return pace
+
+    def _cached(self) -> Pace | None:
+        if self._pace is not None and time.monotonic() - self._pace[0] < PACE_CACHE_S:
             return self._pace[1]
-        async with self._db.connect() as conn:
-            found = (await conn.execute(recent_pace(PACE_WINDOW_S))).one()
-        pace = pace_of(*found)
-        # No pace yet is asked again: the first jobs' ends show at once, not a while later.
-        self._pace = None if pace is None else (now, pace)
-        return pace
+        return None
 
 
 def pace_of(
