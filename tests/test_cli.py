@@ -6,7 +6,10 @@ import sys
 import uuid
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from tests.faults import CuttableProxy
+from tests.helpers import insert_unqueued_job
 from vqueue.client.api_client import VQueueClient
 from vqueue.settings import Settings
 
@@ -141,3 +144,29 @@ def test_an_unreachable_server_is_a_clear_error() -> None:
     failed = vqueue("http://127.0.0.1:9", "stats", timeout=30)
     assert failed.returncode == 2
     assert "cannot reach" in failed.stderr
+
+
+def test_following_a_queued_job_says_where_it_stands(
+    base_url: str, client: VQueueClient, db: Engine
+) -> None:
+    # A job no worker is sent (its message time is ahead of now): it waits while we look.
+    job_id = insert_unqueued_job(db, released_in_s=86_400)
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "vqueue.client.cli", "--url", base_url, "tail", job_id],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert tail.stderr is not None
+        # Its first words on stderr (past any a library may print first) tell the wait.
+        lines = [tail.stderr.readline().decode()]
+        while not lines[-1].startswith("[queued: ") and lines[-1] and len(lines) < 20:
+            lines.append(tail.stderr.readline().decode())
+        assert lines[-1].startswith("[queued: "), lines
+        assert " ahead" in lines[-1]
+        client.cancel(job_id)
+        _, rest = tail.communicate(timeout=120)
+    finally:
+        tail.kill()
+    assert tail.returncode == 1
+    assert "[cancelled:" in rest.decode()

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,16 @@ def _client(args: argparse.Namespace) -> VQueueClient:
     return VQueueClient(args.url, api_key=args.key)
 
 
+def waiting(wait: dict[str, Any]) -> str:
+    """A queued job's wait as a line: "queued: 12 ahead, starts in about 40 s"."""
+    said = f"queued: {wait['position']} ahead"
+    if wait.get("estimated_start_at"):
+        start = datetime.fromisoformat(wait["estimated_start_at"])
+        seconds = max(0, round((start - datetime.now(UTC)).total_seconds()))
+        said += f", starts in about {seconds} s"
+    return said
+
+
 def _follow(client: VQueueClient, job_id: str, offset: int) -> int:
     """Print the job's text from `offset` as it streams, reconnecting where it left off.
     Returns the exit status: 0 when the job succeeded."""
@@ -39,6 +50,9 @@ def _follow(client: VQueueClient, job_id: str, offset: int) -> int:
                     sys.stdout.write(event.data["text"])
                     sys.stdout.flush()
                     position = event.id or position
+                elif event.event == "queued" and not wrote:
+                    sys.stderr.write(f"[{waiting(event.data)}]\n")
+                    sys.stderr.flush()
                 elif event.event == "restart":
                     sys.stderr.write(f"\n[attempt {event.data['attempt']} restarts the text]\n")
                     position = event.id or f"{event.data['attempt']}-0"
