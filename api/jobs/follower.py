@@ -55,7 +55,11 @@ class Final:
 
 @dataclass(frozen=True)
 class Idle:
-    """Nothing happened for a keep-alive interval (streams send a comment)."""
+    """Nothing happened for a keep-alive interval (streams send a comment). `row`: the job's
+    row, read then to check it had not ended unseen (a stream shows a queued job's wait from
+    it without reading it again)."""
+
+    row: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -144,12 +148,13 @@ class JobFollower:
                 if lagged:
                     entries = await self._reread()
                 continue
-            yield Idle()
             # Quiet for a while: make sure the job did not end unseen (its END entry lost).
-            if (row := await self._final_row()) is not None:
+            row = await load_job(self.services, self.job_id, None)
+            if row is not None and JobStatus(row["status"]).is_terminal:
                 for event in self._final(row):
                     yield event
                 return
+            yield Idle(row)
             entries = []
 
     async def _ended_row(self, ended: Ended) -> Mapping[str, Any] | None:

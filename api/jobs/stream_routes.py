@@ -60,9 +60,9 @@ def delta_frame(delta: Delta) -> bytes:
     return sse("delta", data, delta.event_id)
 
 
-async def queued_frame(services: JobServices, row: Mapping[str, Any]) -> bytes | None:
+async def queued_frame(services: JobServices, row: Mapping[str, Any] | None) -> bytes | None:
     """The job's place and estimates while it waits with a message; None otherwise."""
-    wait = await services.waits.wait_of(row)
+    wait = None if row is None else await services.waits.wait_of(row)
     return None if wait is None else sse("queued", wait.model_dump(mode="json"))
 
 
@@ -131,8 +131,7 @@ async def stream_job(
                     yield delta_frame(event)
                 elif isinstance(event, Idle):
                     yield b": keep-alive\n\n"
-                    now = await load_job(services, job_uuid, None)
-                    if now is not None and (waiting := await queued_frame(services, now)):
+                    if (waiting := await queued_frame(services, event.row)) is not None:
                         yield waiting
                 elif isinstance(event, Final):
                     for frame in final_frames(event.summary):

@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.pace import jobs_ahead, recent_pace
 from db.queue_load import DEFAULT_MAX_TOKENS
-from db.queue_wait import jobs_ahead, recent_pace
 from db.states import JobStatus
 
 PACE_WINDOW_S = 120.0
