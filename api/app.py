@@ -82,7 +82,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     submitter = Submitter(db, broker, settings.queue_name, settings.jobs_per_message, workers)
     submitter.start()
     # The reconciler's and the batch feeder's threads, one connection each.
-    background_db = make_sync_engine(settings.database_url, pool_size=2)
+    background_db = make_sync_engine(
+        settings.database_url, pool_size=2, idle_in_transaction_s=settings.lease_s
+    )
     reconciler = Reconciler(settings, background_db, queue)
     reconciler.start()
     feeder = BatchFeeder(settings, background_db, queue)

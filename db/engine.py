@@ -26,11 +26,32 @@ def make_async_engine(
 
 
 def make_sync_engine(
-    url: str, pool_size: int = 5, ping_after_idle_s: float = PING_AFTER_IDLE_S
+    url: str,
+    pool_size: int = 5,
+    ping_after_idle_s: float = PING_AFTER_IDLE_S,
+    idle_in_transaction_s: float | None = None,
 ) -> Engine:
+    """`idle_in_transaction_s`: Postgres ends a session of this engine that sits in a
+    transaction this long without a statement, so that a process stopped mid-transaction (a
+    SIGSTOP, a frozen host) does not hold its row and advisory locks until it wakes."""
     engine = create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_timeout=5)
     ping_when_idle(engine, ping_after_idle_s)
+    if idle_in_transaction_s is not None:
+        end_idle_transactions(engine, idle_in_transaction_s)
     return engine
+
+
+def end_idle_transactions(engine: Engine, idle_s: float) -> None:
+    timeout_ms = max(1, round(idle_s * 1000))
+
+    def connected(dbapi_connection: Any, record: Any) -> None:
+        # A session setting, set once per connection: through a plain `SET`, which a pooler
+        # in front of Postgres passes on, where it may refuse startup options.
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute(f"SET idle_in_transaction_session_timeout = {timeout_ms}")
+        dbapi_connection.commit()
+
+    event.listen(engine, "connect", connected)
 
 
 def ping_when_idle(engine: Engine, idle_s: float) -> None:

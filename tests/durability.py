@@ -248,6 +248,7 @@ class Follower:
     text: str = ""
     restarts: int = 0
     reconnects: int = 0
+    finished: bool = False
     error: BaseException | None = None
     events: list[ServerEvent] = field(default_factory=list)
     thread: threading.Thread | None = None
@@ -274,6 +275,7 @@ class Follower:
                         self.text = ""
                         self.restarts += 1
                     elif event.event == "done":
+                        self.finished = True
                         return
                     last_id = event.id or last_id
             except (httpx.TransportError, httpx.HTTPStatusError) as exc:

@@ -1,7 +1,12 @@
 """db/engine.py against real Postgres: a pooled connection is pinged only after it has been
-idle, and one that died while idle is replaced before a statement needs it."""
+idle, and one that died while idle is replaced before a statement needs it; a process stopped
+in a transaction loses it (and its locks) after the idle limit."""
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +15,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.engine import make_async_engine, make_sync_engine
+from db.locks import exclusive_round
 from tests.conftest import DIRECT_DATABASE_URL
 
 IDLE_S = 0.3
@@ -86,3 +92,47 @@ def test_a_connection_that_died_while_idle_is_replaced_async(db: Engine) -> None
     finally:
         asyncio.run(engine.dispose())
     assert after != before
+
+
+HOLD_ROUND = """
+import sys, time
+from db.engine import make_sync_engine
+from db.locks import exclusive_round
+idle_s = float(sys.argv[2]) if len(sys.argv) > 2 else None
+engine = make_sync_engine(sys.argv[1], pool_size=1, idle_in_transaction_s=idle_s)
+with exclusive_round(engine, 0x7465737) as conn:
+    assert conn is not None
+    print("held", flush=True)
+    time.sleep(3600)
+"""
+
+
+def round_taken_while_holder_is_stopped(db: Engine, *idle_s: str, wait_s: float) -> bool:
+    """Whether this process takes a round's lock within `wait_s` while another process, which
+    took it and then was stopped (SIGSTOP) mid-round, is still stopped."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_ROUND, DIRECT_DATABASE_URL, *idle_s],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "held\n"
+            os.kill(holder.pid, signal.SIGSTOP)
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline:
+                with exclusive_round(db, 0x7465737) as conn:
+                    if conn is not None:
+                        return True
+                time.sleep(0.2)
+            return False
+        finally:
+            holder.kill()
+
+
+def test_a_process_stopped_mid_round_gives_its_lock_up_after_the_idle_limit(db: Engine) -> None:
+    assert round_taken_while_holder_is_stopped(db, "1", wait_s=60)
+
+
+def test_without_the_idle_limit_a_stopped_process_keeps_its_lock(db: Engine) -> None:
+    assert not round_taken_while_holder_is_stopped(db, wait_s=4)

@@ -116,7 +116,8 @@ class Settings(BaseSettings):
     queue_timeout_s: int = Field(86_400, gt=0)
     """How long a job may wait in the queue before it expires (per job: up to this)."""
     lease_s: float = Field(30.0, gt=0)
-    """A running job whose worker has not renewed its lease this long is queued again."""
+    """A running job whose worker has not renewed its lease this long is queued again; a worker's
+    (or a control loop's) transaction left idle this long is ended by Postgres, its locks freed."""
     max_attempts: int = Field(3, gt=0)
     """Runs (first one included) before a job whose workers keep dying is failed."""
     reconcile_interval_s: float = Field(5.0, gt=0)

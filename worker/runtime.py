@@ -58,7 +58,11 @@ class WorkerRuntime:
         tool_calls = ToolCallReader(settings.tool_call_parser, lambda: self.host.tokenizer())
         self.host = EngineHost(settings, model_path).start()
         self.db = make_sync_engine(
-            settings.database_url, pool_size=min(settings.effective_worker_concurrency, 20)
+            settings.database_url,
+            pool_size=min(settings.effective_worker_concurrency, 20),
+            # A worker stopped mid-transaction is as gone as one whose lease lapsed: its locks
+            # must not hold back the reconciler that requeues its jobs.
+            idle_in_transaction_s=settings.lease_s,
         )
         self.queue = JobQueue.from_settings(settings)
         self.publisher: TokenLogPublisher = self.host.submit(self._start_publisher()).result()
