@@ -102,7 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context,
         JobRows(lambda job_ids: all_rows(db, get_jobs(job_ids))),
         hub,
-        WaitEstimator(db),
+        WaitEstimator(db, lambda: workers.max_jobs),
     )
     app.state.feeder = feeder
     app.state.process_beat = beat

@@ -16,7 +16,7 @@ from sqlalchemy import Select, Text, Update, cast, func, literal_column, select,
 from db.conflicts import locked_in_id_order
 from db.jobs import array_param, id_among, interval_s
 from db.schema import jobs
-from db.states import TERMINAL_STATES, JobStatus, sources_of
+from db.states import JobStatus, sources_of
 from db.transitions import job_move
 
 # What the end of a job's stream reports (api/job_views.job_summary): every column a client
@@ -27,6 +27,7 @@ SUMMARY_COLUMNS = (
     "priority",
     "timeout_s",
     "expires_at",
+    "deadline_at",
     "cancel_requested_at",
     "model",
     "attempt",
@@ -63,6 +64,7 @@ class ClaimedJob:
     created_at: datetime
     started_at: datetime | None
     tools: dict[str, Any] | None  # vqueue/contract/tools.py ToolUse.stored(), for chat jobs
+    deadline_at: datetime | None  # past it, a run is cancelled, its text so far kept
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "ClaimedJob":
@@ -127,9 +129,11 @@ class AttemptResult:
     tool_calls: str | None = None  # vqueue/contract/tools.py ToolCalls.encode(), where offered
 
 
-# Every terminal state is reached from exactly these, so one filter serves a mixed list.
-_FINISHABLE = sorted(set.intersection(*(set(sources_of(s)) for s in TERMINAL_STATES)))
-assert all(set(sources_of(s)) == set(_FINISHABLE) for s in TERMINAL_STATES)
+# How a run ends (`expired` is only for a job that never ran). Each is reached from exactly
+# these states, so one filter serves a mixed list.
+RUN_OUTCOMES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+_FINISHABLE = sorted(set.intersection(*(set(sources_of(s)) for s in RUN_OUTCOMES)))
+assert all(set(sources_of(s)) == set(_FINISHABLE) for s in RUN_OUTCOMES)
 
 
 def finish_jobs(results: list[AttemptResult]) -> Update:
@@ -139,7 +143,7 @@ def finish_jobs(results: list[AttemptResult]) -> Update:
     Still `queued` with the same attempt means the reconciler requeued the job while this
     worker could not reach Postgres, and nobody claimed it since: the result is kept."""
     assert results
-    assert all(result.status.is_terminal for result in results)
+    assert all(result.status in RUN_OUTCOMES for result in results)
     fields: dict[str, list[Any]] = {
         "id": [r.job_id for r in results],
         "attempt": [r.attempt for r in results],

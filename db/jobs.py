@@ -15,6 +15,7 @@ from sqlalchemy import (
     Update,
     any_,
     bindparam,
+    case,
     func,
     or_,
     select,
@@ -63,8 +64,12 @@ def job_row(
     owner_id: uuid.UUID = ANONYMOUS_OWNER,
     prompt_token_ids: list[int] | None = None,
     tools: dict[str, Any] | None = None,
+    deadline_at: datetime | None = None,
 ) -> dict[str, Any]:
-    """The values of a new queued job, for insert_jobs()."""
+    """The values of a new queued job, for insert_jobs(). A deadline is also the latest its
+    wait in the queue may end."""
+    if deadline_at is not None:
+        expires_at = min(expires_at, deadline_at)
     return {
         "id": job_id,
         "owner_id": owner_id,
@@ -77,6 +82,7 @@ def job_row(
         "priority": priority,
         "timeout_s": timeout_s,
         "expires_at": expires_at,
+        "deadline_at": deadline_at,
         "idempotency_key": idempotency_key,
         "request_hash": request_hash,
         "metadata": metadata,
@@ -217,14 +223,18 @@ def give_up_lost_jobs(max_attempts: int, live_workers: list[str], lease_s: float
 
 
 def expire_queued_jobs() -> Update:
-    move = job_move(JobStatus.FAILED, only_from=[JobStatus.QUEUED])
+    move = job_move(JobStatus.EXPIRED, only_from=[JobStatus.QUEUED])
     expired = (move.guard, jobs.c.expires_at <= func.now())
+    missed_deadline = jobs.c.deadline_at.is_not(None) & (jobs.c.deadline_at <= jobs.c.expires_at)
     return (
         update(jobs)
         .where(locked_in_id_order(*expired, skip_locked=True), *expired)
         .values(
             **move.values,
-            error="expired: waited in the queue longer than its queue timeout",
+            error=case(
+                (missed_deadline, "expired: its deadline passed before it could start"),
+                else_="expired: waited in the queue longer than its queue timeout",
+            ),
             finished_at=func.now(),
         )
         .returning(jobs.c.id, jobs.c.attempt)

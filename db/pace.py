@@ -64,6 +64,11 @@ def jobs_ahead(priority: int, released_at: datetime) -> Select[Any]:
     )
 
 
+def running_jobs() -> Select[Any]:
+    """How many jobs hold a worker's slot now."""
+    return select(func.count()).where(jobs.c.status == JobStatus.RUNNING)
+
+
 def output_ahead(priority: int) -> Select[int, Any]:
     """(jobs, output tokens at most) queued or running at `priority` or before it (0 first):
     what runs before, or beside, a job of that priority submitted now."""

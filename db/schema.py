@@ -134,9 +134,11 @@ jobs = Table(
     Column("finished_at", DateTime(timezone=True)),
     # 0 runs first, 9 last: the order of Celery's Redis priorities and of vLLM's scheduler.
     Column("priority", SmallInteger, nullable=False, server_default="5"),
-    # Longest a run may take; a queued job past expires_at fails instead of running stale.
+    # Longest a run may take; a queued job past expires_at expires instead of running stale.
     Column("timeout_s", Integer, nullable=False, server_default="3600"),
     Column("expires_at", DateTime(timezone=True)),
+    # When the caller needs it done by: queued past it, it expires; running, it is cancelled.
+    Column("deadline_at", DateTime(timezone=True)),
     # A running job whose lease lapses lost its worker and is queued again.
     Column("lease_expires_at", DateTime(timezone=True)),
     Column("cancel_requested_at", DateTime(timezone=True)),

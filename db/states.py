@@ -10,19 +10,29 @@ class JobStatus(StrEnum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # Its time ran out before it started (its queue timeout or its deadline): never run.
+    EXPIRED = "expired"
 
     @property
     def is_terminal(self) -> bool:
         return self in TERMINAL_STATES
 
 
-TERMINAL_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+TERMINAL_STATES = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+)
 
 TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     # QUEUED -> SUCCEEDED/FAILED: a worker's late result for a job the reconciler requeued while
     # Postgres was out of reach, when no other attempt has claimed it since.
     JobStatus.QUEUED: frozenset(
-        {JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED, JobStatus.SUCCEEDED}
+        {
+            JobStatus.RUNNING,
+            JobStatus.CANCELLED,
+            JobStatus.FAILED,
+            JobStatus.SUCCEEDED,
+            JobStatus.EXPIRED,
+        }
     ),
     # Back to QUEUED when a worker hands a job back (shutdown, lost lease).
     JobStatus.RUNNING: frozenset(
@@ -31,6 +41,7 @@ TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
     JobStatus.SUCCEEDED: frozenset(),
     JobStatus.FAILED: frozenset(),
     JobStatus.CANCELLED: frozenset(),
+    JobStatus.EXPIRED: frozenset(),
 }
 
 

@@ -36,5 +36,6 @@ def claimed_job(**given: Any) -> ClaimedJob:
         "created_at": datetime.now(UTC),
         "started_at": datetime.now(UTC),
         "tools": None,
+        "deadline_at": None,
     }
     return ClaimedJob(**(values | given))

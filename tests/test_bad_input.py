@@ -55,6 +55,11 @@ BAD_BODIES: list[tuple[str, Any, set[str]]] = [
     ("temperature as a string", {"prompt": "hi", "temperature": "0.5"}, {"temperature"}),
     ("priority as a boolean", {"prompt": "hi", "priority": False}, {"priority"}),
     ("ignore_eos as a number", {"prompt": "hi", "ignore_eos": 1}, {"ignore_eos"}),
+    ("deadline zero", {"prompt": "hi", "deadline_s": 0}, {"deadline_s"}),
+    ("deadline negative", {"prompt": "hi", "deadline_s": -5}, {"deadline_s"}),
+    ("deadline past thirty days", {"prompt": "hi", "deadline_s": 3e6}, {"deadline_s"}),
+    ("deadline as a string", {"prompt": "hi", "deadline_s": "10"}, {"deadline_s"}),
+    ("unknown on_infeasible", {"prompt": "hi", "on_infeasible": "maybe"}, {"on_infeasible"}),
     ("body is a list", [{"prompt": "hi"}], set()),
 ]
 
@@ -95,6 +100,17 @@ def test_unreadable_bodies_are_refused(
     )
     assert response.status_code == 422, response.text
     assert response.json()["error"]["message"]
+    assert count_jobs(db) == before
+
+
+@pytest.mark.parametrize("cancel_after", ["soon", "0", "-3", "nan", "inf", "1e9", ""])
+def test_a_bad_cancel_after_header_is_refused(base_url: str, db: Engine, cancel_after: str) -> None:
+    before = count_jobs(db)
+    response = http.post(
+        f"{base_url}/jobs", json={"prompt": "hi"}, headers={"Cancel-After": cancel_after}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["details"][0]["field"] == "Cancel-After", response.text
     assert count_jobs(db) == before
 
 

@@ -60,6 +60,20 @@ def test_submit_sends_a_chat_turn_unless_asked_for_a_raw_prompt(
     assert "--system" in refused.stderr
 
 
+def test_submit_with_a_deadline_the_queue_cannot_meet(base_url: str, client: VQueueClient) -> None:
+    # A pace to estimate by: a job that ended a moment ago.
+    assert client.wait(client.submit(prompt="Count.", max_tokens=16)["id"])["status"] == "succeeded"
+    long = ("Write a long essay.", "--max-tokens", "1500", "--deadline", "1")
+    refused = vqueue(base_url, "submit", *long)
+    assert refused.returncode == 2
+    assert "429" in refused.stderr
+    assert "deadline cannot be met" in refused.stderr
+    accepted = vqueue(base_url, "submit", *long, "--accept-late", "--no-wait")
+    assert accepted.returncode == 0, accepted.stderr
+    assert "[warning: the deadline cannot be met" in accepted.stderr
+    assert client.wait(accepted.stdout.strip())["status"] in {"cancelled", "expired"}
+
+
 def test_a_job_that_ends_with_no_text_says_so(base_url: str, client: VQueueClient) -> None:
     # Greedy, the answer's first token starts with a space: the stop string ends it at once.
     job = client.submit(prompt="The capital of France is", temperature=0, stop=[" "])

@@ -94,10 +94,10 @@ def test_a_job_that_waited_too_long_expires_instead_of_running(
     queue.close()
     events = list(client.stream(job_id))
     final = client.get(job_id)
-    assert final["status"] == "failed"
-    assert final["error"].startswith("expired")
+    assert final["status"] == "expired"
+    assert final["error"] == "expired: waited in the queue longer than its queue timeout"
     assert final["started_at"] is None
-    assert [event.event for event in events] == ["error", "done"]
+    assert [event.event for event in events] == ["expired", "done"]
 
 
 def test_higher_priority_jobs_start_first(client: VQueueClient, settings: Settings) -> None:

@@ -22,6 +22,18 @@ def test_the_estimate_counts_the_jobs_ahead_at_the_pace_jobs_ended() -> None:
     assert (wait.position, wait.jobs_per_s) == (9, 2.0)
 
 
+def test_free_slots_take_the_first_jobs_in_line_at_once() -> None:
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    # A slow pace (long jobs), which would put even the next job minutes away.
+    pace = Pace(jobs_per_s=0.02, first_token_s=0.5, per_token_s=0.01)
+    assert estimate(0, 100, pace, now, free_slots=3).estimated_start_at == now
+    assert estimate(2, 100, pace, now, free_slots=3).estimated_start_at == now
+    # The fourth in line waits for one end: 50 seconds at 0.02 a second.
+    assert estimate(3, 100, pace, now, free_slots=3).estimated_start_at == now + timedelta(
+        seconds=50
+    )
+
+
 def test_no_pace_is_claimed_before_jobs_ended_and_made_tokens() -> None:
     assert pace_of(0, None, 0, 0, 0, 0) is None
     assert pace_of(3, 10.0, 0, 0, 0, 0) is None  # ended without a token: no pace per token

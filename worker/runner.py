@@ -30,6 +30,7 @@ from worker.engine import EngineHost
 from worker.prompts import EngineInput, PromptMaker
 from worker.publisher import TokenLogPublisher
 from worker.recorder import Outcome, Recorder
+from worker.run_limit import RunLimit, run_limit
 
 log = logging.getLogger(__name__)
 
@@ -256,7 +257,7 @@ class JobRunner:
                 continue
             row = rows[job_id]
             requests[job_id] = self._generate(
-                job_id, row.attempt, made, row.priority, row.timeout_s
+                job_id, row.attempt, made, row.priority, run_limit(row)
             )
         return requests
 
@@ -275,7 +276,7 @@ class JobRunner:
         attempt: int,
         engine_input: EngineInput,
         priority: int,
-        timeout_s: int,
+        limit: RunLimit,
     ) -> Outcome:
         current_job.set(job_id)  # this task's own context: its log lines name the job
         with self._lock:
@@ -294,7 +295,7 @@ class JobRunner:
         try:
             if stopped_early:
                 raise asyncio.CancelledError
-            async with asyncio.timeout(timeout_s):
+            async with asyncio.timeout(limit.seconds):
                 request_id = f"{job_id}:{attempt}"
                 generator = self.host.engine.generate(
                     engine_input.prompt, engine_input.sampling, request_id, priority=priority
@@ -346,9 +347,15 @@ class JobRunner:
                 outcome.status = JobStatus.CANCELLED
                 outcome.finish_reason = "cancelled"
         except TimeoutError:
-            outcome.status = JobStatus.FAILED
-            outcome.finish_reason = "timeout"
-            outcome.error = f"timed out: still running after its timeout of {timeout_s}s"
+            if limit.deadline:
+                # The caller's deadline: what it made by then is kept, as a cancel keeps it.
+                outcome.status = JobStatus.CANCELLED
+                outcome.finish_reason = "deadline"
+                outcome.error = "deadline: still running when its deadline passed"
+            else:
+                outcome.status = JobStatus.FAILED
+                outcome.finish_reason = "timeout"
+                outcome.error = f"timed out: still running after its timeout of {limit.seconds:g}s"
         except Exception as exc:
             if type(exc).__name__ == "EngineDeadError":
                 self.on_engine_dead(exc)

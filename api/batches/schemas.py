@@ -76,6 +76,7 @@ class BatchCounts(BaseModel):
     succeeded: int
     failed: int
     cancelled: int
+    expired: int = Field(0, description="Past the batch's queue timeout before they started")
 
 
 class BatchLineError(BaseModel):

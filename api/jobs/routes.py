@@ -2,6 +2,7 @@
 
 import logging
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -14,6 +15,7 @@ from api.core.errors import BadRequestError, ConflictError, NotFoundError
 from api.core.job_ends import announce_ended
 from api.core.limits import admit, input_tokens
 from api.core.resources import Resources, ResourcesDep, first_row
+from api.jobs.deadlines import CancelAfter, deadline_at_of, deadline_s_of, judge_deadline
 from api.jobs.follower import load_job
 from api.jobs.schemas import JobCreate, JobPublic, JobsPublic
 from api.jobs.service import (
@@ -64,7 +66,10 @@ def _replay(row: Mapping[str, Any], fingerprint: str | None, response: Response)
             "description": "The prompt's tokens and max_tokens are over the model's context",
         },
         409: {"model": ErrorResponse, "description": "Idempotency-Key reused with another body"},
-        429: {"model": ErrorResponse, "description": "Over one of this key's limits"},
+        429: {
+            "model": ErrorResponse,
+            "description": "Over one of this key's limits, or its deadline cannot be met",
+        },
         503: {"model": ErrorResponse, "description": "Queue full, or database unavailable"},
     },
 )
@@ -75,8 +80,10 @@ async def submit_job(
     caller: CallerDep,
     response: Response,
     idempotency_key: IdempotencyKey = None,
+    cancel_after: CancelAfter = None,
 ) -> JobPublic:
     fingerprint = request_fingerprint(body) if idempotency_key else None
+    deadline_at = deadline_at_of(deadline_s_of(body, cancel_after), datetime.now(UTC))
     if idempotency_key:
         # A retry of a request that got through is answered whatever the limits say now.
         existing = await _by_idempotency_key(resources, caller, idempotency_key)
@@ -87,6 +94,9 @@ async def submit_job(
             name for name in ("prompt", "messages", "prompt_token_ids") if getattr(body, name)
         )
         raise BadRequestError(refused, [ErrorDetail(field=field, message=refused)])
+    warning = None
+    if deadline_at is not None:
+        warning = await judge_deadline(services.waits, body, deadline_at)
     await admit(resources, caller, 1, input_tokens(body))
     values = new_job_row(
         body,
@@ -94,6 +104,7 @@ async def submit_job(
         caller,
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
+        deadline_at=deadline_at,
     )
     # Committed, then enqueued, together with whatever other submits arrived meanwhile.
     row = await services.submitter.submit(values)
@@ -104,7 +115,9 @@ async def submit_job(
         assert existing is not None
         return _replay(existing, fingerprint, response)
     response.headers["Location"] = f"/jobs/{row['id']}"
-    return job_public(row)
+    public = job_public(row)
+    public.warning = warning
+    return public
 
 
 @router.get("/jobs/{job_id}", response_model=JobPublic, responses=NOT_FOUND)

@@ -3,7 +3,7 @@
 import math
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 import orjson
 from pydantic import (
@@ -186,6 +186,10 @@ class JobSpec(SamplingFields, JobInput):
         return self
 
 
+# The longest deadline taken: thirty days, beyond any queue timeout.
+MAX_DEADLINE_S = 30 * 86_400
+
+
 class JobCreate(JobSpec):
     priority: int = Field(5, ge=0, le=9, description="0 runs first, 9 last")
     timeout_s: Annotated[int, at_most("max_job_timeout_s")] | None = Field(
@@ -195,6 +199,19 @@ class JobCreate(JobSpec):
         None,
         ge=1,
         description="Longest wait in the queue before the job expires; default the maximum",
+    )
+    deadline_s: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_DEADLINE_S,
+        description="Seconds from now by which it must be done (or the Cancel-After header): "
+        "refused with 429 where the queue's estimate says it cannot be; still queued then, it "
+        "expires; still running, it is cancelled with its text so far",
+    )
+    on_infeasible: Literal["reject", "accept"] = Field(
+        "reject",
+        description="Where the estimate misses the deadline: refuse (429), or queue it with a "
+        "warning",
     )
 
     # A JSON body's numbers and flags are taken as sent: "1" or true for max_tokens would
@@ -213,6 +230,7 @@ class JobCreate(JobSpec):
         "priority",
         "timeout_s",
         "queue_timeout_s",
+        "deadline_s",
         mode="before",
     )
     @classmethod
@@ -252,6 +270,7 @@ class JobSummary(BaseModel):
     priority: int
     timeout_s: int
     expires_at: datetime | None
+    deadline_at: datetime | None = Field(None, description="When it must be done by, if asked")
     cancel_requested_at: datetime | None
     model: str | None
     attempt: int
@@ -295,6 +314,9 @@ class JobPublic(JobSummary):
         None, description="The calls read in its text once it ended (OpenAI's shape)"
     )
     queue: QueueWait | None = Field(None, description="While queued: its place and estimates")
+    warning: str | None = Field(
+        None, description="At submit: why it may miss its deadline (on_infeasible: accept)"
+    )
 
 
 class JobsPublic(BaseModel):

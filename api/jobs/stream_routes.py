@@ -41,7 +41,11 @@ STREAM_DOC: dict[int | str, dict[str, Any]] = {
     },
     **NOT_FOUND,
 }
-FINAL_EVENT = {JobStatus.FAILED: "error", JobStatus.CANCELLED: "cancelled"}
+FINAL_EVENT = {
+    JobStatus.FAILED: "error",
+    JobStatus.CANCELLED: "cancelled",
+    JobStatus.EXPIRED: "expired",
+}
 QUEUED_NOTICE_S = 1.0
 
 

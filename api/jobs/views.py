@@ -29,6 +29,7 @@ def _summary_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
         "priority": row["priority"],
         "timeout_s": row["timeout_s"],
         "expires_at": row["expires_at"],
+        "deadline_at": row.get("deadline_at"),
         "cancel_requested_at": row["cancel_requested_at"],
         "model": row["model"],
         "attempt": row["attempt"],

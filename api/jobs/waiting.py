@@ -10,14 +10,14 @@ ended lately there is no pace to go by: the place is known, the times are not.
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db.pace import jobs_ahead, recent_pace
+from db.pace import jobs_ahead, recent_pace, running_jobs
 from db.queue_load import DEFAULT_MAX_TOKENS
 from db.states import JobStatus
 
@@ -46,8 +46,11 @@ class Pace(NamedTuple):
 
 
 class WaitEstimator:
-    def __init__(self, db: AsyncEngine) -> None:
+    """`slots`: how many jobs the live workers hold at most, all together (None: unknown)."""
+
+    def __init__(self, db: AsyncEngine, slots: Callable[[], int | None] = lambda: None) -> None:
         self._db = db
+        self._slots = slots
         self._pace: tuple[float, Pace] | None = None
         self._lock = asyncio.Lock()
 
@@ -69,6 +72,19 @@ class WaitEstimator:
                 jobs_per_s=None,
             )
         return estimate(int(ahead or 0), _max_tokens(row["params"]), pace, datetime.now(UTC))
+
+    async def wait_if_submitted(self, priority: int, max_tokens: int) -> QueueWait | None:
+        """The wait of a job of `priority` submitted now (None before there is a pace). Where
+        a worker has a slot free for it, it starts at once."""
+        now = datetime.now(UTC)
+        async with self._db.connect() as conn:
+            ahead = int((await conn.execute(jobs_ahead(priority, now))).scalar() or 0)
+            running = int((await conn.execute(running_jobs())).scalar() or 0)
+        pace = await self.pace()
+        if pace is None:
+            return None
+        free = max((self._slots() or 0) - running, 0)
+        return estimate(ahead, max_tokens, pace, now, free_slots=free)
 
     async def pace(self) -> Pace | None:
         """The recent pace, read by one caller at a time (the others take its read)."""
@@ -109,8 +125,13 @@ def pace_of(
     )
 
 
-def estimate(position: int, max_tokens: int, pace: Pace, now: datetime) -> QueueWait:
-    start = now + timedelta(seconds=(position + 1) / pace.jobs_per_s)
+def estimate(
+    position: int, max_tokens: int, pace: Pace, now: datetime, free_slots: int = 0
+) -> QueueWait:
+    """`free_slots`: slots free now, which the first jobs in line take without waiting for
+    another job to end."""
+    ends_awaited = max(position + 1 - free_slots, 0)
+    start = now + timedelta(seconds=ends_awaited / pace.jobs_per_s)
     run_s = pace.first_token_s + max_tokens * pace.per_token_s
     return QueueWait(
         position=position,

@@ -106,7 +106,8 @@ async def _batch_object(resources: Resources, row: Mapping[str, Any]) -> dict[st
         tally = (await tally_jobs(conn, [row["id"]]))[row["id"]]
     openai = row["metadata"]["openai"]
     status = BatchStatus(row["status"])
-    failed = tally.get(JobStatus.FAILED, 0) + tally.get(JobStatus.CANCELLED, 0)
+    unfinished = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
+    failed = sum(tally.get(job_status, 0) for job_status in unfinished)
 
     def at(value: Any) -> int | None:
         return None if value is None else int(value.timestamp())

@@ -134,7 +134,11 @@ async def read_file_content(file_name: str, resources: ResourcesDep, caller: Cal
         return Response(bytes(row["content"]), media_type="application/jsonl")
     batch = await openai_batch_row(resources, caller, file_uuid, file_name)
     openai = batch["metadata"]["openai"]
-    wanted = {JobStatus.SUCCEEDED} if kind == OUTPUT else {JobStatus.FAILED, JobStatus.CANCELLED}
+    wanted = (
+        {JobStatus.SUCCEEDED}
+        if kind == OUTPUT
+        else {JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED}
+    )
     query = batch_results(batch["id"], by_completion=False, statuses=wanted)
 
     async def lines() -> AsyncIterator[bytes]:

@@ -40,6 +40,9 @@ def failure(end: JobSummary) -> OpenAIError:
         return invalid_request(message)
     if end.status == JobStatus.CANCELLED:
         return OpenAIError(409, message, "invalid_request_error", code="cancelled")
+    if end.status == JobStatus.EXPIRED:
+        # Never run: the queue could not start it in time; another try may fare better.
+        return OpenAIError(503, message, "server_error", code="expired")
     return OpenAIError(500, message, "server_error")
 
 

@@ -32,13 +32,15 @@ class LiveWorkers:
     check reads their context length: a task reads their heartbeats every few seconds, off
     the path of a submit. `count` is the last answer (1 until there is one, and while Redis
     cannot be read); `max_model_len` the smallest context of a live worker and
-    `smallest_max_jobs` the fewest jobs one holds (None before)."""
+    `smallest_max_jobs` the fewest jobs one holds and `max_jobs` all of them together (None
+    before)."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
         self.count = 1
         self.max_model_len: int | None = None
         self.smallest_max_jobs: int | None = None
+        self.max_jobs: int | None = None
         self._task = BackgroundTask("live-workers", every(REFRESH_S, self.refresh))
 
     def start(self) -> None:
@@ -62,3 +64,4 @@ class LiveWorkers:
         # A heartbeat of an earlier release does not say it.
         holds = [worker["max_jobs"] for worker in found if worker.get("max_jobs")]
         self.smallest_max_jobs = min(holds) if holds else None
+        self.max_jobs = sum(holds) if holds else None

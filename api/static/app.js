@@ -222,7 +222,7 @@ async function uploadBatch(file) {
   }
   for (;;) {
     const c = batch.counts;
-    const done = c.succeeded + c.failed + c.cancelled;
+    const done = c.succeeded + c.failed + c.cancelled + (c.expired || 0);
     progress.value = c.total ? Math.round((100 * done) / c.total) : 100;
     const left = batch.estimated_seconds_left;
     $("batch-status").textContent = `${batch.status}: ${done} / ${c.total} done, ${c.running} running` +

@@ -58,7 +58,7 @@ def parse_sse(lines: Iterable[str]) -> Iterator[ServerEvent]:
             event_id = value
 
 
-JOB_FINAL = frozenset({"succeeded", "failed", "cancelled"})
+JOB_FINAL = frozenset({"succeeded", "failed", "cancelled", "expired"})
 BATCH_FINAL = frozenset({"completed", "failed", "cancelled"})
 
 

@@ -56,7 +56,7 @@ def _follow(client: VQueueClient, job_id: str, offset: int) -> int:
                 elif event.event == "restart":
                     sys.stderr.write(f"\n[attempt {event.data['attempt']} restarts the text]\n")
                     position = event.id or f"{event.data['attempt']}-0"
-                elif event.event in {"error", "cancelled"}:
+                elif event.event in {"error", "cancelled", "expired"}:
                     sys.stderr.write(f"\n[{event.event}: {event.data.get('message')}]\n")
                 elif event.event == "done":
                     if not wrote and event.data["status"] == "succeeded" and offset == 0:
@@ -76,6 +76,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {"max_tokens": args.max_tokens, "priority": args.priority}
     if args.temperature is not None:
         body["temperature"] = args.temperature
+    if args.deadline is not None:
+        body["deadline_s"] = args.deadline
+        body["on_infeasible"] = "accept" if args.accept_late else "reject"
     if args.raw:
         if args.system:
             print("vqueue: --system needs a chat prompt; leave out --raw", file=sys.stderr)
@@ -88,6 +91,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
         body["messages"] = [*system, {"role": "user", "content": args.prompt}]
     with _client(args) as client:
         job = client.submit(**body)
+        if job.get("warning"):
+            sys.stderr.write(f"[warning: {job['warning']}]\n")
         if args.no_wait:
             print(job["id"])
             return 0
@@ -113,7 +118,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def _progress(batch: dict[str, Any]) -> str:
     counts = batch["counts"]
-    done = counts["succeeded"] + counts["failed"] + counts["cancelled"]
+    done = counts["succeeded"] + counts["failed"] + counts["cancelled"] + counts.get("expired", 0)
     total = max(counts["total"], 1)
     filled = int(30 * done / total)
     left = batch.get("estimated_seconds_left")
@@ -197,6 +202,12 @@ def parser() -> argparse.ArgumentParser:
     submit.add_argument("--max-tokens", type=int, default=256)
     submit.add_argument("--temperature", type=float)
     submit.add_argument("--priority", type=int, default=5)
+    submit.add_argument(
+        "--deadline", type=float, metavar="SECONDS", help="done within this, or refused or cut off"
+    )
+    submit.add_argument(
+        "--accept-late", action="store_true", help="queue it even if the estimate misses --deadline"
+    )
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
     submit.set_defaults(run=cmd_submit)
 

@@ -30,7 +30,7 @@ def run_demo(client: VQueueClient, out: TextIO, max_tokens: int = 256) -> None:
             if event.event == "delta":
                 out.write(event.data["text"])
                 out.flush()
-            elif event.event in {"error", "cancelled"}:
+            elif event.event in {"error", "cancelled", "expired"}:
                 out.write(f"\n[{event.event}: {event.data.get('message')}]")
             elif event.event == "done":
                 usage = event.data["usage"]

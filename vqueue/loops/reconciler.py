@@ -4,7 +4,7 @@ Every API process and worker runs this loop (so a dead worker's jobs are requeue
 no other worker is up); a Postgres advisory lock lets one of them do each round:
 - running jobs whose worker died (lease lapsed and no heartbeat) are queued and sent again,
   or failed once they used every attempt;
-- queued jobs past their queue timeout fail instead of running stale;
+- queued jobs past their queue timeout or deadline expire instead of running stale;
 - queued jobs the broker does not know (the API crashed between commit and enqueue, or Redis
   lost its data) are sent again;
 - batches whose upload was cut off by the death of its API process are failed.
@@ -70,8 +70,9 @@ class Reconciler(ControlLoop):
         requeued, given_up, expired, stale, interrupted = found
         # Sent after the commit, like every enqueue: a worker must find the row queued.
         self.queue.send_many([(str(job_id), priority) for job_id, priority in requeued])
-        ended = [(str(job_id), attempt) for job_id, attempt in [*given_up, *expired]]
-        self.queue.announce_ended(ended, JobStatus.FAILED, settings.stream_retention_s)
+        for rows, status in ((given_up, JobStatus.FAILED), (expired, JobStatus.EXPIRED)):
+            ended = [(str(job_id), attempt) for job_id, attempt in rows]
+            self.queue.announce_ended(ended, status, settings.stream_retention_s)
         priorities = {str(job_id): priority for job_id, priority in stale}
         unknown = self.queue.unknown(list(priorities))
         self.queue.send_many([(job_id, priorities[job_id]) for job_id in unknown])
