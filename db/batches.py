@@ -43,6 +43,7 @@ JOB_COPY_COLUMNS = (
     "released_at",
     "owner_id",
     "tools",
+    "release_rank",
 )
 
 
@@ -69,7 +70,10 @@ def job_copy_row(
     expires_at: Any,
     owner_id: uuid.UUID,
     tools: dict[str, Any] | None = None,
+    release_rank: int | None = None,
 ) -> tuple[Any, ...]:
+    """`release_rank`: its place in the order the feeder releases the batch (its line's,
+    where not given)."""
     return (
         uuid.uuid4(),
         JobStatus.QUEUED.value,
@@ -88,6 +92,7 @@ def job_copy_row(
         None,
         owner_id,
         _json(json_to_stored(tools)),
+        line if release_rank is None else release_rank,
     )
 
 
@@ -269,7 +274,7 @@ def released_backlog() -> Select[Any]:
 
 
 def release_jobs(batch_id: uuid.UUID, count: int) -> Update:
-    """Mark the next `count` jobs of a batch, in input order, as handed to the broker."""
+    """Mark the next `count` jobs of a batch, in its release order, as handed to the broker."""
     next_ids = (
         select(jobs.c.id)
         .where(
@@ -277,7 +282,7 @@ def release_jobs(batch_id: uuid.UUID, count: int) -> Update:
             jobs.c.status == JobStatus.QUEUED,
             jobs.c.released_at.is_(None),
         )
-        .order_by(jobs.c.batch_line)
+        .order_by(jobs.c.release_rank)
         .limit(count)
         .with_for_update(skip_locked=True)
     )

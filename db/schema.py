@@ -147,6 +147,9 @@ jobs = Table(
     # A batch's jobs: its id, the line of the upload, the caller's id and extra columns.
     Column("batch_id", Uuid, ForeignKey("batches.id", ondelete="CASCADE")),
     Column("batch_line", Integer),
+    # The order its feeder releases a batch's jobs in: prompts sharing a prefix together
+    # (api/batches/prefix_order.py), so the engine's prefix cache serves them.
+    Column("release_rank", Integer),
     Column("custom_id", StoredText),
     Column("metadata", StoredJSON),
     # When the job's message was (last) handed to the broker. A batch's jobs are inserted
@@ -171,6 +174,12 @@ jobs = Table(
     Index("jobs_running_lease", "lease_expires_at", postgresql_where=text("status = 'running'")),
     Index("jobs_queued_released", "released_at", postgresql_where=text("status = 'queued'")),
     Index("jobs_batch_line", "batch_id", "batch_line"),
+    Index(
+        "jobs_batch_unreleased",
+        "batch_id",
+        "release_rank",
+        postgresql_where=text("status = 'queued' AND released_at IS NULL"),
+    ),
     Index(
         "jobs_batch_active",
         "batch_id",

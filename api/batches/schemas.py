@@ -8,6 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field, Json, ValidationError
 
 from api.batches.parse import BatchFormat
+from api.batches.prefix_order import ReleaseOrder
 from api.core.serving_settings import at_most
 from api.jobs.schemas import SamplingFields
 from db.states import BatchStatus
@@ -26,6 +27,11 @@ class BatchOptions(BaseModel):
         "fail", description="fail: any bad line refuses the whole file; skip: store the rest"
     )
     priority: int = Field(5, ge=0, le=9, description="Of every job of the batch")
+    release_order: ReleaseOrder = Field(
+        "prefix",
+        description="prefix: release lines that begin alike together, for the engine's "
+        "prefix cache; input: in the file's order",
+    )
     dry_run: bool = Field(
         False,
         description="Store nothing: answer with the lines' checks, token counts and an "

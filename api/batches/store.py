@@ -24,6 +24,7 @@ from api.batches.parse import (
     parse_batch,
     sniff_openai,
 )
+from api.batches.prefix_order import release_ranks
 from api.batches.schemas import BatchOptions
 from api.batches.upload import Upload
 from api.core.callers import Caller
@@ -134,6 +135,7 @@ def _rows(
 ) -> list[tuple[Any, ...]]:
     expires_at = datetime.now(UTC) + timedelta(seconds=options.queue_timeout_s or s.queue_timeout_s)
     timeout_s = options.timeout_s or s.max_job_timeout_s
+    ranks = release_ranks([item.job for item in parsed.jobs], options.release_order)
     return [
         job_copy_row(
             batch_id,
@@ -150,8 +152,9 @@ def _rows(
             expires_at=expires_at,
             owner_id=owner_id,
             tools=item.job.tools_json(),
+            release_rank=rank,
         )
-        for item in parsed.jobs
+        for item, rank in zip(parsed.jobs, ranks, strict=True)
     ]
 
 
