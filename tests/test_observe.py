@@ -81,6 +81,13 @@ def test_metrics_carry_vllms_names_for_its_dashboards(
     # The engine's KV-cache use, one sample per worker (VQUEUE_ENGINE_STATS is on here).
     assert all(0 <= s.value <= 1 for s in families["vllm:kv_cache_usage_perc"].samples)
     assert families["vllm:kv_cache_usage_perc"].samples
+    # And its prefix cache: prompt tokens looked up, of them found, since it started.
+    queries = families["vllm:prefix_cache_queries"].samples
+    hits = families["vllm:prefix_cache_hits"].samples
+    assert queries
+    assert [s.labels for s in queries] == [s.labels for s in hits]
+    assert all(q.value >= h.value >= 0 for q, h in zip(queries, hits, strict=True))
+    assert sum(q.value for q in queries) >= job["usage"]["prompt_tokens"]
     ttft = families["vllm:time_to_first_token_seconds"]
     assert ttft.type == "histogram"
     count = next(s for s in ttft.samples if s.name.endswith("_count"))

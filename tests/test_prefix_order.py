@@ -2,6 +2,7 @@
 prefix cache serves them), or in the file's order when asked: the ranking apart, and as the
 API stores and the feeder releases a real upload."""
 
+import time
 from typing import Any
 
 import orjson
@@ -12,8 +13,9 @@ from api.jobs.schemas import JobInput
 from tests.helpers import http
 from vqueue.client.api_client import VQueueClient
 
-SYSTEM_A = "You are a careful translator. " * 20
-SYSTEM_B = "You are a terse grader of arithmetic. " * 20
+# Long enough to fill whole blocks of the engine's KV cache, which is what its prefix cache holds.
+SYSTEM_A = "You are a careful translator. " * 60
+SYSTEM_B = "You are a terse grader of arithmetic. " * 60
 
 
 def chat(system: str, user: str) -> dict[str, Any]:
@@ -70,6 +72,7 @@ def test_an_upload_is_released_in_prefix_order_unless_asked_otherwise(
             ).all()
         return [line for line, _ in rows]
 
+    hits = prefix_cache_hits(client)
     by_prefix = client.upload_batch(content, filename="chats.jsonl", max_tokens=2)
     as_given = client.upload_batch(
         content, filename="chats.jsonl", max_tokens=2, release_order="input"
@@ -80,9 +83,26 @@ def test_an_upload_is_released_in_prefix_order_unless_asked_otherwise(
     evens, odds = [1, 3, 5, 7], [2, 4, 6, 8]  # lines are numbered from 1
     assert lines in ([*evens, *odds], [*odds, *evens]), lines
     assert released(as_given["id"]) == list(range(1, 9))
+    # Past the first of each system prompt, the lines found it in the engine's prefix cache:
+    # three of each four in the first batch, all in the second (well over 200 tokens each).
+    wait_for_hits(client, hits + 14 * 200)
     # Either way each result is told by its own line number.
     results = client.batch_results(by_prefix["id"])
     assert sorted(result["line"] for result in results) == list(range(1, 9))
+
+
+def prefix_cache_hits(client: VQueueClient) -> int:
+    """Prompt tokens the engines found in their prefix caches so far (VQUEUE_ENGINE_STATS)."""
+    engines = [w.get("engine") or {} for w in client.http.get("/stats").json()["workers"]]
+    return sum(engine.get("prefix_cache_hits", 0) for engine in engines)
+
+
+def wait_for_hits(client: VQueueClient, at_least: int) -> None:
+    """Until the workers' heartbeats (a beat a second here) tell of that many hits."""
+    deadline = time.monotonic() + 60
+    while (found := prefix_cache_hits(client)) < at_least:
+        assert time.monotonic() < deadline, f"{found} prefix-cache hits, not {at_least}"
+        time.sleep(0.5)
 
 
 def test_an_unknown_order_is_refused_naming_it(base_url: str) -> None:

@@ -1,4 +1,5 @@
-"""The engine's own scheduler figures (running, waiting, KV-cache use), for the heartbeat.
+"""The engine's own scheduler figures (running, waiting, KV-cache use, prefix-cache hits),
+for the heartbeat.
 
 vLLM reports them with every step only when its statistics are on (VQUEUE_ENGINE_STATS), which
 costs a busy worker's event loop noticeably; off, the heartbeat carries the worker's own
@@ -15,6 +16,9 @@ class SchedulerSnapshot:
 
     def __init__(self) -> None:
         self.latest: EngineFigures | None = None
+        # vLLM reports each step's prefix-cache lookups; the heartbeat carries their sums.
+        self.prefix_queries = 0
+        self.prefix_hits = 0
 
     def factory(self, vllm_config: Any, engine_index: int = 0) -> Any:
         from vllm.v1.metrics.loggers import StatLoggerBase
@@ -32,12 +36,18 @@ class SchedulerSnapshot:
                 mm_cache_stats: Any = None,
                 engine_idx: int = 0,
             ) -> None:
-                if scheduler_stats is not None:
-                    snapshot.latest = EngineFigures(
-                        running=scheduler_stats.num_running_reqs,
-                        waiting=scheduler_stats.num_waiting_reqs,
-                        kv_cache_usage=round(scheduler_stats.kv_cache_usage, 4),
-                    )
+                if scheduler_stats is None:
+                    return
+                if (prefix := scheduler_stats.prefix_cache_stats) is not None:
+                    snapshot.prefix_queries += prefix.queries
+                    snapshot.prefix_hits += prefix.hits
+                snapshot.latest = EngineFigures(
+                    running=scheduler_stats.num_running_reqs,
+                    waiting=scheduler_stats.num_waiting_reqs,
+                    kv_cache_usage=round(scheduler_stats.kv_cache_usage, 4),
+                    prefix_cache_queries=snapshot.prefix_queries,
+                    prefix_cache_hits=snapshot.prefix_hits,
+                )
 
             def log_engine_initialized(self) -> None:
                 pass

@@ -45,6 +45,10 @@ class EngineFigures(TypedDict):
     running: int
     waiting: int
     kv_cache_usage: float
+    # Prompt tokens looked up in the prefix cache since the engine started, and of them found
+    # there (absent from an earlier release's heartbeat).
+    prefix_cache_queries: int
+    prefix_cache_hits: int
 
 
 class WorkerHeartbeat(TypedDict):
