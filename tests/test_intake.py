@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from vqueue.contract.queueing import JobQueue
 from vqueue.settings import Settings
-from worker.intake import held_jobs, jobs_in, limit_intake
+from worker.intake import IntakeCeiling, held_jobs, jobs_in, limit_intake
 
 
 class ChannelQos:
@@ -33,6 +33,20 @@ def test_no_fetch_at_the_limit_and_the_channels_own_credit_still_counts() -> Non
     held[0] = 0
     qos.credit = False  # out of message credit: no fetch, however few jobs are held
     assert not qos.can_consume()
+
+
+def test_a_lowered_ceiling_stops_the_fetch_at_the_engines_slots() -> None:
+    held, ceiling = [4], IntakeCeiling()
+    qos: Any = ChannelQos()
+    limit_intake(qos, 16, lambda: held[0], ceiling)
+    assert qos.can_consume()
+    ceiling.lower_to(4)  # jobs were handed back to a worker with room
+    assert not qos.can_consume()
+    held[0] = 3
+    assert qos.can_consume()
+    held[0] = 12
+    ceiling.restore()
+    assert qos.can_consume()
 
 
 def test_the_jobs_of_a_message_are_counted() -> None:

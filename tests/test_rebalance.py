@@ -14,6 +14,7 @@ from vqueue.contract.queueing import JobQueue
 from vqueue.contract.task_messages import queue_key
 from vqueue.contract.wire import WORKERS_KEY, room_key
 from vqueue.settings import Settings
+from worker.intake import IntakeCeiling
 from worker.rebalance import Rebalancer
 from worker.runner import ActiveRun, JobRunner, StopReason
 
@@ -52,10 +53,25 @@ def sync_redis(settings: Settings) -> Iterator[Redis]:
     client.close()
 
 
-def worker(redis: Redis, queue: JobQueue, name: str, slots: int, runs: Runs) -> Rebalancer:
+def worker(
+    redis: Redis,
+    queue: JobQueue,
+    name: str,
+    slots: int,
+    runs: Runs,
+    ceiling: IntakeCeiling | None = None,
+) -> Rebalancer:
     # Listed as live, as its heartbeat would list it.
     redis.zadd(WORKERS_KEY, {name: time.time() + 60})
-    return Rebalancer(redis, queue, runs, name, slots, reserved=lambda: runs.reserved)  # type: ignore[arg-type]
+    return Rebalancer(
+        redis,
+        queue,
+        runs,  # type: ignore[arg-type]
+        name,
+        slots,
+        reserved=lambda: runs.reserved,
+        ceiling=ceiling or IntakeCeiling(),
+    )
 
 
 @pytest.fixture
@@ -82,6 +98,27 @@ def test_a_worker_with_room_gets_the_waiting_jobs_it_has_room_for(
     idle_runs.held = 4  # the jobs arrived: no room left, the announcement goes
     assert idle.rebalance() == 0
     assert sync_redis.get(room_key(queue.queue, names[0])) is None
+
+
+def test_a_worker_that_handed_jobs_back_does_not_take_them_back(
+    sync_redis: Redis, queue: JobQueue, names: list[str]
+) -> None:
+    ceiling = IntakeCeiling()
+    busy_runs = Runs(held=8, waiting=6)
+    idle = worker(sync_redis, queue, names[0], 4, Runs(held=2, waiting=0))
+    busy = worker(sync_redis, queue, names[1], 2, busy_runs, ceiling)
+    assert ceiling.of(8) == 8
+    idle.rebalance()
+    assert busy.rebalance() == 2
+    # Its consumer would otherwise take the two back as they reach the queue: until a slot
+    # of its own is free it holds no more than its slots, its backlog of four included.
+    assert ceiling.of(8) == 2
+    busy_runs.held = 2
+    busy.rebalance()
+    assert ceiling.of(8) == 2
+    busy_runs.held = 1  # a slot is free: a full hold again
+    busy.rebalance()
+    assert ceiling.of(8) == 8
 
 
 def test_a_message_taken_withdraws_the_room_at_once(

@@ -9,6 +9,7 @@ runs 4 and holds 8; `deep` runs 2 but holds 8 (VQUEUE_WORKER_MAX_JOBS), a backlo
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,6 +42,7 @@ WORKERS = {
 }
 HOLDS = {"small": 4, "wide": 8, "deep": 8}
 FINAL = ("succeeded", "cancelled")
+ATTEMPT_STARTED = re.compile(r": attempt ([0-9]+) started")
 # Long enough that no worker ends a job and takes another before a burst is all claimed.
 LONG_TOKENS = 200
 
@@ -139,21 +141,32 @@ def rows(db: Engine, ids: list[str]) -> list[Any]:
         return list(conn.execute(query, {"ids": ids}))
 
 
+def attempts_by_worker(spread: Processes, wanted: set[str]) -> dict[str, dict[int, str]]:
+    """Which worker started each attempt of each job, from the workers' own logs: a record
+    that a job ending or moving later does not change."""
+    found: dict[str, dict[int, str]] = {}
+    for name in WORKERS:
+        path = spread.run_dir / f"spread-{name}.log"
+        for line in path.read_text(errors="replace").splitlines():
+            if "started" not in line or not line.startswith("{"):
+                continue
+            record = orjson.loads(line)
+            started = ATTEMPT_STARTED.search(record.get("message", ""))
+            if started and record.get("job_id") in wanted:
+                found.setdefault(record["job_id"], {})[int(started.group(1))] = name
+    return found
+
+
 def first_worker(spread: Processes, ids: list[str]) -> dict[str, str]:
-    """Which worker started the first attempt of each job, from the workers' own logs: a
-    record that a job ending or moving later does not change. Waits until each is there."""
+    """Which worker started the first attempt of each job. Waits until each is there."""
     wanted = set(ids)
 
     def claims() -> dict[str, str]:
-        found = {}
-        for name in WORKERS:
-            path = spread.run_dir / f"spread-{name}.log"
-            for line in path.read_text(errors="replace").splitlines():
-                if ": attempt 1 started" in line:
-                    job_id = orjson.loads(line).get("job_id")
-                    if job_id in wanted:
-                        found[job_id] = name
-        return found
+        return {
+            job_id: attempts[1]
+            for job_id, attempts in attempts_by_worker(spread, wanted).items()
+            if 1 in attempts
+        }
 
     wait_until(lambda: len(claims()) == len(wanted), 300, 0.5)
     return claims()
@@ -202,13 +215,10 @@ def test_a_burst_is_shared_by_room_and_a_backlog_moves_to_an_idle_worker(
     first = first_worker(spread, ids)
     cancel_all(spread.base_url, [job_id for job_id in ids if first[job_id] == "small"])
     wait_until(lambda: all(row.status in FINAL for row in rows(db, ids)), 600, 0.5)
-    names = spread.names_by_pid()
-    moved = [
-        names[int(row.worker.rpartition(":")[2])]
-        for row in rows(db, ids)
-        if first[str(row.id)] == "deep" and row.attempt > 1 and row.status == "succeeded"
-    ]
-    assert len(moved) >= 2, moved
-    assert set(moved) == {"small"}, moved
+    attempts = attempts_by_worker(spread, set(ids))
+    # Where each job that waited on `deep` went next: to `small`, never back to `deep`.
+    moved = {job_id: runs for job_id, runs in attempts.items() if runs[1] == "deep" and 2 in runs}
+    assert len(moved) >= 2, attempts
+    assert {runs[2] for runs in moved.values()} == {"small"}, moved
     log = (spread.run_dir / "spread-deep.log").read_text(errors="replace")
     assert "waiting jobs to workers with free slots" in log

@@ -9,6 +9,11 @@ added as each message is received), checked before each fetch from Redis, the ho
 own `worker_disable_prefetch` uses. A fetch already in flight still delivers its message, so
 a worker may go over by one message (up to 512 jobs); when jobs end, fetching resumes on the
 consumer's next turn (within a second).
+
+A worker that handed waiting jobs back to a worker with free slots (worker/rebalance.py) takes
+no messages past its own engine's slots until one of them is free: else its consumer could
+take those very jobs back before the worker with room does, and they would bounce between
+the two instead of running.
 """
 
 from collections.abc import Callable
@@ -36,12 +41,40 @@ def held_jobs() -> int:
             continue
 
 
-def limit_intake(channel_qos: Any, max_jobs: int, held: Callable[[], int] = held_jobs) -> None:
-    """Make the broker channel's QoS refuse further messages while `held()` >= max_jobs."""
+class IntakeCeiling:
+    """The most jobs a worker takes messages for: its VQUEUE_WORKER_MAX_JOBS, or its engine's
+    slots while jobs it handed back wait for the worker that had room for them."""
+
+    def __init__(self) -> None:
+        self._lowered_to: int | None = None
+
+    def lower_to(self, jobs: int) -> None:
+        self._lowered_to = jobs
+
+    def restore(self) -> None:
+        self._lowered_to = None
+
+    def of(self, max_jobs: int) -> int:
+        lowered = self._lowered_to
+        return max_jobs if lowered is None else min(max_jobs, lowered)
+
+
+# One per worker process: the rebalancer lowers it, the consumer's QoS reads it.
+CEILING = IntakeCeiling()
+
+
+def limit_intake(
+    channel_qos: Any,
+    max_jobs: int,
+    held: Callable[[], int] = held_jobs,
+    ceiling: IntakeCeiling = CEILING,
+) -> None:
+    """Make the broker channel's QoS refuse further messages while `held()` is at the
+    ceiling (max_jobs, or less after a hand-back)."""
     can_consume_messages = channel_qos.can_consume
 
     def can_consume(self: Any) -> bool:
-        return held() < max_jobs and bool(can_consume_messages())
+        return held() < ceiling.of(max_jobs) and bool(can_consume_messages())
 
     channel_qos.can_consume = MethodType(can_consume, channel_qos)
 

@@ -13,7 +13,8 @@ finished its share and finds the queue empty. Every REBALANCE_S each worker
   room takes what is there itself), takes up to that excess from the room the others announced,
   atomically (two busy workers never fill the same room twice), and hands back that many of
   its jobs with no token yet, the last to be scheduled first. They go back to the queue, where
-  the worker with room takes them.
+  the worker with room takes them: this worker takes no more messages than its slots until
+  one of them is free (worker/intake.py), so it does not take them back itself.
 
 A job handed back starts anew elsewhere: only jobs with no token yet are chosen, so nothing a
 client read is taken back.
@@ -31,7 +32,7 @@ from redis.exceptions import RedisError
 
 from vqueue.contract.queueing import JobQueue
 from vqueue.contract.wire import room_key
-from worker.intake import held_jobs
+from worker.intake import CEILING, IntakeCeiling, held_jobs
 from worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class Rebalancer:
         name: str,
         slots: int,
         reserved: Callable[[], int] = held_jobs,
+        ceiling: IntakeCeiling = CEILING,
     ) -> None:
         self._redis = redis
         self._queue = queue
@@ -76,6 +78,7 @@ class Rebalancer:
         self._name = name
         self._slots = slots
         self._reserved = reserved
+        self._ceiling = ceiling
         self._key = room_key(queue.queue, name)
         self._take_room = redis.register_script(TAKE_ROOM)
         self._announced: tuple[int, float] | None = None  # (jobs held, when), last announced
@@ -113,6 +116,7 @@ class Rebalancer:
         # Jobs of the messages taken and not yet on the engine are on their way: no room.
         coming = max(held, self._reserved())
         if coming < self._slots:
+            self._ceiling.restore()
             self._announce(coming, self._slots - coming)
             return 0
         if self._announced is not None:
@@ -132,6 +136,7 @@ class Rebalancer:
             return 0
         shed = self._runner.shed(taken)
         if shed:
+            self._ceiling.lower_to(self._slots)
             log.info("handed back %d waiting jobs to workers with free slots", len(shed))
         return len(shed)
 
