@@ -45,6 +45,7 @@ from api.ops import observe_routes as observe
 from api.ops import page_routes as page
 from api.ops.live_workers import LiveWorkers
 from api.ops.process_beat import ProcessBeat
+from api.responses import routes as responses
 from db.engine import make_async_engine, make_sync_engine
 from db.jobs import get_jobs
 from vqueue.contract.queueing import JobQueue
@@ -167,7 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     keyed = [Depends(authenticate)]
     for module in (jobs, batches, stream, observe):
         app.include_router(module.router, dependencies=keyed, responses=ERRORS)
-    for module in (openai, resume, openai_files, openai_batches, tokenize):
+    for module in (openai, resume, responses, openai_files, openai_batches, tokenize):
         app.include_router(module.router, dependencies=keyed)
     app.include_router(observe.scrape_router)
     app.include_router(health.router)

@@ -65,6 +65,9 @@ class ClaimedJob:
     started_at: datetime | None
     tools: dict[str, Any] | None  # vqueue/contract/tools.py ToolUse.stored(), for chat jobs
     deadline_at: datetime | None  # past it, a run is cancelled, its text so far kept
+    # A response (api/responses/): a new attempt goes on from the text of the last one
+    # (vqueue/contract/carry.py).
+    continues: bool
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "ClaimedJob":
@@ -72,6 +75,12 @@ class ClaimedJob:
 
 
 CLAIMED_COLUMNS = tuple(field.name for field in fields(ClaimedJob))
+
+
+def _claimed(name: str) -> Any:
+    if name == "continues":
+        return jobs.c.response.is_not(None).label(name)
+    return jobs.c[name]
 
 
 def _quoted(name: str) -> Any:
@@ -108,7 +117,7 @@ def claim_jobs(job_ids: list[uuid.UUID], worker: str, lease_s: float) -> Update:
             text=None,
             error=None,
         )
-        .returning(*(jobs.c[name] for name in CLAIMED_COLUMNS))
+        .returning(*(_claimed(name) for name in CLAIMED_COLUMNS))
     )
 
 

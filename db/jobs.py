@@ -65,6 +65,7 @@ def job_row(
     prompt_token_ids: list[int] | None = None,
     tools: dict[str, Any] | None = None,
     deadline_at: datetime | None = None,
+    response: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The values of a new queued job, for insert_jobs(). A deadline is also the latest its
     wait in the queue may end."""
@@ -87,6 +88,7 @@ def job_row(
         "request_hash": request_hash,
         "metadata": metadata,
         "tools": tools,
+        "response": response,
     }
 
 

@@ -152,6 +152,9 @@ jobs = Table(
     Column("release_rank", Integer),
     Column("custom_id", StoredText),
     Column("metadata", StoredJSON),
+    # A response of the Responses API (api/responses/): what that API echoes back, and which
+    # earlier response it follows. NULL for every other job.
+    Column("response", StoredJSON(none_as_null=True)),
     # When the job's message was (last) handed to the broker. A batch's jobs are inserted
     # with none and released a window at a time (vqueue/loops/batch_feeder.py).
     Column("released_at", DateTime(timezone=True), server_default=func.now()),

@@ -37,5 +37,6 @@ def claimed_job(**given: Any) -> ClaimedJob:
         "started_at": datetime.now(UTC),
         "tools": None,
         "deadline_at": None,
+        "continues": False,
     }
     return ClaimedJob(**(values | given))

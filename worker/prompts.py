@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from db.attempts import ClaimedJob
+from vqueue.contract.carry import NOTHING, Carried
 from vqueue.logs import job_context
 from vqueue.models.chat_prompt import ChatRenderer
 from vqueue.models.context import over_context
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 class EngineInput:
     prompt: dict[str, Any]  # typed token input for AsyncLLM.generate
     sampling: Any  # vllm.SamplingParams, the job's own
+    # The text a lost attempt made, which this one goes on from (vqueue/contract/carry.py).
+    carry: Carried = NOTHING
 
 
 class PromptMaker:
@@ -34,8 +37,13 @@ class PromptMaker:
         self._tokenizer: Any = None  # the engine's, fetched on the first job
         self._tokenizer_lock = threading.Lock()
 
-    def make(self, rows: dict[str, ClaimedJob]) -> dict[str, EngineInput | str]:
-        """By job: its engine input, or the error that keeps it from becoming a request."""
+    def make(
+        self, rows: dict[str, ClaimedJob], carries: dict[str, Carried] | None = None
+    ) -> dict[str, EngineInput | str]:
+        """By job: its engine input, or the error that keeps it from becoming a request.
+        A job in `carries` goes on from that text: it follows the prompt, and the tokens
+        that made it count against the job's max_tokens."""
+        carries = carries or {}
         made: dict[str, EngineInput | str] = {}
         ready: dict[str, tuple[str, Any]] = {}  # job id -> (prompt text, sampling parameters)
         given: dict[str, tuple[list[int], Any]] = {}  # prompts that came as token ids
@@ -45,7 +53,10 @@ class PromptMaker:
                 if (token_ids := row.prompt_token_ids) is not None:
                     given[job_id] = (list(token_ids), sampling)
                 else:
-                    ready[job_id] = (self._prompt_text(row), sampling)
+                    carry = carries.get(job_id, NOTHING)
+                    if carry.text:
+                        _less(sampling, carry.tokens)
+                    ready[job_id] = (self._prompt_text(row) + carry.text, sampling)
             except Exception as exc:
                 # The input could not be made into a request (e.g. no chat template).
                 made[job_id] = _failed(job_id, f"{type(exc).__name__}: {exc}")
@@ -76,7 +87,8 @@ class PromptMaker:
                 # release (the engine's own check stays behind it).
                 made[job_id] = _failed(job_id, error)
             else:
-                made[job_id] = EngineInput({"type": "token", "prompt_token_ids": ids}, sampling)
+                prompt = {"type": "token", "prompt_token_ids": ids}
+                made[job_id] = EngineInput(prompt, sampling, carries.get(job_id, NOTHING))
         return made
 
     def _prompt_text(self, row: ClaimedJob) -> str:
@@ -106,6 +118,14 @@ class PromptMaker:
                 "input_ids"
             ]
         return ids
+
+
+def _less(sampling: Any, tokens: int) -> None:
+    """What is left of a job's token budget once `tokens` of it were spent (at least one
+    token: the engine takes no request for none)."""
+    if sampling.max_tokens is not None:
+        sampling.max_tokens = max(1, sampling.max_tokens - tokens)
+    sampling.min_tokens = max(0, sampling.min_tokens - tokens)
 
 
 def _failed(job_id: str, error: str) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 from db.attempts import ClaimedJob
 from db.states import JobStatus
 from vqueue.contract import logprobs
+from vqueue.contract.carry import Carried, carried, carries_text
 from vqueue.contract.phases import Phase, PhaseTiming
 from vqueue.contract.sampling import ENGINE_REFUSED
 from vqueue.contract.wire import EntryKind, LogEntry
@@ -73,8 +74,12 @@ class JobRunner:
         recorder: Recorder,
         publisher: TokenLogPublisher,
         on_engine_dead: Callable[[BaseException], None],
+        token_log: Callable[[str], list[LogEntry]] | None = None,
     ) -> None:
         self.host = host
+        # A job's token log as it stands (from a task thread): a response run again goes on
+        # from the text its last attempt published there.
+        self.token_log = token_log
         self.publisher = publisher
         self.on_engine_dead = on_engine_dead
         self.claimer = claimer
@@ -251,7 +256,7 @@ class JobRunner:
         """By job: the run to start on the engine loop, its input made here, off the loop, or
         the outcome of a job that cannot become a request."""
         requests: dict[str, Coroutine[Any, Any, Outcome] | Outcome] = {}
-        for job_id, made in self.prompts.make(rows).items():
+        for job_id, made in self.prompts.make(rows, self._carries(rows)).items():
             if isinstance(made, str):
                 requests[job_id] = Outcome(JobStatus.FAILED, error=made)
                 continue
@@ -260,6 +265,33 @@ class JobRunner:
                 job_id, row.attempt, made, row.priority, run_limit(row)
             )
         return requests
+
+    def _carries(self, rows: dict[str, ClaimedJob]) -> dict[str, Carried]:
+        """The text each response run again goes on from (vqueue/contract/carry.py)."""
+        found: dict[str, Carried] = {}
+        for job_id, row in rows.items():
+            if self.token_log is None or not row.continues or row.attempt < 2:
+                continue
+            if not carries_text(row.params):
+                continue
+            try:
+                carry = carried(self.token_log(job_id), row.attempt)
+            except Exception as exc:  # Redis is down: the attempt starts over
+                with job_context(job_id):
+                    log.warning(
+                        "job %s: its last text is unreadable (%s); starting over", job_id, exc
+                    )
+                continue
+            if carry.text:
+                with job_context(job_id):
+                    log.info(
+                        "job %s: attempt %d goes on from %d characters",
+                        job_id,
+                        row.attempt,
+                        len(carry.text),
+                    )
+                found[job_id] = carry
+        return found
 
     @staticmethod
     def _outcome(row: ClaimedJob, future: "Future[Outcome]") -> Outcome:
@@ -286,6 +318,28 @@ class JobRunner:
         outcome = Outcome(JobStatus.SUCCEEDED)
         parts: list[str] = []
         end = 0
+        carry = engine_input.carry
+        if carry.text:
+            # Its readers hold part of this text already: it goes out first, as this
+            # attempt's own, and the engine goes on from its end.
+            parts.append(carry.text)
+            end = len(carry.text)
+            outcome.completion_tokens = carry.tokens
+            outcome.prompt_tokens = carry.prompt_tokens or None
+            outcome.first_token_at = datetime.now(UTC)
+            run.generating = True
+            self.publisher.add(
+                LogEntry(
+                    job_id,
+                    attempt,
+                    EntryKind.DELTA,
+                    end,
+                    carry.text,
+                    at=time.time(),
+                    prompt_tokens=carry.prompt_tokens,
+                    tokens=carry.tokens,
+                )
+            )
         # Where the job asked for them: every token's log probabilities, and those of the
         # tokens whose text has not come out yet (a character cut across tokens).
         with_logprobs = engine_input.sampling.logprobs is not None

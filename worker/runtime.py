@@ -13,7 +13,15 @@ from redis.exceptions import RedisError
 
 from db.engine import make_sync_engine
 from vqueue.contract.queueing import JobQueue
-from vqueue.contract.wire import WORKERS_KEY, WorkerHeartbeat, process_name, worker_key
+from vqueue.contract.wire import (
+    WORKERS_KEY,
+    LogEntry,
+    WorkerHeartbeat,
+    entries_from_xrange,
+    process_name,
+    token_log_key,
+    worker_key,
+)
 from vqueue.gc_heap import GcPauses, freeze_startup_heap
 from vqueue.loops.batch_feeder import BatchFeeder
 from vqueue.loops.reconciler import Reconciler
@@ -65,6 +73,7 @@ class WorkerRuntime:
             idle_in_transaction_s=settings.lease_s,
         )
         self.queue = JobQueue.from_settings(settings)
+        self._redis = SyncRedis.from_url(settings.redis_url)
         self.publisher: TokenLogPublisher = self.host.submit(self._start_publisher()).result()
         self.runner = JobRunner(
             self.host,
@@ -72,6 +81,7 @@ class WorkerRuntime:
             Recorder(self.host, self.db, self.publisher, self.queue, tool_calls=tool_calls),
             self.publisher,
             on_engine_dead=self._engine_dead,
+            token_log=self._token_log,
         )
         self.supervisor = Supervisor(settings, self.db, self.runner, self.name)
         self.supervisor.start()
@@ -81,7 +91,6 @@ class WorkerRuntime:
         self.feeder.start()
         self.gpu = _gpu_name()
         self._last_sample = (time.monotonic(), 0)
-        self._redis = SyncRedis.from_url(settings.redis_url)
         # Last, before the first job: what the engine and its warm-up left is never walked by a
         # full collection again (vqueue/gc_heap.py).
         frozen = freeze_startup_heap()
@@ -104,6 +113,9 @@ class WorkerRuntime:
         publisher = TokenLogPublisher(self._async_redis, self.settings.stream_retention_s)
         publisher.start()
         return publisher
+
+    def _token_log(self, job_id: str) -> list[LogEntry]:
+        return entries_from_xrange(job_id, self._redis.xrange(token_log_key(job_id)))
 
     def run_jobs(self, job_ids: list[str]) -> int:
         return self.runner.run(job_ids)

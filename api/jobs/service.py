@@ -53,6 +53,7 @@ def new_job_row(
     request_hash: str | None = None,
     metadata: dict[str, Any] | None = None,
     deadline_at: datetime | None = None,
+    response: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A validated request as the values of a new queued job (POST /jobs and /v1)."""
     queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
@@ -72,4 +73,5 @@ def new_job_row(
         metadata=metadata,
         owner_id=caller.owner_id,
         deadline_at=deadline_at,
+        response=response,
     )

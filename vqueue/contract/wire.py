@@ -227,6 +227,19 @@ def log_script_args(entries: list[LogEntry], retention_s: int) -> list[Any]:
     return [encode_events(entries), retention_s, ORPHAN_LOG_TTL_S, EVENTS_CHANNEL]
 
 
+def entries_from_xrange(job_id: str, rows: Any) -> list[LogEntry]:
+    """A job's token log entries as XRANGE answers them (as bytes or as text)."""
+    return [entry_from_stream(job_id, _str(sid), _fields(raw)) for sid, raw in rows or ()]
+
+
+def _str(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _fields(raw: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    return {_str(key): _str(value) for key, value in raw.items()}
+
+
 def entry_from_stream(job_id: str, stream_id: str, fields: dict[str, str]) -> LogEntry:
     attempt, seq = (int(part) for part in stream_id.split("-"))
     kind = EntryKind(fields["k"])
