@@ -268,8 +268,11 @@ def test_text_format_holds_the_output_to_a_json_schema(
         ({"input": "Hi", "frobnicate": 1}, "frobnicate"),
         ({}, "input"),
         ({"input": []}, "input"),
-        ({"input": "Hi", "tools": [{"type": "web_search"}]}, "tools"),
-        ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].type"),
+        ({"input": "Hi", "tools": [{"type": "web_search"}]}, "tools[0].type"),
+        ({"input": "Hi", "tool_choice": "required"}, "tool_choice"),
+        ({"input": "Hi", "tools": [{"type": "function", "parameters": {}}]}, "tools[0].name"),
+        ({"input": [{"type": "function_call_output", "output": "x"}]}, "input[0].call_id"),
+        ({"input": [{"type": "reasoning", "summary": []}]}, "input[0].type"),
         (
             {"input": [{"role": "user", "content": [{"type": "input_image"}]}]},
             "input[0].content[0].type",
@@ -308,3 +311,96 @@ def test_a_response_is_its_owners_alone(base_url: str, settings: Settings) -> No
         assert bob.post("/v1/responses", json=follow).status_code == 404
         assert alice.get(f"/v1/responses/{made['id']}").status_code == 200
     assert http.get(f"{base_url}/v1/responses/resp_nonsense", headers=AUTH).status_code == 404
+
+
+WEATHER = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "The weather in a city",
+    "parameters": {
+        "type": "object",
+        "properties": {"city": {"type": "string"}},
+        "required": ["city"],
+    },
+}
+
+
+def test_a_function_call_comes_back_as_an_item_and_its_output_goes_in_as_one(
+    oai: openai.OpenAI, base_url: str, settings: Settings
+) -> None:
+    asked = "What is the weather in Paris?"
+    response = oai.responses.create(
+        model=settings.model_name,
+        input=asked,
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice={"type": "function", "name": "get_weather"},
+        max_output_tokens=64,
+        temperature=0,
+    )
+    assert response.status == "completed"
+    [call] = response.output
+    assert call.type == "function_call"
+    assert call.name == "get_weather"
+    assert "city" in json.loads(call.arguments)
+    assert response.tools[0].name == "get_weather"  # type: ignore[union-attr]
+    # The client ran the tool: the call and its output go back as input items.
+    answer = oai.responses.create(
+        model=settings.model_name,
+        input=[
+            {"role": "user", "content": asked},
+            call.model_dump(exclude_none=True),  # type: ignore[list-item]
+            {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 C"},
+        ],
+        tools=[WEATHER],  # type: ignore[list-item]
+        tool_choice="none",
+        max_output_tokens=24,
+        temperature=0,
+    )
+    assert answer.output_text
+    assert _job(base_url, answer.id)["messages"][1:] == [
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.call_id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": call.arguments},
+                }
+            ],
+        },
+        {"role": "tool", "tool_call_id": call.call_id, "content": "Sunny, 21 C"},
+    ]
+
+
+def test_a_stream_with_tools_sends_the_call_when_it_ends(
+    oai: openai.OpenAI, settings: Settings
+) -> None:
+    events = _events(
+        oai.responses.create(
+            model=settings.model_name,
+            input="What is the weather in Rome?",
+            tools=[WEATHER],  # type: ignore[list-item]
+            tool_choice="required",
+            max_output_tokens=64,
+            temperature=0,
+            stream=True,
+        )
+    )
+    assert [event.type for event in events] == [
+        "response.created",
+        "response.in_progress",
+        "response.output_item.added",
+        "response.function_call_arguments.delta",
+        "response.function_call_arguments.done",
+        "response.output_item.done",
+        "response.completed",
+    ]
+    assert [event.sequence_number for event in events] == list(range(7))
+    call = events[-2].item
+    assert call.type == "function_call"
+    assert events[3].delta == call.arguments
+    assert events[-1].response.output[0].call_id == call.call_id
+    # Taken up after the item was opened: exactly the rest.
+    again = list(oai.responses.retrieve(events[-1].response.id, stream=True, starting_after=2))
+    assert [event.sequence_number for event in again] == [3, 4, 5, 6]

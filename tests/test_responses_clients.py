@@ -1,13 +1,20 @@
 """The OpenAI Agents SDK (`openai-agents`) runs agents against the stack's Responses API, as
-its users point it at their own server: a run to its final output, streamed, and a second
-turn that follows the first by its response id."""
+its users point it at their own server: a run to its final output, streamed, a second turn
+that follows the first by its response id, and an agent that calls a function tool."""
 
 import asyncio
 import os
 from typing import Any
 
 import openai
-from agents import Agent, ModelSettings, OpenAIResponsesModel, Runner, set_tracing_disabled
+from agents import (
+    Agent,
+    ModelSettings,
+    OpenAIResponsesModel,
+    Runner,
+    function_tool,
+    set_tracing_disabled,
+)
 
 from vqueue.settings import Settings
 
@@ -69,3 +76,31 @@ def test_an_agent_streams_and_a_second_turn_follows_the_first(
     assert text
     assert text == final
     assert second
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """The weather in a city."""
+    return f"Sunny in {city}"
+
+
+def test_an_agent_calls_a_function_tool(base_url: str, settings: Settings) -> None:
+    async def run() -> Any:
+        async with _client(base_url) as client:
+            agent = Agent(
+                name="forecaster",
+                instructions="Answer with the weather tool.",
+                model=OpenAIResponsesModel(model=settings.model_name, openai_client=client),
+                tools=[get_weather],
+                # The engine holds the model to a call; the tool's answer is the agent's.
+                model_settings=ModelSettings(tool_choice="required", max_tokens=64),
+                tool_use_behavior="stop_on_first_tool",
+            )
+            return await Runner.run(agent, "What is the weather in Oslo?")
+
+    result = asyncio.run(run())
+    assert str(result.final_output).startswith("Sunny in ")
+    [response] = result.raw_responses
+    [call] = response.output
+    assert call.type == "function_call"
+    assert call.name == "get_weather"

@@ -35,7 +35,7 @@ class ToolReply:
         """The message's content and calls, and the finish reason: `tool_calls` where `auto`
         made calls or `required` ended of itself (a named call ends with `stop`, as in
         OpenAI's API)."""
-        content, calls = self._read(text, tool_calls)
+        content, calls = self.read(text, tool_calls)
         fields: dict[str, Any] = {"content": content}
         if calls:
             fields["tool_calls"] = calls_json(calls)
@@ -46,7 +46,7 @@ class ToolReply:
     ) -> tuple[dict[str, Any], str | None]:
         """A stream's last delta (empty but for a waiting stream's content and calls) and
         its finish reason."""
-        content, calls = self._read(text, tool_calls)
+        content, calls = self.read(text, tool_calls)
         delta: dict[str, Any] = {}
         if self.waits_for_end:
             if content:
@@ -55,7 +55,7 @@ class ToolReply:
                 delta["tool_calls"] = calls_json(calls, indexed=True)
         return delta, self._reason(calls, reason)
 
-    def _read(self, text: str, tool_calls: str | None) -> tuple[str | None, list[ToolCall]]:
+    def read(self, text: str, tool_calls: str | None) -> tuple[str | None, list[ToolCall]]:
         """The content outside the calls, and the calls (the stored text decoded once)."""
         read = ToolCalls.decode(tool_calls) if tool_calls else None
         if read is None:

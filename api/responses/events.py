@@ -18,6 +18,10 @@ run goes on from the last one's text (vqueue/contract/carry.py), so a stream, li
 resumed, goes on too; a response held to a grammar starts over instead, and a client resuming
 with a number of the run before is told so (409) instead of being sent the rest of a
 different text.
+
+A response offered tools whose output is read for calls is sent whole when it ends (its text
+may be a call): after response.in_progress, each output item's events (a message's text in
+one delta, a function call's arguments in one) numbered one after another.
 """
 
 from collections.abc import AsyncIterator, Mapping
@@ -29,6 +33,7 @@ from api.jobs.stream_cursor import Delta, Restart
 from api.responses.views import message_id, output_message, output_text, response_object
 from db.states import JobStatus
 from vqueue.contract.carry import carries_text
+from vqueue.contract.tools import ToolUse
 
 TEXT_BASE = 3  # the sequence number of the text's start (the content part's opening)
 ATTEMPT_SPAN = 2**32  # above any text's length
@@ -39,9 +44,17 @@ class StaleResume(ValueError):
     """A resume from a number of an earlier run, whose text the client began."""
 
 
+def holds_text(row: Mapping[str, Any]) -> bool:
+    """A response whose output is read for tool calls is sent whole when it ends: its text
+    may be a call, not a message. Its events are numbered one after another."""
+    use = ToolUse.from_stored(row.get("tools"))
+    return use is not None and use.reads_calls
+
+
 def continues(row: Mapping[str, Any]) -> bool:
-    """Whether a new run of this response goes on from the last one's text."""
-    return carries_text(row["params"])
+    """Whether a client's stream goes on across a new run of this response: the run goes on
+    from the last one's text, or no text was sent before the end."""
+    return carries_text(row["params"]) or holds_text(row)
 
 
 def resume_point(
@@ -90,6 +103,7 @@ class ResponseStream:
         self.attempt, self.sent = resume_point(starting_after, row["attempt"], self.continues)
         self.item = message_id(row["id"])
         self.started = False
+        self.held = holds_text(row)
 
     def _due(self, number: int) -> bool:
         return number > self.after
@@ -112,6 +126,8 @@ class ResponseStream:
         if self._due(1):
             snapshot = self._snapshot("in_progress")
             frames.append(frame("response.in_progress", 1, {"response": snapshot}))
+        if self.held:
+            return frames
         if self._due(2):
             item = output_message(self.row["id"], "", "in_progress")
             frames.append(frame("response.output_item.added", 2, {"output_index": 0, "item": item}))
@@ -172,6 +188,43 @@ class ResponseStream:
             frames.append(frame(_end_kind(status), number, {"response": whole}))
         return frames
 
+    def _held_ending(self, final: Final) -> list[bytes]:
+        """Every item of the whole response, its events numbered one after another."""
+        text = final.text or ""
+        whole = response_object(
+            self.row, summary=final.summary, text=text, tool_calls=final.tool_calls
+        )
+        frames = self._started()
+        number = 1
+
+        def add(kind: str, body: dict[str, Any]) -> None:
+            nonlocal number
+            number += 1
+            if self._due(number):
+                frames.append(frame(kind, number, body))
+
+        for index, item in enumerate(whole["output"]):
+            ids = {"item_id": item["id"], "output_index": index}
+            if item["type"] == "message":
+                said = item["content"][0]["text"]
+                opened = {**item, "status": "in_progress", "content": []}
+                add("response.output_item.added", {"output_index": index, "item": opened})
+                part = {**ids, "content_index": 0}
+                add("response.content_part.added", {**part, "part": output_text("")})
+                add("response.output_text.delta", {**part, "delta": said, "logprobs": []})
+                add("response.output_text.done", {**part, "text": said, "logprobs": []})
+                add("response.content_part.done", {**part, "part": output_text(said)})
+            else:
+                opened = {**item, "status": "in_progress", "arguments": ""}
+                add("response.output_item.added", {"output_index": index, "item": opened})
+                arguments = item["arguments"]
+                add("response.function_call_arguments.delta", {**ids, "delta": arguments})
+                done = {**ids, "name": item["name"], "arguments": arguments}
+                add("response.function_call_arguments.done", done)
+            add("response.output_item.done", {"output_index": index, "item": item})
+        add(_end_kind(whole["status"]), {"response": whole})
+        return frames
+
     async def frames(self, events: AsyncIterator[FollowEvent]) -> AsyncIterator[bytes]:
         for data in self._opening():
             yield data
@@ -180,10 +233,11 @@ class ResponseStream:
                 yield data
         async for event in events:
             if isinstance(event, Delta):
-                for data in self._started() + self._delta(event):
+                for data in self._started() + ([] if self.held else self._delta(event)):
                     yield data
             elif isinstance(event, Final):
-                for data in self._ending(event):
+                ending = self._held_ending(event) if self.held else self._ending(event)
+                for data in ending:
                     yield data
                 return
             elif isinstance(event, Idle):

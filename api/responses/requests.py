@@ -15,6 +15,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from api.openai.requests import OpenAIFieldError
+from api.responses.tools import (
+    call_turn,
+    chat_tool_choice,
+    chat_tools,
+    echoed_tools,
+    output_turn,
+)
 
 # Honoured: how the job samples, as chat takes it; then vLLM's extensions of this body.
 _SAMPLING = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty")
@@ -41,6 +48,9 @@ _OWN = (
     "store",
     "metadata",
     "user",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 )
 # Taken as they are and echoed back: they steer what this service has no counterpart for.
 _ECHOED = (
@@ -50,15 +60,12 @@ _ECHOED = (
     "prompt_cache_key",
     "prompt_cache_retention",
     "safety_identifier",
-    "parallel_tool_calls",
     "max_tool_calls",
     "stream_options",
     "reasoning",
 )
 # Accepted only as their defaults: what each means when left out.
 _DEFAULT_ONLY: dict[str, tuple[Any, ...]] = {
-    "tools": ([],),
-    "tool_choice": ("auto", "none"),
     "top_logprobs": (0,),
 }
 ALLOWED = {*_SAMPLING, *_VLLM_EXTRAS, *_OWN, *_ECHOED, *_DEFAULT_ONLY}
@@ -72,7 +79,7 @@ MAX_METADATA_PAIRS = 16  # as OpenAI's API
 class ResponseRequest:
     chat: dict[str, Any]  # a /v1/chat/completions body, less its messages
     instructions: list[dict[str, str]]  # the system message they make, if any
-    messages: list[dict[str, str]]  # the input's turns
+    messages: list[dict[str, Any]]  # the input's turns
     stream: bool
     background: bool
     store: bool
@@ -100,23 +107,32 @@ def _content(content: Any, where: str) -> str:
     return "".join(texts)
 
 
-def input_messages(value: Any) -> list[dict[str, str]]:
+def input_messages(value: Any) -> list[dict[str, Any]]:
     """`input` as chat messages: a string is one user turn; a list holds messages (OpenAI's
     easy form, or items of type "message")."""
     if isinstance(value, str):
         return [{"role": "user", "content": value}]
     if not isinstance(value, list) or not value:
         raise OpenAIFieldError("input", "must be a string or a non-empty list of messages")
-    messages = []
+    messages: list[dict[str, Any]] = []
     for i, item in enumerate(value):
         where = f"input[{i}]"
         if not isinstance(item, dict):
             raise OpenAIFieldError(where, "must be an object")
         kind = item.get("type", "message")
+        if kind == "function_call":
+            call_turn(item, where, messages)
+            continue
+        if kind == "function_call_output":
+            messages.append(
+                output_turn(item, where, _content(item.get("output"), f"{where}.output"))
+            )
+            continue
         if kind != "message":
             raise OpenAIFieldError(
                 f"{where}.type",
-                f"{kind!r} is not supported: input items are messages here (no tools run)",
+                f"{kind!r} is not supported: input items are messages, function calls and "
+                "their outputs",
             )
         extra = set(item) - {"type", "role", "content", "id", "status"}
         if extra:
@@ -200,6 +216,16 @@ def read_request(body: dict[str, Any]) -> ResponseRequest:
     }
     if max_output is not None:
         chat["max_tokens"] = max_output
+    tools = body.get("tools") or []
+    if tools:
+        chat["tools"] = chat_tools(tools)
+        chat["parallel_tool_calls"] = body.get("parallel_tool_calls", True)
+    if "tool_choice" in body:
+        chat["tool_choice"] = chat_tool_choice(body["tool_choice"])
+        if not tools and chat["tool_choice"] not in ("auto", "none"):
+            raise OpenAIFieldError("tool_choice", "names a use of tools, and none are given")
+        if not tools:
+            del chat["tool_choice"]
     if response_format is not None:
         chat["response_format"] = response_format
     echoed = {key: body[key] for key in _ECHOED if key in body}
@@ -212,5 +238,7 @@ def read_request(body: dict[str, Any]) -> ResponseRequest:
         "top_p": body.get("top_p"),
         "user": body.get("user"),
         "tool_choice": body.get("tool_choice", "auto"),
+        "tools": echoed_tools(tools),
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
     }
     return ResponseRequest(chat, system, messages, stream, background, store, previous, echoed)

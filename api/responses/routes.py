@@ -118,7 +118,7 @@ async def create_response(
     if asked.background:
         return response_object(row)
     final = await _final(resources, services, row)
-    return response_object(row, summary=final.summary, text=final.text)
+    return response_object(row, summary=final.summary, text=final.text, tool_calls=final.tool_calls)
 
 
 def _streamed(
@@ -234,7 +234,7 @@ async def cancel_response(
         final = await asyncio.wait_for(_final(resources, services, row), CANCEL_WAIT_S)
     except TimeoutError:
         return response_object(await _reloaded(services, row))
-    return response_object(row, summary=final.summary, text=final.text)
+    return response_object(row, summary=final.summary, text=final.text, tool_calls=final.tool_calls)
 
 
 async def _reloaded(services: JobServices, row: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -12,8 +12,11 @@ from typing import Any
 from api.jobs.schemas import JobSummary
 from api.jobs.views import job_summary
 from api.openai.errors import OpenAIError
+from api.openai.tool_views import ToolReply
 from api.openai.views import failure
+from api.responses.tools import function_call_item
 from db.states import JobStatus
+from vqueue.contract.tools import ToolCall, ToolUse
 
 RESPONSE_PREFIX = "resp_"
 
@@ -100,18 +103,26 @@ def response_object(
     *,
     summary: JobSummary | None = None,
     text: str | None = None,
+    tool_calls: str | None = None,
     status: str | None = None,
 ) -> dict[str, Any]:
     """The Response object of a job: from its row, or, at the end of a stream, its final
-    `summary` and `text`; `status` overrides the job's where a stream reports a step."""
+    `summary`, `text` and `tool_calls`; `status` overrides the job's where a stream reports
+    a step."""
     echoed: dict[str, Any] = row["response"] or {}
     summary = summary or job_summary(row)
     shown = status or status_of(summary.status, summary.finish_reason)
     text = text if text is not None else row.get("text")
+    calls: list[ToolCall] = []
+    use = ToolUse.from_stored(row.get("tools"))
+    if use is not None and use.reads_calls and JobStatus(summary.status).is_terminal:
+        content, calls = ToolReply(use).read(text or "", tool_calls or row.get("tool_calls"))
+        text = content or ""
     output = []
     if text:
         item_status = "completed" if shown == "completed" else "incomplete"
         output.append(output_message(row["id"], text, item_status))
+    output += [function_call_item(call) for call in calls]
     spent = usage(summary.usage.prompt_tokens, summary.usage.completion_tokens)
     details = {"reason": "max_output_tokens"} if shown == "incomplete" else None
     return {
@@ -135,7 +146,7 @@ def response_object(
         "temperature": echoed.get("temperature"),
         "text": echoed.get("text") or {"format": {"type": "text"}},
         "tool_choice": echoed.get("tool_choice", "auto"),
-        "tools": [],
+        "tools": echoed.get("tools") or [],
         "top_p": echoed.get("top_p"),
         "truncation": echoed.get("truncation", "disabled"),
         "usage": spent,
