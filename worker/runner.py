@@ -21,11 +21,11 @@ from typing import Any
 from db.attempts import ClaimedJob
 from db.states import JobStatus
 from vqueue.contract import logprobs
-from vqueue.contract.carry import Carried, carried, carries_text
 from vqueue.contract.phases import Phase, PhaseTiming
 from vqueue.contract.sampling import ENGINE_REFUSED
 from vqueue.contract.wire import EntryKind, LogEntry
 from vqueue.logs import current_job, job_context
+from worker.carried_text import TokenLog, carried_texts
 from worker.claims import Claimer
 from worker.engine import EngineHost
 from worker.prompts import EngineInput, PromptMaker
@@ -74,7 +74,7 @@ class JobRunner:
         recorder: Recorder,
         publisher: TokenLogPublisher,
         on_engine_dead: Callable[[BaseException], None],
-        token_log: Callable[[str], list[LogEntry]] | None = None,
+        token_log: TokenLog | None = None,
     ) -> None:
         self.host = host
         # A job's token log as it stands (from a task thread): a response run again goes on
@@ -256,7 +256,7 @@ class JobRunner:
         """By job: the run to start on the engine loop, its input made here, off the loop, or
         the outcome of a job that cannot become a request."""
         requests: dict[str, Coroutine[Any, Any, Outcome] | Outcome] = {}
-        for job_id, made in self.prompts.make(rows, self._carries(rows)).items():
+        for job_id, made in self.prompts.make(rows, carried_texts(rows, self.token_log)).items():
             if isinstance(made, str):
                 requests[job_id] = Outcome(JobStatus.FAILED, error=made)
                 continue
@@ -265,33 +265,6 @@ class JobRunner:
                 job_id, row.attempt, made, row.priority, run_limit(row)
             )
         return requests
-
-    def _carries(self, rows: dict[str, ClaimedJob]) -> dict[str, Carried]:
-        """The text each response run again goes on from (vqueue/contract/carry.py)."""
-        found: dict[str, Carried] = {}
-        for job_id, row in rows.items():
-            if self.token_log is None or not row.continues or row.attempt < 2:
-                continue
-            if not carries_text(row.params):
-                continue
-            try:
-                carry = carried(self.token_log(job_id), row.attempt)
-            except Exception as exc:  # Redis is down: the attempt starts over
-                with job_context(job_id):
-                    log.warning(
-                        "job %s: its last text is unreadable (%s); starting over", job_id, exc
-                    )
-                continue
-            if carry.text:
-                with job_context(job_id):
-                    log.info(
-                        "job %s: attempt %d goes on from %d characters",
-                        job_id,
-                        row.attempt,
-                        len(carry.text),
-                    )
-                found[job_id] = carry
-        return found
 
     @staticmethod
     def _outcome(row: ClaimedJob, future: "Future[Outcome]") -> Outcome:
