@@ -5,12 +5,13 @@ once; one that was cut off takes it up with `starting_after` and does too."""
 
 import signal
 import threading
+import time
 import uuid
 from typing import Any
 
 import openai
 
-from tests.durability import wait_for_restart, wait_until
+from tests.durability import Tally, report, wait_for_restart, wait_until
 from vqueue.dev import stack
 from vqueue.settings import Settings
 
@@ -22,7 +23,7 @@ def _deltas(events: list[Any]) -> str:
 
 
 def test_a_response_goes_on_from_its_text_after_its_worker_is_killed(
-    oai: openai.OpenAI, settings: Settings
+    oai: openai.OpenAI, settings: Settings, durability_report: list[dict[str, Any]]
 ) -> None:
     response = oai.responses.create(
         model=settings.model_name,
@@ -51,17 +52,37 @@ def test_a_response_goes_on_from_its_text_after_its_worker_is_killed(
 
     worker = stack.running_pid(settings, "worker")
     assert worker is not None
+    killed_at = time.monotonic()
     stack.kill(settings, "worker", signal.SIGKILL)  # the main process alone
     wait_for_restart(settings, "worker", worker)
+    back_s = time.monotonic() - killed_at
     follower.join(timeout=900)
     assert not follower.is_alive()
+    done_s = time.monotonic() - killed_at
 
     final = oai.responses.retrieve(response.id)
+    assert final.usage is not None
+    counts = Tally(
+        lost=int(final.status != "incomplete"),
+        duplicated=int(
+            final.usage.output_tokens != MAX_TOKENS or _deltas(live) != final.output_text
+        ),
+        stuck=0,
+    )
+    report(
+        durability_report,
+        counts,
+        fault="worker's main process killed mid-response (Responses API)",
+        injection="SIGKILL to the worker's main pid alone, a background response streaming",
+        in_flight=1,
+        recovery=f"worker back in {back_s:.0f}s, the response done in {done_s:.0f}s",
+        notes=f"attempt 2 went on from the {len(held)}+ characters streamed; the stream kept "
+        "open and one resumed with starting_after each read the whole text once",
+    )
     assert final.status == "incomplete"  # ran to max_output_tokens, over two attempts
     text = final.output_text
     assert text.startswith(held)
     assert len(text) > len(held)
-    assert final.usage is not None
     assert final.usage.output_tokens == MAX_TOKENS
     # The stream that was open all along: every character exactly once, numbers rising.
     assert live[-1].type == "response.incomplete"
