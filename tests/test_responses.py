@@ -414,3 +414,33 @@ def test_a_stream_with_tools_sends_the_call_when_it_ends(
     # Taken up after the item was opened: exactly the rest.
     again = list(oai.responses.retrieve(events[-1].response.id, stream=True, starting_after=2))
     assert [event.sequence_number for event in again] == [3, 4, 5, 6]
+
+
+def test_input_items_list_this_responses_own_input_newest_first(
+    oai: openai.OpenAI, settings: Settings
+) -> None:
+    first = oai.responses.create(model=settings.model_name, input="Hi", max_output_tokens=4)
+    second = oai.responses.create(
+        model=settings.model_name,
+        instructions="Be brief.",
+        input=[
+            {"role": "developer", "content": "Answer in French."},
+            {"role": "user", "content": [{"type": "input_text", "text": "Name a fruit."}]},
+        ],
+        previous_response_id=first.id,
+        max_output_tokens=4,
+    )
+    items = list(oai.responses.input_items.list(second.id))
+    # Not the earlier turn's input, not the instructions: the two turns given, newest first.
+    assert [(item.role, item.content[0].text) for item in items] == [  # type: ignore[union-attr]
+        ("user", "Name a fruit."),
+        ("system", "Answer in French."),
+    ]
+    page = oai.responses.input_items.list(second.id, order="asc", limit=1)
+    assert [item.content[0].text for item in page.data] == ["Answer in French."]  # type: ignore[union-attr]
+    assert page.has_more
+    rest = oai.responses.input_items.list(second.id, order="asc", after=page.data[0].id)
+    assert [item.content[0].text for item in rest.data] == ["Name a fruit."]  # type: ignore[union-attr]
+    assert not rest.has_more
+    with pytest.raises(openai.BadRequestError, match="after"):
+        oai.responses.input_items.list(second.id, after="msg_nonsense")

@@ -11,7 +11,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
@@ -35,6 +35,7 @@ from api.openai.errors import OPENAI_ERRORS, OpenAIError, from_validation, inval
 from api.openai.requests import CHAT_COMPLETIONS, OpenAIFieldError, job_fields
 from api.responses.events import ResponseStream, StaleResume, continues, resume_point
 from api.responses.history import earlier_turns
+from api.responses.input_items import input_items, items_page
 from api.responses.requests import read_request
 from api.responses.views import job_id_of, response_id, response_object
 from db.jobs import cancel_queued_job, request_cancel_running_job
@@ -106,6 +107,8 @@ async def create_response(
         "previous_response_id": asked.previous_response_id,
         # The system message this response's instructions made, which a later turn leaves out.
         "instructions_message": bool(asked.instructions),
+        # The turns of its own input: the last ones of the job's messages.
+        "input_count": len(asked.messages),
     }
     await admit(resources, caller, 1, input_tokens(job))
     metadata = echoed["metadata"] or None
@@ -202,6 +205,21 @@ async def retrieve_response(
             "starting_after: no event of this response has that number", "starting_after"
         ) from None
     return _streamed(resources, services, caller, row, starting_after)
+
+
+@router.get("/responses/{response_name}/input_items")
+async def list_input_items(
+    response_name: str,
+    services: JobServicesDep,
+    caller: CallerDep,
+    after: Annotated[str | None, Query(description="The id of the item to list after")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    order: Annotated[Literal["asc", "desc"], Query()] = "desc",
+    include: Annotated[list[str] | None, Query(alias="include[]")] = None,
+) -> dict[str, Any]:
+    """The items of this response's own input (not an earlier response's), newest first."""
+    row = await visible_response(services, caller, response_name)
+    return items_page(input_items(row), after=after, limit=limit, order=order)
 
 
 @router.post("/responses/{response_name}/cancel")
