@@ -92,8 +92,9 @@ def test_an_agent_calls_a_function_tool(base_url: str, settings: Settings) -> No
                 instructions="Answer with the weather tool.",
                 model=OpenAIResponsesModel(model=settings.model_name, openai_client=client),
                 tools=[get_weather],
-                # The engine holds the model to a call; the tool's answer is the agent's.
-                model_settings=ModelSettings(tool_choice="required", max_tokens=64),
+                # The engine holds the model to a call (greedy: sampled, the call's arguments
+                # can run long); the tool's answer is the agent's.
+                model_settings=ModelSettings(tool_choice="required", max_tokens=128, temperature=0),
                 tool_use_behavior="stop_on_first_tool",
             )
             return await Runner.run(agent, "What is the weather in Oslo?")
