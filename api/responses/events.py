@@ -173,14 +173,13 @@ class ResponseStream:
                 # Text the log no longer held (Redis lost it): from the stored text.
                 frames += self._delta(Delta(text[self.sent :], length))
             part = {"item_id": self.item, "output_index": 0, "content_index": 0}
+            # No text at all: the response has no output, its stream an empty message.
+            item = whole["output"][0] if length else output_message(self.row["id"], "", status)
             done = [
                 ("response.output_text.done", {**part, "text": text, "logprobs": []}),
                 ("response.content_part.done", {**part, "part": output_text(text)}),
-                ("response.output_item.done", {"output_index": 0, "item": whole["output"][0]}),
+                ("response.output_item.done", {"output_index": 0, "item": item}),
             ]
-            if not length:  # no text at all: an empty message, as OpenAI's
-                empty = output_message(self.row["id"], "", "completed")
-                done[2] = (done[2][0], {"output_index": 0, "item": empty})
             for i, (kind, body) in enumerate(done, start=1):
                 if self._due(number := text_number(self.attempt, length + i)):
                     frames.append(frame(kind, number, body))
