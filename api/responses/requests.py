@@ -221,11 +221,11 @@ def read_request(body: dict[str, Any]) -> ResponseRequest:
         chat["tools"] = chat_tools(tools)
         chat["parallel_tool_calls"] = body.get("parallel_tool_calls", True)
     if "tool_choice" in body:
-        chat["tool_choice"] = chat_tool_choice(body["tool_choice"])
-        if not tools and chat["tool_choice"] not in ("auto", "none"):
+        choice = chat_tool_choice(body["tool_choice"])
+        if tools:
+            chat["tool_choice"] = choice
+        elif choice not in ("auto", "none"):
             raise OpenAIFieldError("tool_choice", "names a use of tools, and none are given")
-        if not tools:
-            del chat["tool_choice"]
     if response_format is not None:
         chat["response_format"] = response_format
     echoed = {key: body[key] for key in _ECHOED if key in body}
