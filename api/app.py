@@ -16,6 +16,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from api.batches import routes as batches
 from api.core.auth import authenticate
+from api.core.background import BackgroundTask
 from api.core.body_limit import BodyLimitMiddleware
 from api.core.callers import KeyCache
 from api.core.coalesce import ReadCoalescer
@@ -46,6 +47,8 @@ from api.ops import page_routes as page
 from api.ops.live_workers import LiveWorkers
 from api.ops.process_beat import ProcessBeat
 from api.responses import routes as responses
+from api.webhooks import routes as webhooks
+from api.webhooks.dispatcher import Dispatcher
 from db.engine import make_async_engine, make_sync_engine
 from db.jobs import get_jobs
 from vqueue.contract.queueing import JobQueue
@@ -111,9 +114,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # startup heap (tens of milliseconds) would stall them all (vqueue/gc_heap.py).
     freeze_startup_heap()
     beat.start()
+    dispatcher = Dispatcher(settings, db)
+    deliveries = BackgroundTask("webhooks", dispatcher.run)
+    deliveries.start()
     try:
         yield
     finally:
+        await deliveries.close()
+        await dispatcher.close()
         await beat.close()
         gc_pauses.uninstall()
         feeder.close()
@@ -166,7 +174,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RedisTimeoutError, _redis_down)
     # Everything but the page, its assets and the probes needs a key (api/core/auth.py).
     keyed = [Depends(authenticate)]
-    for module in (jobs, batches, stream, observe):
+    for module in (jobs, batches, stream, observe, webhooks):
         app.include_router(module.router, dependencies=keyed, responses=ERRORS)
     for module in (openai, resume, responses, openai_files, openai_batches, tokenize):
         app.include_router(module.router, dependencies=keyed)

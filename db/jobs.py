@@ -66,6 +66,7 @@ def job_row(
     tools: dict[str, Any] | None = None,
     deadline_at: datetime | None = None,
     response: dict[str, Any] | None = None,
+    webhook: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The values of a new queued job, for insert_jobs(). A deadline is also the latest its
     wait in the queue may end."""
@@ -89,6 +90,7 @@ def job_row(
         "metadata": metadata,
         "tools": tools,
         "response": response,
+        "webhook": webhook,
     }
 
 

@@ -23,7 +23,7 @@ from sqlalchemy import (
     text,
     true,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from db.states import BatchStatus, JobStatus
 from db.stored_text import StoredJSON, StoredText
@@ -90,6 +90,8 @@ batches = Table(
     Column("started_at", DateTime(timezone=True)),
     Column("finished_at", DateTime(timezone=True)),
     Column("cancel_requested_at", DateTime(timezone=True)),
+    # Where its events go: {url, events, progress_interval_s} (api/webhooks/).
+    Column("webhook", JSONB),
     _owner(),
     CheckConstraint(f"status IN ({_batch_status_values})", name="batches_status_valid"),
     Index("batches_created_at", "created_at"),
@@ -155,6 +157,8 @@ jobs = Table(
     # A response of the Responses API (api/responses/): what that API echoes back, and which
     # earlier response it follows. NULL for every other job.
     Column("response", StoredJSON(none_as_null=True)),
+    # Where its end is announced: {url, events} (api/webhooks/); a trigger writes the event.
+    Column("webhook", JSONB),
     # When the job's message was (last) handed to the broker. A batch's jobs are inserted
     # with none and released a window at a time (vqueue/loops/batch_feeder.py).
     Column("released_at", DateTime(timezone=True), server_default=func.now()),
@@ -204,4 +208,56 @@ files = Table(
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     _owner(),
     Index("files_owner_created_at", "owner_id", "created_at"),
+)
+
+# A key's webhook signing secret (`whsec_` and base64), shown once; after a rotation the one
+# before still signs until `previous_until`, so receivers can move over.
+webhook_secrets = Table(
+    "webhook_secrets",
+    metadata,
+    Column("owner_id", Uuid, primary_key=True),
+    Column("secret", Text, nullable=False),
+    Column("previous_secret", Text),
+    Column("previous_until", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+# The webhook outbox: one row per event, inserted by the triggers of migration 0013 in the
+# transaction that ended the job or batch; API processes deliver and retry them.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Uuid, primary_key=True, server_default=text("gen_random_uuid()")),
+    Column("owner_id", Uuid, nullable=False),
+    Column("type", String(32), nullable=False),
+    Column("job_id", Uuid),
+    Column("batch_id", Uuid),
+    Column("url", Text, nullable=False),
+    # The event (JSON text) as first sent; every retry sends the same bytes.
+    Column("payload", Text),
+    Column("status", String(16), nullable=False, server_default="pending"),
+    # [{at, status_code, error, duration_ms}], one per answered (or lost) try.
+    Column("attempts", JSONB, nullable=False, server_default="[]"),
+    # Tries since it was made or re-sent: the index into the retry schedule.
+    Column("attempt_count", Integer, nullable=False, server_default="0"),
+    Column("due_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("next_attempt_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The sending process's claim; one whose lease lapsed died, and another takes it over.
+    Column("lease_token", Uuid),
+    Column("lease_expires_at", DateTime(timezone=True)),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("delivered_at", DateTime(timezone=True)),
+    CheckConstraint(
+        "status IN ('pending', 'delivered', 'failed')", name="webhook_deliveries_status_valid"
+    ),
+    Index("webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    Index("webhook_deliveries_owner_created_at", "owner_id", "created_at"),
+    Index("webhook_deliveries_job", "job_id"),
+    Index("webhook_deliveries_batch", "batch_id", "type"),
+    Index(
+        "webhook_deliveries_one_pending_progress",
+        "batch_id",
+        unique=True,
+        postgresql_where=text("type = 'batch.progress' AND status = 'pending'"),
+    ),
 )

@@ -65,6 +65,22 @@ class BatchStatus(StrEnum):
         return not BATCH_TRANSITIONS[self]
 
 
+class DeliveryStatus(StrEnum):
+    """A webhook delivery's (db/webhooks.py): tried until delivered or given up."""
+
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+DELIVERY_TRANSITIONS: dict[DeliveryStatus, frozenset[DeliveryStatus]] = {
+    # A failed try leaves it pending, due again later.
+    DeliveryStatus.PENDING: frozenset({DeliveryStatus.DELIVERED, DeliveryStatus.FAILED}),
+    # Re-sent by its owner.
+    DeliveryStatus.DELIVERED: frozenset({DeliveryStatus.PENDING}),
+    DeliveryStatus.FAILED: frozenset({DeliveryStatus.PENDING}),
+}
+
 BATCH_TRANSITIONS: dict[BatchStatus, frozenset[BatchStatus]] = {
     # Stored whole (in_progress) or not at all: an interrupted upload fails.
     BatchStatus.VALIDATING: frozenset({BatchStatus.IN_PROGRESS, BatchStatus.FAILED}),

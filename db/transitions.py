@@ -13,8 +13,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Table, case, or_
 
-from db.schema import batches, jobs
-from db.states import BATCH_TRANSITIONS, TRANSITIONS, BatchStatus, JobStatus
+from db.schema import batches, jobs, webhook_deliveries
+from db.states import (
+    BATCH_TRANSITIONS,
+    DELIVERY_TRANSITIONS,
+    TRANSITIONS,
+    BatchStatus,
+    DeliveryStatus,
+    JobStatus,
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,10 @@ def job_move(target: JobStatus, *, only_from: Iterable[JobStatus] | None = None)
 
 def batch_move(target: BatchStatus, *, only_from: Iterable[BatchStatus] | None = None) -> Move:
     return _move(batches, BATCH_TRANSITIONS, target, only_from)
+
+
+def delivery_move(target: DeliveryStatus) -> Move:
+    return _move(webhook_deliveries, DELIVERY_TRANSITIONS, target, None)
 
 
 def either(*moves: Move) -> Move:

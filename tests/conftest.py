@@ -93,6 +93,13 @@ os.environ.update(
         "VQUEUE_MAX_BATCH_BYTES": str(4 * 1024 * 1024),
         "VQUEUE_MAX_BATCH_JOBS": "5000",
         "VQUEUE_MAX_BATCH_LINE_BYTES": str(512 * 1024),
+        # The webhook tests' receivers listen on this machine (refused by default); a try
+        # that hangs and the retries after a failure take seconds, not hours.
+        "VQUEUE_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "VQUEUE_WEBHOOK_TIMEOUT_S": "2",
+        "VQUEUE_WEBHOOK_RETRY_DELAYS_S": "1,1,1",
+        "VQUEUE_WEBHOOK_PROGRESS_INTERVAL_S": "1",
+        "VQUEUE_WEBHOOK_POLL_S": "0.2",
     }
 )
 

@@ -110,6 +110,30 @@ class Settings(BaseSettings):
     """Jobs sent together (one submit round, one batch release) share task messages of up to
     this many: a worker's Celery consumer takes messages one at a time, too slowly for bursts."""
 
+    # Webhooks (api/webhooks/).
+    webhook_allowed_networks: str = ""
+    """Networks (CIDR, comma-separated) a webhook may reach although they are not public:
+    loopback, private, link-local and other non-global addresses are refused unless listed
+    here (e.g. `10.20.0.0/16` for receivers inside the cluster)."""
+    webhook_allowed_hosts: str = ""
+    """When set, the only hosts a webhook URL may name (comma-separated; `.example.com` allows
+    its subdomains)."""
+    webhook_timeout_s: float = Field(10.0, gt=0)
+    """How long one delivery may take, connection to answer; a slower receiver's try fails and
+    is retried."""
+    webhook_retry_delays_s: str = "5,300,1800,7200,18000,36000,36000"
+    """Seconds before each retry of a failed delivery (comma-separated; each within 20%
+    jitter); after the last, the delivery is given up. The default retries for about 27 hours."""
+    webhook_progress_interval_s: float = Field(5.0, gt=0)
+    """The shortest time between two `progress` events of one batch."""
+    webhook_poll_s: float = Field(0.5, gt=0)
+    """How often each API process looks for deliveries that are due."""
+    webhook_concurrency: int = Field(32, gt=0)
+    """Deliveries one API process has in flight at once."""
+    webhook_secret_overlap_s: int = Field(86_400, ge=0)
+    """After a key's signing secret is rotated, the old one also signs this long, so
+    receivers can move over."""
+
     # Job control and durability.
     max_job_timeout_s: int = Field(3600, gt=0)
     """The longest a job may run, and the run time of a job that names none."""
@@ -195,6 +219,10 @@ class Settings(BaseSettings):
     worker_health_file: Path = Path("/tmp/vqueue-worker-alive")
     """Touched at each heartbeat that reached Redis; `python -m worker.healthcheck` (a
     container's health check) finds the worker healthy while it is fresh."""
+
+    @property
+    def webhook_retry_delays(self) -> list[float]:
+        return [float(delay) for delay in self.webhook_retry_delays_s.split(",") if delay.strip()]
 
     @property
     def effective_broker_url(self) -> str:

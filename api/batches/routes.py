@@ -15,14 +15,15 @@ from api.batches.upload import receive_upload
 from api.batches.views import batch_public, tally_jobs
 from api.core.auth import CallerDep
 from api.core.callers import Caller
-from api.core.error_schemas import ErrorResponse
-from api.core.errors import ConflictError, NotFoundError
+from api.core.error_schemas import ErrorDetail, ErrorResponse
+from api.core.errors import BadRequestError, ConflictError, NotFoundError
 from api.core.resources import Resources, ResourcesDep, first_row
 from api.core.wire_json import line_safe_json
 from api.jobs.schemas import JobsPublic
 from api.jobs.service import IdempotencyKey
 from api.jobs.services import JobServicesDep
 from api.jobs.views import job_public, token_logprobs, usage_of
+from api.webhooks.admission import webhook_refusal
 from db.batches import (
     batch_jobs,
     batch_results,
@@ -104,6 +105,13 @@ async def create_batch(
     window at a time (docs/api.md, *Batches*). With dry_run=true, store nothing and answer
     with the lines' checks, token counts and an estimate (200)."""
     options.sampling_defaults()  # a bad default is a 422 before the upload is read
+    webhook = options.webhook(resources.settings.webhook_progress_interval_s)
+    if (
+        webhook is not None
+        and not options.dry_run
+        and (refused := await webhook_refusal(resources, caller, webhook["url"]))
+    ):
+        raise BadRequestError(refused, [ErrorDetail(field="webhook_url", message=refused)])
     upload = await receive_upload(request, resources.settings.max_batch_bytes)
     if options.dry_run:
         try:
@@ -125,6 +133,7 @@ async def create_batch(
             services.context,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            webhook=webhook,
         )
     finally:
         upload.close()

@@ -11,6 +11,7 @@ from api.batches.parse import BatchFormat
 from api.batches.prefix_order import ReleaseOrder
 from api.core.serving_settings import at_most
 from api.jobs.schemas import SamplingFields
+from api.webhooks.schemas import BatchWebhook
 from db.states import BatchStatus
 
 
@@ -59,6 +60,30 @@ class BatchOptions(BaseModel):
         None, description='As JSON text, e.g. {"choice": ["yes", "no"]}'
     )
     logprobs: int | None = None
+    webhook_url: str | None = Field(
+        None,
+        max_length=2048,
+        description="Where the batch's events are sent, signed (docs/api.md, *Webhooks*)",
+    )
+    webhook_events: str = Field(
+        "completed,failed,cancelled",
+        description="Comma-separated: completed, failed, cancelled, progress",
+    )
+
+    def webhook(self, progress_interval_s: float) -> dict[str, Any] | None:
+        """The batch's webhook as stored; a bad URL or event is a 422 naming the parameter."""
+        if self.webhook_url is None:
+            return None
+        events = [event.strip() for event in self.webhook_events.split(",") if event.strip()]
+        try:
+            spec = BatchWebhook.model_validate({"url": self.webhook_url, "events": events})
+        except ValidationError as exc:
+            errors = [
+                {**error, "loc": ("query", f"webhook_{error['loc'][0]}", *error["loc"][1:])}
+                for error in exc.errors()
+            ]
+            raise RequestValidationError(errors) from None
+        return spec.stored(progress_interval_s=progress_interval_s)
 
     def sampling_defaults(self) -> dict[str, Any]:
         """The sampling fields given, validated; a bad one is a 422 naming the parameter."""
@@ -116,6 +141,7 @@ class BatchPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     cancel_requested_at: datetime | None
+    webhook: dict[str, Any] | None = Field(None, description="Where its events are sent")
     links: BatchLinks
 
 

@@ -169,6 +169,7 @@ async def store_batch(
     request_hash: str | None,
     openai_endpoint: str | None = None,
     metadata: dict[str, Any] | None = None,
+    webhook: dict[str, Any] | None = None,
 ) -> Mapping[Any, Any] | None:
     """The stored batch, in_progress; None when the idempotency key is already taken."""
     settings = resources.settings
@@ -190,6 +191,7 @@ async def store_batch(
                 "idempotency_key": idempotency_key,
                 "request_hash": request_hash,
                 "metadata": metadata,
+                "webhook": webhook,
                 "owner_id": caller.owner_id,
             },
         )

@@ -57,6 +57,7 @@ def batch_public(row: Mapping[Any, Any], tally: Tally) -> BatchPublic:
         started_at=row["started_at"],
         finished_at=row["finished_at"],
         cancel_requested_at=row["cancel_requested_at"],
+        webhook=row.get("webhook"),
         links=BatchLinks(
             self=f"/batches/{batch_id}",
             results=f"/batches/{batch_id}/results",

@@ -28,6 +28,7 @@ from api.jobs.service import (
 from api.jobs.services import JobServicesDep
 from api.jobs.token_log import text_so_far
 from api.jobs.views import job_public
+from api.webhooks.admission import webhook_refusal
 from db.jobs import (
     cancel_queued_job,
     count_jobs,
@@ -94,6 +95,10 @@ async def submit_job(
             name for name in ("prompt", "messages", "prompt_token_ids") if getattr(body, name)
         )
         raise BadRequestError(refused, [ErrorDetail(field=field, message=refused)])
+    if body.webhook is not None and (
+        refused := await webhook_refusal(resources, caller, body.webhook.url)
+    ):
+        raise BadRequestError(refused, [ErrorDetail(field="webhook.url", message=refused)])
     warning = None
     if deadline_at is not None:
         warning = await judge_deadline(services.waits, body, deadline_at)
@@ -105,6 +110,7 @@ async def submit_job(
         idempotency_key=idempotency_key,
         request_hash=fingerprint,
         deadline_at=deadline_at,
+        webhook=None if body.webhook is None else body.webhook.stored(),
     )
     # Committed, then enqueued, together with whatever other submits arrived meanwhile.
     row = await services.submitter.submit(values)

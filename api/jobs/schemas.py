@@ -24,6 +24,7 @@ from api.jobs.messages import Message
 from api.jobs.structured_outputs import StructuredOutputs
 from api.jobs.tools import ToolFields
 from api.jobs.waiting import QueueWait
+from api.webhooks.schemas import JobWebhook
 from db.states import JobStatus
 from vqueue.contract.logprobs import MAX_LOGPROBS
 
@@ -208,6 +209,9 @@ class JobCreate(JobSpec):
         "refused with 429 where the queue's estimate says it cannot be; still queued then, it "
         "expires; still running, it is cancelled with its text so far",
     )
+    webhook: JobWebhook | None = Field(
+        None, description="Where the job's end is announced, signed (docs/api.md, *Webhooks*)"
+    )
     on_infeasible: Literal["reject", "accept"] = Field(
         "reject",
         description="Where the estimate misses the deadline: refuse (429), or queue it with a "
@@ -314,6 +318,7 @@ class JobPublic(JobSummary):
         None, description="The calls read in its text once it ended (OpenAI's shape)"
     )
     queue: QueueWait | None = Field(None, description="While queued: its place and estimates")
+    webhook: dict[str, Any] | None = Field(None, description="Where its end is announced")
     warning: str | None = Field(
         None, description="At submit: why it may miss its deadline (on_infeasible: accept)"
     )

@@ -54,6 +54,7 @@ def new_job_row(
     metadata: dict[str, Any] | None = None,
     deadline_at: datetime | None = None,
     response: dict[str, Any] | None = None,
+    webhook: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A validated request as the values of a new queued job (POST /jobs and /v1)."""
     queue_timeout_s = body.queue_timeout_s or settings.queue_timeout_s
@@ -74,4 +75,5 @@ def new_job_row(
         owner_id=caller.owner_id,
         deadline_at=deadline_at,
         response=response,
+        webhook=webhook,
     )

@@ -82,6 +82,7 @@ def job_public(
         text=row["text"] if text is None else text,
         logprobs=token_logprobs(row["logprobs"]),
         queue=queue,
+        webhook=row.get("webhook"),
         **_tool_fields(row),
     )
 

@@ -4,7 +4,6 @@ serves its files)."""
 
 import io
 from collections.abc import Mapping
-from datetime import timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -20,11 +19,9 @@ from api.core.auth import CallerDep
 from api.core.resources import Resources, ResourcesDep
 from api.jobs.services import JobServicesDep
 from api.openai.batch_dry_run import dry_run_batch, wants_dry_run
+from api.openai.batch_views import batch_object
 from api.openai.errors import OPENAI_ERRORS, from_validation, invalid_request
 from api.openai.files import (
-    ERRORS,
-    OUTPUT,
-    file_id,
     openai_batch_row,
     parse_file_id,
     parse_openai_batch_id,
@@ -32,8 +29,9 @@ from api.openai.files import (
 )
 from api.openai.lists import list_page
 from api.openai.requests import ENDPOINTS
+from api.webhooks.admission import webhook_refusal
+from api.webhooks.schemas import BatchWebhook
 from db.batches import list_openai_batches
-from db.states import BatchStatus, JobStatus
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 
@@ -45,6 +43,8 @@ class BatchCreate(BaseModel):
     endpoint: str
     completion_window: Literal["24h"]
     metadata: dict[str, str] | None = Field(None, max_length=16)
+    # This service's own: where the batch's events go (api/webhooks/).
+    webhook: BatchWebhook | None = None
 
 
 @router.post("/batches")
@@ -76,6 +76,13 @@ async def create_openai_batch(
         return dry_run_batch(
             found, body.endpoint, body.input_file_id, body.completion_window, body.metadata
         )
+    webhook = None
+    if body.webhook is not None:
+        if refused := await webhook_refusal(resources, caller, body.webhook.url):
+            raise invalid_request(refused, refused.split(":")[0])
+        webhook = body.webhook.stored(
+            progress_interval_s=resources.settings.webhook_progress_interval_s
+        )
     metadata = {
         "openai": {
             "input_file_id": body.input_file_id,
@@ -95,6 +102,7 @@ async def create_openai_batch(
         request_hash=None,
         openai_endpoint=body.endpoint,
         metadata=metadata,
+        webhook=webhook,
     )
     assert row is not None
     feeder.wake()
@@ -104,41 +112,7 @@ async def create_openai_batch(
 async def _batch_object(resources: Resources, row: Mapping[str, Any]) -> dict[str, Any]:
     async with resources.db.connect() as conn:
         tally = (await tally_jobs(conn, [row["id"]]))[row["id"]]
-    openai = row["metadata"]["openai"]
-    status = BatchStatus(row["status"])
-    unfinished = (JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.EXPIRED)
-    failed = sum(tally.get(job_status, 0) for job_status in unfinished)
-
-    def at(value: Any) -> int | None:
-        return None if value is None else int(value.timestamp())
-
-    finished = row["finished_at"]
-    return {
-        "id": f"batch_{row['id'].hex}",
-        "object": "batch",
-        "endpoint": openai["endpoint"],
-        "errors": None,
-        "input_file_id": openai["input_file_id"],
-        "completion_window": openai["completion_window"],
-        "status": status.value,
-        "output_file_id": file_id(row["id"], OUTPUT),
-        "error_file_id": file_id(row["id"], ERRORS) if failed else None,
-        "created_at": at(row["created_at"]),
-        "in_progress_at": at(row["started_at"]),
-        "expires_at": at(row["created_at"] + timedelta(hours=24)),
-        "finalizing_at": None,
-        "completed_at": at(finished) if status == BatchStatus.COMPLETED else None,
-        "failed_at": at(finished) if status == BatchStatus.FAILED else None,
-        "expired_at": None,
-        "cancelling_at": at(row["cancel_requested_at"]),
-        "cancelled_at": at(finished) if status == BatchStatus.CANCELLED else None,
-        "request_counts": {
-            "total": row["total"],
-            "completed": tally.get(JobStatus.SUCCEEDED, 0),
-            "failed": failed,
-        },
-        "metadata": openai["metadata"],
-    }
+    return batch_object(row, tally)
 
 
 @router.get("/batches/{batch_name}")

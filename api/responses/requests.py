@@ -14,6 +14,8 @@ that only steer OpenAI's hosted features (`include`, `truncation`, `service_tier
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from api.openai.requests import OpenAIFieldError
 from api.responses.tools import (
     call_turn,
@@ -22,6 +24,7 @@ from api.responses.tools import (
     echoed_tools,
     output_turn,
 )
+from api.webhooks.schemas import ResponseWebhook
 
 # Honoured: how the job samples, as chat takes it; then vLLM's extensions of this body.
 _SAMPLING = ("temperature", "top_p", "top_k", "min_p", "presence_penalty", "frequency_penalty")
@@ -51,6 +54,8 @@ _OWN = (
     "tools",
     "tool_choice",
     "parallel_tool_calls",
+    # This service's own: where the response's end is announced (api/webhooks/).
+    "webhook",
 )
 # Taken as they are and echoed back: they steer what this service has no counterpart for.
 _ECHOED = (
@@ -84,6 +89,7 @@ class ResponseRequest:
     background: bool
     store: bool
     previous_response_id: str | None
+    webhook: dict[str, Any] | None
     # What the response object echoes back (api/responses/views.py), stored with the job.
     echoed: dict[str, Any] = field(default_factory=dict)
 
@@ -241,4 +247,18 @@ def read_request(body: dict[str, Any]) -> ResponseRequest:
         "tools": echoed_tools(tools),
         "parallel_tool_calls": body.get("parallel_tool_calls", True),
     }
-    return ResponseRequest(chat, system, messages, stream, background, store, previous, echoed)
+    webhook = _webhook(body.get("webhook"))
+    return ResponseRequest(
+        chat, system, messages, stream, background, store, previous, webhook, echoed
+    )
+
+
+def _webhook(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        return ResponseWebhook.model_validate(value).stored()
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in ("webhook", *error["loc"]))
+        raise OpenAIFieldError(where, error["msg"]) from None

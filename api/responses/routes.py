@@ -38,6 +38,7 @@ from api.responses.history import earlier_turns
 from api.responses.input_items import input_items, items_page
 from api.responses.requests import read_request
 from api.responses.views import job_id_of, response_id, response_object
+from api.webhooks.admission import webhook_refusal
 from db.jobs import cancel_queued_job, request_cancel_running_job
 from db.responses import delete_response, is_deleted
 from db.states import JobStatus
@@ -110,9 +111,15 @@ async def create_response(
         # The turns of its own input: the last ones of the job's messages.
         "input_count": len(asked.messages),
     }
+    if asked.webhook is not None and (
+        refused := await webhook_refusal(resources, caller, asked.webhook["url"])
+    ):
+        raise invalid_request(refused, refused.split(":")[0])
     await admit(resources, caller, 1, input_tokens(job))
     metadata = echoed["metadata"] or None
-    values = new_job_row(job, settings, caller, metadata=metadata, response=echoed)
+    values = new_job_row(
+        job, settings, caller, metadata=metadata, response=echoed, webhook=asked.webhook
+    )
     row = await services.submitter.submit(values)
     assert row is not None  # no idempotency key: no conflict
     headers = {"X-Job-Id": str(row["id"])}
