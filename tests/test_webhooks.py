@@ -6,6 +6,7 @@ API process while it is sending."""
 import itertools
 import signal
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, text
 from standardwebhooks import Webhook
 
 from db.webhooks import LOST_TRY
-from tests.durability import wait_for_restart, wait_until
+from tests.durability import Tally, report, wait_for_restart, wait_until
 from tests.test_auth import bearer, new_key
 from tests.test_openai_files import request_line
 from vqueue.client.api_client import VQueueClient
@@ -403,15 +404,32 @@ def test_a_background_response_announces_its_end_as_openai_does(
 
 
 def test_a_delivery_survives_a_sigkill_of_the_api_mid_send(
-    client: VQueueClient, receiver: Receiver, secret: str, settings: Settings
+    client: VQueueClient,
+    receiver: Receiver,
+    secret: str,
+    settings: Settings,
+    durability_report: list[dict[str, Any]],
 ) -> None:
     job = submit(client, {"url": receiver.url("/hang")})
     assert receiver.arrived.wait(120)
     api = stack.running_pid(settings, "api")
     assert api is not None
+    killed_at = time.monotonic()
     stack.kill(settings, "api", signal.SIGKILL)
     wait_for_restart(settings, "api", api, timeout=120)
+    back_s = time.monotonic() - killed_at
     [delivery] = settled(client, job_id=job["id"], timeout=120)
+    sent_s = time.monotonic() - killed_at
+    report(
+        durability_report,
+        Tally(lost=int(delivery["status"] != "delivered"), duplicated=0, stuck=0),
+        fault="API process killed mid-webhook",
+        injection="SIGKILL to the API process while its webhook try waits on the receiver",
+        in_flight=1,
+        recovery=f"API back in {back_s:.0f}s, the event delivered {sent_s:.0f}s after the kill",
+        notes=f"{len(receiver.at('/hang'))} requests, one webhook-id (receivers drop repeats "
+        "by it); the lost try is in the delivery's record",
+    )
     assert delivery["status"] == "delivered"
     # The try the killed process was making is written down as lost when another took it
     # over (or, where the machine stalled past the try's timeout first, as timed out).
