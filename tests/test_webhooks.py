@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,6 +23,7 @@ from standardwebhooks import Webhook
 from db.webhooks import LOST_TRY
 from tests.durability import Tally, report, wait_for_restart, wait_until
 from tests.test_auth import bearer, new_key
+from tests.test_cli import vqueue
 from tests.test_openai_files import request_line
 from vqueue.client.api_client import VQueueClient
 from vqueue.dev import stack
@@ -438,3 +440,47 @@ def test_a_delivery_survives_a_sigkill_of_the_api_mid_send(
     ids = {r.headers["webhook-id"] for r in receiver.at("/hang")}
     assert ids == {delivery["id"]}
     assert len(receiver.at("/hang")) >= 2
+
+
+def test_the_cli_names_webhooks(
+    base_url: str, client: VQueueClient, receiver: Receiver, secret: str, tmp_path: Path
+) -> None:
+    queued = vqueue(
+        base_url,
+        "submit",
+        "Hi",
+        "--max-tokens",
+        "4",
+        "--no-wait",
+        "--webhook",
+        receiver.url("/ok/cli-job"),
+    )
+    assert queued.returncode == 0, queued.stderr
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("Red is\nBlue is\n")
+    done = vqueue(
+        base_url,
+        "batch",
+        str(prompts),
+        "--max-tokens",
+        "4",
+        "--webhook",
+        receiver.url("/ok/cli-batch"),
+    )
+    assert done.returncode == 0, done.stderr
+    wait_until(
+        lambda: receiver.at("/ok/cli-job") != [] and receiver.at("/ok/cli-batch") != [],
+        timeout=120,
+    )
+    job_event = Webhook(secret).verify(
+        receiver.at("/ok/cli-job")[0].body, receiver.at("/ok/cli-job")[0].headers
+    )
+    assert job_event["data"]["id"] == queued.stdout.strip()
+    batch_event = Webhook(secret).verify(
+        receiver.at("/ok/cli-batch")[0].body, receiver.at("/ok/cli-batch")[0].headers
+    )
+    assert batch_event["type"] == "batch.completed"
+    assert batch_event["data"]["id"] == done.stdout.strip()
+    refused = vqueue(base_url, "submit", "Hi", "--no-wait", "--webhook", "http://10.0.0.1/")
+    assert refused.returncode != 0
+    assert "private address" in refused.stderr

@@ -79,6 +79,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
     if args.deadline is not None:
         body["deadline_s"] = args.deadline
         body["on_infeasible"] = "accept" if args.accept_late else "reject"
+    if args.webhook:
+        body["webhook"] = {"url": args.webhook}
     if args.raw:
         if args.system:
             print("vqueue: --system needs a chat prompt; leave out --raw", file=sys.stderr)
@@ -131,7 +133,12 @@ def _progress(batch: dict[str, Any]) -> str:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     path = Path(args.file)
-    options = {"format": args.format, "on_error": args.on_error, "max_tokens": args.max_tokens}
+    options = {
+        "format": args.format,
+        "on_error": args.on_error,
+        "max_tokens": args.max_tokens,
+        "webhook_url": args.webhook,
+    }
     with _client(args) as client:
         batch = client.upload_batch(path.read_bytes(), filename=path.name, **options)
         print(batch["id"])
@@ -209,6 +216,7 @@ def parser() -> argparse.ArgumentParser:
         "--accept-late", action="store_true", help="queue it even if the estimate misses --deadline"
     )
     submit.add_argument("--no-wait", action="store_true", help="print the job id and return")
+    submit.add_argument("--webhook", metavar="URL", help="where the job's end is sent, signed")
     submit.set_defaults(run=cmd_submit)
 
     for name, run, text in (
@@ -231,6 +239,7 @@ def parser() -> argparse.ArgumentParser:
     batch.add_argument("--max-tokens", type=int, help="default for lines that set none")
     batch.add_argument("--wait", action="store_true", help="show progress, then download")
     batch.add_argument("--output", help="results file (default: <file>.results.jsonl)")
+    batch.add_argument("--webhook", metavar="URL", help="where the batch's end is sent, signed")
     batch.set_defaults(run=cmd_batch)
 
     stats = commands.add_parser("stats", help="backlog, running jobs, workers")
