@@ -49,12 +49,12 @@ def test_a_job_streams_and_its_deltas_are_its_text(client: VQueueClient) -> None
     assert joined(events) == final["text"]
     assert_offsets_match(events)
     assert events[-1].event == "done"
-    # The done event is the job as GET shows it, without the input (tools included), the
+    # The done event is the job as GET shows it, without the input (tools and webhook too), the
     # output (text, log probabilities, tool calls), its wait while queued (null now) and the
     # submit's warning: here made from the summary the worker's END carried
     # (tests/test_job_follower.py), not a read.
     input_and_text = {"prompt", "messages", "prompt_token_ids", "params", "text", "logprobs"}
-    input_and_text |= {"tools", "tool_choice", "tool_calls", "queue", "warning"}
+    input_and_text |= {"tools", "tool_choice", "tool_calls", "queue", "warning", "webhook"}
     assert events[-1].data == {
         key: value for key, value in final.items() if key not in input_and_text
     }

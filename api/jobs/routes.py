@@ -12,9 +12,9 @@ from api.core.auth import CallerDep
 from api.core.callers import Caller
 from api.core.error_schemas import ErrorDetail, ErrorResponse
 from api.core.errors import BadRequestError, ConflictError, NotFoundError
-from api.core.job_ends import announce_ended
 from api.core.limits import admit, input_tokens
 from api.core.resources import Resources, ResourcesDep, first_row
+from api.jobs.cancel import cancel_job as cancel_job_now
 from api.jobs.deadlines import CancelAfter, deadline_at_of, deadline_s_of, judge_deadline
 from api.jobs.follower import load_job
 from api.jobs.schemas import JobCreate, JobPublic, JobsPublic
@@ -30,12 +30,10 @@ from api.jobs.token_log import text_so_far
 from api.jobs.views import job_public
 from api.webhooks.admission import webhook_refusal
 from db.jobs import (
-    cancel_queued_job,
     count_jobs,
     get_job,
     get_job_by_idempotency_key,
     list_jobs,
-    request_cancel_running_job,
 )
 from db.states import JobStatus
 
@@ -174,20 +172,14 @@ async def cancel_job(
     """A queued job is cancelled at once (200); a running one is aborted by its worker within
     VQUEUE_CANCEL_POLL_S, keeping its partial text (202). Cancelling again changes nothing."""
     job_uuid = parse_job_id(job_id)
-    async with resources.db.begin() as conn:
-        row = (await conn.execute(cancel_queued_job(job_uuid, caller.scope))).mappings().first()
-        if row is None:
-            running = await conn.execute(request_cancel_running_job(job_uuid, caller.scope))
-            if (row := running.mappings().first()) is not None:
-                response.status_code = 202
-                return job_public(row)
-            row = (await conn.execute(get_job(job_uuid, caller.scope))).mappings().first()
-            if row is None:
-                raise NotFoundError(f"no job {job_id!r}")
-            if row["status"] != JobStatus.CANCELLED:
-                raise ConflictError(f"the job already {row['status']}; it cannot be cancelled")
-            return job_public(row)
-    # Readers of a job that never ran learn here that it ended.
-    ended = [(str(job_uuid), row["attempt"])]
-    await announce_ended(resources, ended, JobStatus.CANCELLED, f"job {job_id}")
+    outcome = await cancel_job_now(resources, job_uuid, caller.scope, f"job {job_id}")
+    if outcome.row is not None:
+        if outcome.aborting:
+            response.status_code = 202
+        return job_public(outcome.row)
+    row = await first_row(resources.db, get_job(job_uuid, caller.scope))
+    if row is None:
+        raise NotFoundError(f"no job {job_id!r}")
+    if row["status"] != JobStatus.CANCELLED:
+        raise ConflictError(f"the job already {row['status']}; it cannot be cancelled")
     return job_public(row)

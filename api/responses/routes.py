@@ -9,7 +9,6 @@ stored with `store: false` is not shown again once made. Errors use OpenAI's err
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 
@@ -20,10 +19,10 @@ from redis.exceptions import RedisError
 
 from api.core.auth import CallerDep
 from api.core.callers import Caller
-from api.core.job_ends import announce_ended
 from api.core.limits import admit, input_tokens
 from api.core.resources import Resources, ResourcesDep
 from api.core.sse import SSE_HEADERS
+from api.jobs.cancel import cancel_job
 from api.jobs.follower import Final, FollowEvent, JobFollower, load_job, while_key_valid
 from api.jobs.schemas import JobCreate
 from api.jobs.service import new_job_row
@@ -39,7 +38,6 @@ from api.responses.input_items import input_items, items_page
 from api.responses.requests import read_request
 from api.responses.views import job_id_of, response_id, response_object
 from api.webhooks.admission import webhook_refusal
-from db.jobs import cancel_queued_job, request_cancel_running_job
 from db.responses import delete_response, is_deleted
 from db.states import JobStatus
 
@@ -245,16 +243,9 @@ async def cancel_response(
             f"the response is already {response_object(row)['status']}; it cannot be cancelled",
             "response_id",
         )
-    job_id: uuid.UUID = row["id"]
-    async with resources.db.begin() as conn:
-        cancelled = (await conn.execute(cancel_queued_job(job_id))).mappings().first()
-        if cancelled is None:
-            await conn.execute(request_cancel_running_job(job_id))
-    if cancelled is not None:
-        await announce_ended(
-            resources, [(str(job_id), cancelled["attempt"])], JobStatus.CANCELLED, response_name
-        )
-        return response_object(dict(cancelled))
+    outcome = await cancel_job(resources, row["id"], None, response_name)
+    if outcome.row is not None and not outcome.aborting:
+        return response_object(outcome.row)
     try:
         final = await asyncio.wait_for(_final(resources, services, row), CANCEL_WAIT_S)
     except TimeoutError:
