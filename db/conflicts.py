@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from psycopg.errors import DeadlockDetected, SerializationFailure
+from psycopg.errors import DeadlockDetected, LockNotAvailable, SerializationFailure
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
@@ -41,9 +41,10 @@ def locked_in_id_order(*conditions: Any, skip_locked: bool = False) -> Any:
 
 
 def is_conflict(exc: BaseException) -> bool:
-    """A deadlock or serialization failure: the transaction was rolled back, try it again."""
+    """A deadlock, a serialization failure or a lock wait past its timeout (db/locks.py): the
+    transaction was rolled back, try it again."""
     return isinstance(exc, DBAPIError) and isinstance(
-        exc.orig, DeadlockDetected | SerializationFailure
+        exc.orig, DeadlockDetected | SerializationFailure | LockNotAvailable
     )
 
 

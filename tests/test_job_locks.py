@@ -2,7 +2,8 @@
 
 Claims, results, lease renewals, failures and reconciler rounds run on the same rows from
 several threads at once, each on random subsets, for a while, without the retry that wraps
-them in the product: their lock order alone must keep Postgres from finding a deadlock.
+them in the product: their lock order, and the reconciler's bounded waits (db/locks.py), must
+keep Postgres from finding a deadlock.
 """
 
 import random
@@ -13,13 +14,14 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
-from psycopg.errors import DeadlockDetected
+from psycopg.errors import DeadlockDetected, LockNotAvailable
 from sqlalchemy import Engine, text, update
 from sqlalchemy.exc import DBAPIError
 
 from db.attempts import AttemptResult, claim_jobs, finish_jobs, renew_leases
 from db.conflicts import is_conflict, locked_in_id_order, retry_conflicts
 from db.jobs import expire_queued_jobs, fail_unqueued_jobs, give_up_lost_jobs, requeue_lost_jobs
+from db.locks import exclusive_round
 from db.schema import jobs
 from db.states import JobStatus
 
@@ -27,6 +29,7 @@ ROWS = 300
 SUBSET = 60
 RUN_S = 8.0
 WORKER = "lock-test"
+ROUND_KEY = 0x6C6F636B  # the test's own round lock
 
 
 def make_jobs(db: Engine) -> list[uuid.UUID]:
@@ -72,7 +75,9 @@ def test_concurrent_state_changes_on_shared_rows_never_deadlock(db: Engine) -> N
             conn.execute(renew_leases(subset(), WORKER, 0.05)).all()
 
     def reconcile() -> None:
-        with db.begin() as conn:
+        # As the reconciler runs its round: one transaction, its lock waits bounded.
+        with exclusive_round(db, ROUND_KEY) as conn:
+            assert conn is not None
             conn.execute(requeue_lost_jobs(10**6, [], 0.05)).all()
             conn.execute(give_up_lost_jobs(10**6, [], 0.05)).all()
             conn.execute(expire_queued_jobs()).all()
@@ -121,7 +126,10 @@ def test_concurrent_state_changes_on_shared_rows_never_deadlock(db: Engine) -> N
 
     deadlocks = [e for e in errors if isinstance(e.orig, DeadlockDetected)]  # type: ignore[attr-defined]
     assert not deadlocks, f"{len(deadlocks)} deadlocks: {deadlocks[0]}"
-    assert not errors, errors[0]
+    # A round may give a wait up (it runs again next interval); nothing else may fail.
+    others = [e for e in errors if not isinstance(e.orig, LockNotAvailable)]  # type: ignore[attr-defined]
+    assert not others, others[0]
+    assert len(errors) < done["reconcile"], "most rounds ran through"
     # Every kind of statement ran, many times over.
     assert all(done[name] >= 5 for name in work), done
 

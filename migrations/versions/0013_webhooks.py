@@ -21,8 +21,13 @@ depends_on: str | Sequence[str] | None = None
 # A job's or response's end. Responses name their events as OpenAI's do: an answer cut by its
 # token budget is `response.incomplete` (subscribed as `completed`), an expired one failed.
 # A batch job's end also schedules the batch's `progress` event, one pending at a time and
-# due no sooner than the interval after the one before.
-JOB_EVENTS = """
+# due no sooner than the interval after the one before. It never waits: a transaction that
+# ends jobs of the batch while another one that may have scheduled it is still open leaves
+# the scheduling to that one (its event, rendered when sent, counts what is done by then),
+# so a job's end cannot wait on another transaction's insert while holding its job rows.
+# The advisory lock class of "a progress event of this batch is being scheduled".
+PROGRESS_LOCK = 0x7768  # "wh"
+JOB_EVENTS = f"""
 CREATE FUNCTION vqueue_job_webhook() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     kind text := CASE WHEN NEW.response IS NULL THEN 'job' ELSE 'response' END;
@@ -40,23 +45,30 @@ BEGIN
         INSERT INTO webhook_deliveries (owner_id, type, job_id, url)
         VALUES (NEW.owner_id, name, NEW.id, NEW.webhook ->> 'url');
     END IF;
-    IF NEW.batch_id IS NOT NULL THEN
-        INSERT INTO webhook_deliveries (owner_id, type, batch_id, url, due_at, next_attempt_at)
-        SELECT b.owner_id, 'batch.progress', b.id, b.webhook ->> 'url', due, due
-        FROM batches b,
-            LATERAL (
-                SELECT greatest(
-                    now(),
-                    max(d.due_at)
-                        + make_interval(secs => (b.webhook ->> 'progress_interval_s')::float8)
-                ) AS due
-                FROM webhook_deliveries d
-                WHERE d.batch_id = b.id AND d.type = 'batch.progress'
-            ) AS next
+    IF NEW.batch_id IS NOT NULL AND EXISTS (
+        SELECT FROM batches b
         WHERE b.id = NEW.batch_id AND b.status = 'in_progress'
             AND b.webhook -> 'events' ? 'progress'
-        ON CONFLICT (batch_id) WHERE type = 'batch.progress' AND status = 'pending'
-        DO NOTHING;
+    ) THEN
+        IF pg_try_advisory_xact_lock({PROGRESS_LOCK}, hashtext(NEW.batch_id::text)) THEN
+            INSERT INTO webhook_deliveries
+                (owner_id, type, batch_id, url, due_at, next_attempt_at)
+            SELECT b.owner_id, 'batch.progress', b.id, b.webhook ->> 'url', due, due
+            FROM batches b,
+                LATERAL (
+                    SELECT greatest(
+                        now(),
+                        max(d.due_at) + make_interval(
+                            secs => (b.webhook ->> 'progress_interval_s')::float8
+                        )
+                    ) AS due
+                    FROM webhook_deliveries d
+                    WHERE d.batch_id = b.id AND d.type = 'batch.progress'
+                ) AS next
+            WHERE b.id = NEW.batch_id
+            ON CONFLICT (batch_id) WHERE type = 'batch.progress' AND status = 'pending'
+            DO NOTHING;
+        END IF;
     END IF;
     RETURN NULL;
 END
