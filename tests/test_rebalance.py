@@ -14,9 +14,10 @@ from vqueue.contract.queueing import JobQueue
 from vqueue.contract.task_messages import queue_key
 from vqueue.contract.wire import WORKERS_KEY, room_key
 from vqueue.settings import Settings
+from worker.active_runs import ActiveRun, StopReason
 from worker.intake import IntakeCeiling
 from worker.rebalance import Rebalancer
-from worker.runner import ActiveRun, JobRunner, StopReason
+from worker.runner import JobRunner
 
 
 class Runs:
@@ -192,7 +193,8 @@ def test_a_runner_sheds_what_its_engine_would_schedule_last_and_nothing_generati
         "lazy-generating": ActiveRun(1, priority=9, since=4.0, generating=True),
         "being-cancelled": ActiveRun(1, priority=9, since=5.0, reason=StopReason.CANCELLED),
     }
-    runner._active = {(job_id, 1): run for job_id, run in runs.items()}
+    for job_id, run in runs.items():
+        runner.runs.add(job_id, run)
     assert runner.held_count() == 4  # the one being stopped is on its way out
     assert runner.shed(2) == ["lazy-old", "urgent-new"]
     assert runs["lazy-old"].reason is StopReason.HANDED_BACK

@@ -39,7 +39,7 @@ def test_unset_parameters_keep_the_engine_defaults() -> None:
 
 
 def test_nul_characters_become_replacement_characters() -> None:
-    from worker.runner import storable
+    from worker.generation import storable
 
     assert storable("a\x00b") == "a\ufffdb"
     assert len(storable("\x00\x00")) == 2  # offsets are unchanged

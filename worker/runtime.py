@@ -27,12 +27,13 @@ from vqueue.loops.batch_feeder import BatchFeeder
 from vqueue.loops.reconciler import Reconciler
 from vqueue.models.source import resolve_model
 from vqueue.settings import Settings
+from worker.active_runs import StopReason
 from worker.claims import Claimer
 from worker.engine import EngineHost
 from worker.publisher import TokenLogPublisher
 from worker.rebalance import Rebalancer
 from worker.recorder import Recorder
-from worker.runner import JobRunner, StopReason
+from worker.runner import JobRunner
 from worker.supervisor import Supervisor
 from worker.tool_calls import ToolCallReader
 

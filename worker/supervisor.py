@@ -17,7 +17,8 @@ from db.jobs import cancel_requested
 from db.states import JobStatus
 from vqueue.loops.periodic import PeriodicThread
 from vqueue.settings import Settings
-from worker.runner import JobRunner, StopReason
+from worker.active_runs import StopReason
+from worker.runner import JobRunner
 
 log = logging.getLogger(__name__)
 
