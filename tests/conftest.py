@@ -110,6 +110,7 @@ from sqlalchemy import Engine, create_engine, make_url, text  # noqa: E402
 from db.keys import create_key  # noqa: E402
 from db.migrate import reset_database  # noqa: E402
 from tests import helpers  # noqa: E402
+from tests.webhook_receiver import Receiver, make_secret, running_receiver  # noqa: E402
 from vqueue.client.api_client import VQueueClient  # noqa: E402
 from vqueue.dev import stack  # noqa: E402
 from vqueue.settings import Settings, get_settings  # noqa: E402
@@ -155,6 +156,19 @@ def base_url(settings: Settings, db: Engine, redis: Redis) -> Iterator[str]:
     # Stopping twice is harmless too.
     stack.down(settings)
     shutil.rmtree(_RUN_DIR, ignore_errors=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    """A webhook receiver on this machine (tests/webhook_receiver.py)."""
+    with running_receiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def webhook_secret(base_url: str) -> str:
+    """The suite key's webhook signing secret, made once."""
+    return make_secret(base_url)
 
 
 @pytest.fixture

@@ -2,7 +2,9 @@
 the stack's own supervisor (as `make up` runs it). Nothing lost, doubled or stuck; no person
 acts; a resumed stream is always one attempt's text.
 
-Each test adds a row to docs/durability.md (see the durability_report fixture).
+Each test adds a row to docs/durability.md (see the durability_report fixture). The API is
+killed in two tests that follow each other: a SIGKILLed process saves no coverage data, so
+what the API ran between the kills would go uncounted.
 """
 
 import re
@@ -15,9 +17,11 @@ from typing import Any
 from redis import Redis
 from sqlalchemy import Engine, text
 
+from db.webhooks import LOST_TRY
 from tests.durability import (
     CutReader,
     Follower,
+    Tally,
     engine_core,
     engine_pids,
     finals_of,
@@ -32,6 +36,7 @@ from tests.durability import (
     worker_listed,
 )
 from tests.helpers import http
+from tests.webhook_receiver import Receiver, settled, submit
 from vqueue.client.api_client import VQueueClient
 from vqueue.dev import stack
 from vqueue.settings import Settings
@@ -228,6 +233,43 @@ def test_sigkill_of_the_api_while_50_clients_stream(
     assert all(f.finished for f in followers)
     assert resumed > 0  # the kill did cut them
     assert wrong == 0
+
+
+def test_a_webhook_delivery_survives_a_sigkill_of_the_api_mid_send(
+    client: VQueueClient,
+    receiver: Receiver,
+    webhook_secret: str,
+    settings: Settings,
+    durability_report: list[dict[str, Any]],
+) -> None:
+    job = submit(client, {"url": receiver.url("/hang")})
+    assert receiver.arrived.wait(120)
+    api = stack.running_pid(settings, "api")
+    assert api is not None
+    killed_at = time.monotonic()
+    stack.kill(settings, "api", signal.SIGKILL)
+    wait_for_restart(settings, "api", api, timeout=120)
+    back_s = time.monotonic() - killed_at
+    [delivery] = settled(client, job_id=job["id"], timeout=120)
+    sent_s = time.monotonic() - killed_at
+    report(
+        durability_report,
+        Tally(lost=int(delivery["status"] != "delivered"), duplicated=0, stuck=0),
+        fault="API process killed mid-webhook",
+        injection="SIGKILL to the API process while its webhook try waits on the receiver",
+        in_flight=1,
+        recovery=f"API back in {back_s:.0f}s, the event delivered {sent_s:.0f}s after the kill",
+        notes=f"{len(receiver.at('/hang'))} requests, one webhook-id (receivers drop repeats "
+        "by it); the lost try is in the delivery's record",
+    )
+    assert delivery["status"] == "delivered"
+    # The try the killed process was making is written down as lost when another took it
+    # over (or, where the machine stalled past the try's timeout first, as timed out).
+    assert delivery["attempts"][0]["error"] in (LOST_TRY, "timed out")
+    assert delivery["attempts"][-1]["status_code"] == 200
+    ids = {r.headers["webhook-id"] for r in receiver.at("/hang")}
+    assert ids == {delivery["id"]}
+    assert len(receiver.at("/hang")) >= 2
 
 
 def streams_to_cut(
