@@ -111,7 +111,9 @@ async def create_batch(
         and not options.dry_run
         and (refused := await webhook_refusal(resources, caller, webhook["url"]))
     ):
-        raise BadRequestError(refused, [ErrorDetail(field="webhook_url", message=refused)])
+        # Its webhook is named by query parameters here.
+        detail = ErrorDetail(field="webhook_url", message=refused.message)
+        raise BadRequestError(refused.message, [detail])
     upload = await receive_upload(request, resources.settings.max_batch_bytes)
     if options.dry_run:
         try:

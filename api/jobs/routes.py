@@ -94,9 +94,10 @@ async def submit_job(
         )
         raise BadRequestError(refused, [ErrorDetail(field=field, message=refused)])
     if body.webhook is not None and (
-        refused := await webhook_refusal(resources, caller, body.webhook.url)
+        hook_refused := await webhook_refusal(resources, caller, body.webhook.url)
     ):
-        raise BadRequestError(refused, [ErrorDetail(field="webhook.url", message=refused)])
+        detail = ErrorDetail(field=hook_refused.param, message=hook_refused.message)
+        raise BadRequestError(hook_refused.message, [detail])
     warning = None
     if deadline_at is not None:
         warning = await judge_deadline(services.waits, body, deadline_at)

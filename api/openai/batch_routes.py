@@ -79,7 +79,7 @@ async def create_openai_batch(
     webhook = None
     if body.webhook is not None:
         if refused := await webhook_refusal(resources, caller, body.webhook.url):
-            raise invalid_request(refused, refused.split(":")[0])
+            raise invalid_request(refused.message, refused.param)
         webhook = body.webhook.stored(
             progress_interval_s=resources.settings.webhook_progress_interval_s
         )

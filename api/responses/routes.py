@@ -112,7 +112,7 @@ async def create_response(
     if asked.webhook is not None and (
         refused := await webhook_refusal(resources, caller, asked.webhook["url"])
     ):
-        raise invalid_request(refused, refused.split(":")[0])
+        raise invalid_request(refused.message, refused.param)
     await admit(resources, caller, 1, input_tokens(job))
     metadata = echoed["metadata"] or None
     values = new_job_row(
