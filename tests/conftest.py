@@ -83,7 +83,7 @@ os.environ.update(
         "VQUEUE_LEASE_S": "6",
         "VQUEUE_WORKER_HEARTBEAT_S": "1",
         # An engine that answers nothing for this long (a test stops it) is given up on.
-        "VQUEUE_ENGINE_STALL_S": "30",
+        "VQUEUE_ENGINE_STALL_S": "20",
         "VQUEUE_WORKER_HEALTH_FILE": str(_RUN_DIR / "worker-alive"),
         "VQUEUE_RECONCILE_INTERVAL_S": "1",
         "VQUEUE_REQUEUE_GRACE_S": "2",

@@ -165,7 +165,9 @@ def test_a_worker_paused_past_its_lease_fails_nothing_when_it_wakes(
     worker = stack.running_pid(settings, "worker")
     assert worker is not None
 
-    pause_s = 2 * settings.lease_s
+    # Past its lease, and past the engine stall limit: the engine's output waits unread all
+    # that time, and the worker must not take that for a stuck engine when it wakes.
+    pause_s = max(2 * settings.lease_s, settings.engine_stall_s + settings.lease_s / 2)
     stack.kill(settings, "worker", signal.SIGSTOP)
     try:
         # Meanwhile the API's reconciler takes the jobs back (heartbeat gone, lease lapsed).
@@ -186,7 +188,8 @@ def test_a_worker_paused_past_its_lease_fails_nothing_when_it_wakes(
         durability_report,
         counts,
         fault="worker paused past its lease",
-        injection=f"SIGSTOP to the worker for {pause_s:g}s (twice the lease), then SIGCONT",
+        injection=f"SIGSTOP to the worker for {pause_s:g}s (past its lease and the engine "
+        "stall limit), then SIGCONT",
         in_flight=len(jobs),
         recovery=f"requeued {requeued_s:.1f}s into the pause",
         notes=f"{requeued} jobs requeued; awake, the worker finished "

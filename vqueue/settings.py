@@ -201,7 +201,8 @@ class Settings(BaseSettings):
     engine_stall_s: float = Field(300.0, gt=0)
     """An engine with jobs on it that yields no output for this long is stuck (a hung device
     call, a stopped engine process): the worker exits so that its jobs run elsewhere and a
-    fresh worker takes its place. Longer than the slowest prefill of a full batch."""
+    fresh worker takes its place. Longer than the slowest prefill of a full batch. Time the
+    worker itself was not running (stopped, a stalled host) is not counted."""
     scheduling_policy: str = Field("priority", pattern="^(priority|fcfs)$")
     """"priority" lets the engine order waiting requests by the jobs' priorities; "fcfs" does
     not."""

@@ -68,6 +68,10 @@ class JobRunner:
         """Seconds since the engine last made progress while it held runs; 0 when idle."""
         return self.runs.stalled_for()
 
+    def engine_watch_restarted(self) -> None:
+        """Count the engine's silence from now (this worker could not watch it until now)."""
+        self.runs.progressed()
+
     def active_ids(self) -> list[str]:
         """The jobs with a run on the engine."""
         return list(dict.fromkeys(job_id for job_id, _ in self.runs.all()))

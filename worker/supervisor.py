@@ -2,7 +2,9 @@
 stops runs that a newer attempt has superseded (this worker was paused or cut off past its
 lease, and the job was claimed again): their text and result are no longer wanted. An engine
 that holds runs and gives no output for VQUEUE_ENGINE_STALL_S is stuck: the worker exits
-rather than renew leases it cannot honour, and its jobs run elsewhere."""
+rather than renew leases it cannot honour, and its jobs run elsewhere. Silence while the worker
+itself was not running (stopped, or the host stalled) says nothing about the engine, and is not
+counted."""
 
 import logging
 import time
@@ -23,6 +25,8 @@ from worker.runner import JobRunner
 log = logging.getLogger(__name__)
 
 SLOW_ROUND_S = 1.0
+# A wait between rounds this much longer than asked means this process was not running.
+FROZEN_AFTER_S = 5.0
 
 
 class Supervisor:
@@ -32,13 +36,29 @@ class Supervisor:
         self.runner = runner
         self.worker_name = worker_name
         self._last_renewal = time.monotonic()
+        self._last_round_end = time.monotonic()
         self._thread = PeriodicThread(
             "supervisor", settings.cancel_poll_s, self.run_once, (SQLAlchemyError,)
         )
         self.start, self.close = self._thread.start, self._thread.close
 
     def run_once(self) -> None:
+        try:
+            self._round()
+        finally:
+            self._last_round_end = time.monotonic()
+
+    def _round(self) -> None:
         started = time.monotonic()
+        frozen_s = started - self._last_round_end - self.settings.cancel_poll_s
+        if frozen_s > FROZEN_AFTER_S:
+            # Engine output was waiting for us, not the other way round.
+            log.warning(
+                "worker did not run for %.0fs (stopped, or the host stalled): engine silence "
+                "is counted from now",
+                frozen_s,
+            )
+            self.runner.engine_watch_restarted()
         runs = self.runner.active_runs()
         if not runs:
             return
