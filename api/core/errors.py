@@ -163,7 +163,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     body = ErrorBody(
         code="internal_error", message=f"internal error (reference {reference}); try again"
     )
-    return shaped_response(request, 500, body)
+    # Starlette re-raises after this answer and uvicorn then drops the connection: said
+    # here, a keep-alive client opens a new one instead of sending its next request into it.
+    return shaped_response(request, 500, body, headers={"Connection": "close"})
 
 
 def log_with_reference(what: str, exc: BaseException) -> str:
