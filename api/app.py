@@ -114,7 +114,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # startup heap (tens of milliseconds) would stall them all (vqueue/gc_heap.py).
     freeze_startup_heap()
     beat.start()
-    dispatcher = Dispatcher(settings, db)
+    dispatcher = Dispatcher(settings, db, redis)
     deliveries = BackgroundTask("webhooks", dispatcher.run)
     deliveries.start()
     try:

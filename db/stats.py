@@ -6,8 +6,8 @@ from typing import Any
 
 from sqlalchemy import Select, func, select
 
-from db.schema import batches, jobs, owned_by
-from db.states import TERMINAL_STATES, BatchStatus, JobStatus
+from db.schema import batches, jobs, owned_by, webhook_deliveries
+from db.states import TERMINAL_STATES, BatchStatus, DeliveryStatus, JobStatus
 
 
 def queued_by_priority(scope: uuid.UUID | None = None) -> Select[Any]:
@@ -50,3 +50,11 @@ def finished_by_status(owner_id: uuid.UUID) -> Select[Any]:
         .where(jobs.c.owner_id == owner_id, jobs.c.status.in_(sorted(TERMINAL_STATES)))
         .group_by(jobs.c.status)
     )
+
+
+def webhook_backlog() -> Select[Any, Any]:
+    """(webhook deliveries pending, seconds the longest-overdue one has been due, or None)."""
+    d = webhook_deliveries
+    due_since = func.min(d.c.next_attempt_at).filter(d.c.next_attempt_at <= func.now())
+    overdue = func.extract("epoch", func.now() - due_since)
+    return select(func.count(), overdue).where(d.c.status == DeliveryStatus.PENDING)

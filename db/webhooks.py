@@ -171,6 +171,11 @@ def put_secret(owner_id: uuid.UUID, secret: str, overlap_s: int) -> ReturningIns
     ).returning(s.c.created_at, s.c.previous_until)
 
 
-def secret_made_at(owner_id: uuid.UUID) -> Select[Any]:
-    """When the owner's current secret was made; no row: it has none."""
-    return select(webhook_secrets.c.created_at).where(webhook_secrets.c.owner_id == owner_id)
+def secret_dates(owner_id: uuid.UUID) -> Select[Any]:
+    """When the owner's current secret was made, and until when the one before still signs
+    (None: it does not); no row: the owner has none. The secrets themselves are not read."""
+    s = webhook_secrets
+    previous_until = case(
+        (s.c.previous_until > func.now(), s.c.previous_until), else_=literal(None)
+    ).label("previous_valid_until")
+    return select(s.c.created_at, previous_until).where(s.c.owner_id == owner_id)

@@ -4,6 +4,7 @@ one that redirects; refused destinations; batches' progress; re-sending. A SIGKI
 process while it is sending is in tests/test_durability_processes.py."""
 
 import itertools
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,12 @@ import httpx
 import openai
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import Engine, text
 from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
+from api.webhooks.signing import new_secret
 from tests.durability import wait_until
 from tests.test_auth import bearer, new_key
 from tests.test_cli import vqueue
@@ -23,6 +27,18 @@ from vqueue.client.api_client import VQueueClient
 from vqueue.settings import Settings
 
 pytestmark = pytest.mark.stack
+
+
+def webhook_figures(client: VQueueClient) -> dict[str, float]:
+    """The webhook samples of GET /metrics, read by Prometheus' own parser, by name (and
+    outcome)."""
+    figures = {}
+    for family in text_string_to_metric_families(client.http.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name.startswith("vqueue_webhook_"):
+                outcome = sample.labels.get("outcome")
+                figures[f"{sample.name}:{outcome}" if outcome else sample.name] = sample.value
+    return figures
 
 
 def test_a_job_s_end_is_delivered_signed(
@@ -90,6 +106,10 @@ def test_a_hanging_receiver_times_out_and_holds_up_no_other(
 ) -> None:
     hung = submit(client, {"url": receiver.url("/hang")})
     assert receiver.arrived.wait(120)
+    # An operator sees it: pending, and due for as long as the try has hung.
+    waiting = webhook_figures(client)
+    assert waiting["vqueue_webhook_deliveries_pending"] >= 1
+    assert waiting["vqueue_webhook_oldest_due_seconds"] > 0
     [trying] = deliveries(client, job_id=hung["id"])
     busy = client.http.post(f"/webhooks/deliveries/{trying['id']}/resend")
     assert busy.status_code == 409
@@ -103,13 +123,20 @@ def test_a_hanging_receiver_times_out_and_holds_up_no_other(
         (None, "timed out"),
         (200, None),
     ]
+    assert webhook_figures(client)["vqueue_webhook_deliveries_pending"] == 0
 
 
 def test_a_redirect_is_not_followed_and_the_delivery_is_given_up(
     client: VQueueClient, receiver: Receiver, webhook_secret: str
 ) -> None:
+    before = webhook_figures(client)
     job = submit(client, {"url": receiver.url("/redirect")})
     [delivery] = settled(client, job_id=job["id"])
+    after = webhook_figures(client)
+    counted = {name: after[name] - before.get(name, 0) for name in after}
+    assert counted["vqueue_webhook_tries_total:failed"] == 4
+    assert counted["vqueue_webhook_tries_total:delivered"] == 0
+    assert counted["vqueue_webhook_deliveries_failed_total"] == 1
     # The first try and the three retries of VQUEUE_WEBHOOK_RETRY_DELAYS_S, then no more.
     assert delivery["status"] == "failed"
     assert [a["status_code"] for a in delivery["attempts"]] == [302] * 4
@@ -158,6 +185,38 @@ def test_re_sending_a_delivered_event(
         )
         assert refused.status_code == 400
         assert "signing secret" in refused.text
+
+
+def test_a_rotated_secret_keeps_the_old_one_signing_for_its_overlap(
+    receiver: Receiver, base_url: str, settings: Settings
+) -> None:
+    with VQueueClient(base_url, api_key=new_key("rotator")["key"]) as api:
+        assert api.http.get("/webhooks/secret").status_code == 404
+        first = api.http.post("/webhooks/secret").json()
+        assert api.http.get("/webhooks/secret").json() == {
+            "secret": None,  # shown once, when made
+            "created_at": first["created_at"],
+            "previous_valid_until": None,
+        }
+        second = api.http.post("/webhooks/secret").json()
+        assert second["secret"] != first["secret"]
+        shown = api.http.get("/webhooks/secret").json()
+        assert shown["secret"] is None
+        assert shown["previous_valid_until"] == second["previous_valid_until"]
+        overlap = datetime.fromisoformat(shown["previous_valid_until"]) - datetime.fromisoformat(
+            shown["created_at"]
+        )
+        assert abs(overlap.total_seconds() - settings.webhook_secret_overlap_s) < 60
+        job = submit(api, {"url": receiver.url("/ok/rotated")})
+        [delivery] = settled(api, job_id=job["id"])
+        assert delivery["status"] == "delivered"
+    [request] = receiver.at("/ok/rotated")
+    # Two signatures: a receiver still on the old secret and one already on the new both verify.
+    assert len(request.headers["webhook-signature"].split()) == 2
+    for secret in (first["secret"], second["secret"]):
+        assert Webhook(secret).verify(request.body, request.headers)["data"]["id"] == job["id"]
+    with pytest.raises(WebhookVerificationError):
+        Webhook(new_secret()).verify(request.body, request.headers)
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,14 @@ from api.core.resources import Resources, ResourcesDep
 from api.ops.live_workers import worker_descriptions
 from api.ops.process_beat import ProcessBeat, api_processes
 from api.ops.vllm_metrics import add_vllm_metrics
+from api.webhooks.metrics import add_webhook_metrics
 from db.stats import (
     finished_by_status,
     oldest_queued,
     open_batches,
     queued_by_priority,
     running_jobs,
+    webhook_backlog,
 )
 from vqueue.contract.metrics import METRICS_KEY, RESTARTS_PREFIX, Exposition
 from vqueue.contract.task_messages import queue_key
@@ -234,6 +236,9 @@ async def metrics(request: Request, resources: ResourcesDep) -> PlainTextRespons
     ):
         out.metric(name, "gauge", help_text, [(labels, e[key]) for labels, e in engines])
     _gc_metrics(out, "worker", [(labels, w["gc"]) for labels, w in per_worker if w.get("gc")])
+    async with resources.db.connect() as conn:
+        pending, overdue_s = (await conn.execute(webhook_backlog())).one()
+    add_webhook_metrics(out, pending, overdue_s, fields)
     beats = await api_processes(resources.redis, beat)
     _gc_metrics(out, "api", [({"process": b["name"]}, b["gc"]) for b in beats])
     add_vllm_metrics(

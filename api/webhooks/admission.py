@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from api.core.callers import Caller
 from api.core.resources import Resources, first_row
 from api.webhooks.destinations import DestinationPolicy, DestinationRefused, resolve
-from db.webhooks import secret_made_at
+from db.webhooks import secret_dates
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ async def webhook_refusal(resources: Resources, caller: Caller, url: str) -> Ref
         await resolve(url, DestinationPolicy.from_settings(resources.settings))
     except DestinationRefused as exc:
         return Refusal("webhook.url", f"webhook.url: {exc}")
-    if await first_row(resources.db, secret_made_at(caller.owner_id)) is None:
+    if await first_row(resources.db, secret_dates(caller.owner_id)) is None:
         return Refusal(
             "webhook",
             "webhook: this key has no signing secret yet; make one with POST /webhooks/secret "

@@ -12,11 +12,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from redis.asyncio import Redis
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from api.webhooks.destinations import DestinationPolicy
 from api.webhooks.events import event_body, message_id
+from api.webhooks.metrics import count_try
 from api.webhooks.sender import Outcome, send
 from db.webhooks import claim_due, record_try, set_payload, signing_secrets
 from vqueue.settings import Settings
@@ -35,9 +37,10 @@ def retry_delay(delays: list[float], tries: int) -> float | None:
 
 
 class Dispatcher:
-    def __init__(self, settings: Settings, db: AsyncEngine) -> None:
+    def __init__(self, settings: Settings, db: AsyncEngine, redis: Redis) -> None:
         self._settings = settings
         self._db = db
+        self._redis = redis
         self._policy = DestinationPolicy.from_settings(settings)
         self._delays = settings.webhook_retry_delays
         self._lease_s = settings.webhook_timeout_s + LEASE_MARGIN_S
@@ -99,7 +102,7 @@ class Dispatcher:
             log.info("webhook %s to %s: %s", delivery["id"], delivery["url"], outcome.error)
         try:
             async with self._db.begin() as conn:
-                await conn.execute(
+                recorded = await conn.execute(
                     record_try(
                         delivery["id"],
                         lease,
@@ -110,6 +113,10 @@ class Dispatcher:
                 )
         except SQLAlchemyError as exc:
             log.warning("webhook %s: its try was not recorded: %s", delivery["id"], exc)
+            return
+        if recorded.rowcount:  # not if the lease lapsed and another process took it over
+            gave_up = not outcome.delivered and retry_in is None
+            await count_try(self._redis, outcome.delivered, gave_up)
 
     async def _try(self, delivery: Mapping[str, Any], lease: uuid.UUID) -> Outcome:
         async with self._db.begin() as conn:

@@ -16,7 +16,7 @@ from api.webhooks.events import message_id
 from api.webhooks.schemas import Attempt, DeliveriesPublic, DeliveryPublic, SecretPublic
 from api.webhooks.signing import new_secret
 from db.states import DeliveryStatus
-from db.webhooks import get_delivery, list_deliveries, put_secret, resend, signing_secrets
+from db.webhooks import get_delivery, list_deliveries, put_secret, resend, secret_dates
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"])
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
@@ -67,11 +67,10 @@ async def make_secret(resources: ResourcesDep, caller: CallerDep) -> SecretPubli
 )
 async def read_secret(resources: ResourcesDep, caller: CallerDep) -> SecretPublic:
     """When this key's secret was made (never the secret itself)."""
-    row = await first_row(resources.db, signing_secrets(caller.owner_id))
+    row = await first_row(resources.db, secret_dates(caller.owner_id))
     if row is None:
         raise NotFoundError("this key has no webhook signing secret; POST /webhooks/secret")
-    until = None if row["previous"] is None else row["previous_until"]
-    return SecretPublic(created_at=row["created_at"], previous_valid_until=until)
+    return SecretPublic(**row)
 
 
 @router.get("/deliveries", response_model=DeliveriesPublic)
