@@ -72,6 +72,13 @@ def set_payload(delivery_id: uuid.UUID, lease: uuid.UUID, payload: str) -> Updat
     )
 
 
+def forget_payloads(job_id: uuid.UUID) -> Update:
+    """The stored events of a job whose content was deleted: a try or re-send from now on
+    renders what is left of it (that it was deleted), never the deleted text."""
+    d = webhook_deliveries
+    return update(d).where(d.c.job_id == job_id, d.c.payload.is_not(None)).values(payload=None)
+
+
 def record_try(
     delivery_id: uuid.UUID,
     lease: uuid.UUID,

@@ -4,6 +4,7 @@ one that redirects; refused destinations; batches' progress; re-sending. A SIGKI
 process while it is sending is in tests/test_durability_processes.py."""
 
 import itertools
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -358,6 +359,33 @@ def test_a_background_response_announces_its_end_as_openai_does(
     data = orjson.loads(request.body)["data"]
     assert data["status"] == final.status
     assert data["output"][0]["content"][0]["text"] == final.output_text
+
+
+def test_a_deleted_response_s_text_leaves_its_webhook_events_too(
+    oai: openai.OpenAI, client: VQueueClient, receiver: Receiver, webhook_secret: str
+) -> None:
+    made = oai.responses.create(
+        input="Name three colours.",
+        max_output_tokens=12,
+        background=True,
+        extra_body={"webhook": {"url": receiver.url("/ok/deleted")}},
+    )
+    job_id = str(uuid.UUID(made.id.removeprefix("resp_")))
+    [delivery] = settled(client, job_id=job_id)
+    text = oai.responses.retrieve(made.id).output_text
+    assert text
+    assert delivery["event"]["data"]["output"][0]["content"][0]["text"] == text
+    assert oai.responses.delete(made.id) is None
+    [kept] = deliveries(client, job_id=job_id)
+    assert kept["event"] is None  # the record of the tries stays; the text does not
+    assert [a["status_code"] for a in kept["attempts"]] == [200]
+    # Sent again, it says the response is gone, and still verifies.
+    assert client.http.post(f"/webhooks/deliveries/{kept['id']}/resend").status_code == 202
+    wait_until(lambda: len(receiver.at("/ok/deleted")) == 2, timeout=60)
+    again = receiver.at("/ok/deleted")[1]
+    event = Webhook(webhook_secret).verify(again.body, again.headers)
+    assert event["data"] == {"id": made.id, "object": "response", "deleted": True}
+    assert text not in again.body.decode()
 
 
 def test_the_cli_names_webhooks(

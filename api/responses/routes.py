@@ -40,6 +40,7 @@ from api.responses.views import job_id_of, response_id, response_object
 from api.webhooks.admission import webhook_refusal
 from db.responses import delete_response, is_deleted
 from db.states import JobStatus
+from db.webhooks import forget_payloads
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=OPENAI_ERRORS)
 log = logging.getLogger(__name__)
@@ -273,6 +274,8 @@ async def delete(
         )
     async with resources.db.begin() as conn:
         deleted = (await conn.execute(delete_response(row["id"], caller.scope))).first()
+        # Its webhook events held the text too (GET /webhooks/deliveries shows them).
+        await conn.execute(forget_payloads(row["id"]))
     if deleted is None:
         raise OpenAIError(404, f"no response {response_name!r}", param="response_id")
     return {"id": response_id(row["id"]), "object": "response", "deleted": True}

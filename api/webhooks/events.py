@@ -16,6 +16,7 @@ from api.openai.batch_views import batch_object
 from api.responses.views import response_id, response_object
 from db.batches import get_batch
 from db.jobs import get_job
+from db.responses import is_deleted
 
 
 def message_id(delivery_id: uuid.UUID) -> str:
@@ -40,7 +41,7 @@ async def event_body(conn: AsyncConnection, delivery: Mapping[str, Any]) -> str:
 async def _subject(conn: AsyncConnection, delivery: Mapping[str, Any]) -> dict[str, Any]:
     if delivery["job_id"] is not None:
         job = (await conn.execute(get_job(delivery["job_id"]))).mappings().first()
-        if job is None:
+        if job is None or is_deleted(job["response"]):
             return _gone(delivery["job_id"], delivery["type"])
         if job["response"] is not None:
             return response_object(job)
