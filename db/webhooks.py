@@ -26,16 +26,43 @@ from db.transitions import delivery_move
 LOST_TRY = "no answer recorded: the process sending it stopped"
 
 
-def claim_due(limit: int, lease_s: float) -> Update:
+def claim_due(limit: int, lease_s: float, per_owner: int) -> Update:
     """Take up to `limit` due deliveries for this process (SKIP LOCKED: processes never take
-    the same one). A delivery whose lease lapsed was being sent by a process that died: its
-    lost try is written down and it is taken over."""
+    the same one), and none that would put more than `per_owner` of one owner's deliveries in
+    flight: a key whose receivers hang holds that many tries, not every process's slots. A
+    delivery whose lease lapsed was being sent by a process that died: its lost try is
+    written down and it is taken over."""
     d = webhook_deliveries
+    pending = d.c.status == DeliveryStatus.PENDING
+    in_flight = (
+        select(d.c.owner_id, func.count().label("count"))
+        .where(pending, d.c.lease_expires_at >= func.now())
+        .group_by(d.c.owner_id)
+        .subquery()
+    )
+    ranked = (
+        select(
+            d.c.id,
+            func.row_number()
+            .over(partition_by=d.c.owner_id, order_by=d.c.next_attempt_at)
+            .label("place"),
+            func.coalesce(in_flight.c.count, 0).label("busy"),
+        )
+        .select_from(d.outerjoin(in_flight, in_flight.c.owner_id == d.c.owner_id))
+        .where(
+            pending,
+            d.c.next_attempt_at <= func.now(),
+            or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < func.now()),
+        )
+        .subquery()
+    )
+    within_share = select(ranked.c.id).where(ranked.c.place + ranked.c.busy <= per_owner)
     due = (
         select(d.c.id)
         .where(
-            d.c.status == DeliveryStatus.PENDING,
-            d.c.next_attempt_at <= func.now(),
+            d.c.id.in_(within_share),
+            # Again here: a row another process took since the subquery's snapshot is skipped.
+            pending,
             or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < func.now()),
         )
         .order_by(d.c.next_attempt_at)

@@ -100,6 +100,8 @@ os.environ.update(
         "VQUEUE_WEBHOOK_RETRY_DELAYS_S": "1,1,1",
         "VQUEUE_WEBHOOK_PROGRESS_INTERVAL_S": "1",
         "VQUEUE_WEBHOOK_POLL_S": "0.2",
+        # Small, so that a test's flood of one key's deliveries is a few.
+        "VQUEUE_WEBHOOK_CONCURRENCY_PER_KEY": "2",
     }
 )
 

@@ -4,6 +4,8 @@ one that redirects; refused destinations; batches' progress; re-sending. A SIGKI
 process while it is sending is in tests/test_durability_processes.py."""
 
 import itertools
+import threading
+import time
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -430,3 +432,60 @@ def test_the_cli_names_webhooks(
     refused = vqueue(base_url, "submit", "Hi", "--no-wait", "--webhook", "http://10.0.0.1/")
     assert refused.returncode != 0
     assert "private address" in refused.stderr
+
+
+def test_a_key_whose_receiver_hangs_holds_its_share_of_tries_and_no_more(
+    client: VQueueClient,
+    receiver: Receiver,
+    webhook_secret: str,
+    base_url: str,
+    db: Engine,
+    settings: Settings,
+) -> None:
+    share = settings.webhook_concurrency_per_key
+    flooder = new_key(f"flooder-{uuid.uuid4().hex[:8]}")
+    with VQueueClient(base_url, api_key=flooder["key"]) as api:
+        assert api.http.post("/webhooks/secret").status_code == 201
+        receiver.release.set()  # the tarpit answers at once, for now
+        jobs = [submit(api, {"url": receiver.url(f"/tarpit/{n}")}) for n in range(3 * share)]
+        sent = [settled(api, job_id=job["id"])[0] for job in jobs]
+        assert {delivery["status"] for delivery in sent} == {"delivered"}
+        # Now it hangs, and every one of those events is sent again at once.
+        receiver.release.clear()
+        for delivery in sent:
+            assert api.http.post(f"/webhooks/deliveries/{delivery['id']}/resend").status_code == 202
+        in_flight: list[int] = []
+        watching = threading.Event()
+
+        def watch() -> None:
+            while not watching.is_set():
+                with db.connect() as conn:
+                    in_flight.append(
+                        conn.execute(
+                            text(
+                                "SELECT count(*) FROM webhook_deliveries d JOIN api_keys k "
+                                "ON k.id = d.owner_id WHERE k.name = :name AND "
+                                "d.status = 'pending' AND d.lease_expires_at > now()"
+                            ),
+                            {"name": flooder["name"]},
+                        ).scalar_one()
+                    )
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            wait_until(lambda: share in in_flight, timeout=60)
+            # Another key's event goes out while the flood holds its share.
+            other = submit(client, {"url": receiver.url("/ok/beside-the-flood")})
+            [delivery] = settled(client, job_id=other["id"])
+            assert delivery["status"] == "delivered"
+            assert any(d["status"] == "pending" for d in deliveries(api, limit="100"))
+        finally:
+            watching.set()
+            watcher.join(timeout=10)
+            receiver.release.set()
+        assert max(in_flight) == share
+        # Released, the flood is delivered: nothing of it is left for later tests.
+        for job in jobs:
+            assert settled(api, job_id=job["id"])[0]["status"] == "delivered"

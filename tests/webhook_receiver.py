@@ -21,7 +21,8 @@ class Received:
 @dataclass
 class Receiver:
     """An HTTP server whose paths behave as their first part says: /ok, /fail/N (500 to the
-    first N requests), /hang (the first request waits until released), /redirect."""
+    first N requests), /hang (the first request waits until released), /tarpit (while not
+    released, every request waits until it is, unanswered), /redirect."""
 
     server: ThreadingHTTPServer
     received: list[Received] = field(default_factory=list)
@@ -52,6 +53,9 @@ def running_receiver() -> Iterator[Receiver]:
                 status = 500
             elif kind == "hang" and seen == 1:
                 got.arrived.set()
+                got.release.wait(60)
+                return
+            elif kind == "tarpit" and not got.release.is_set():
                 got.release.wait(60)
                 return
             elif kind == "redirect":

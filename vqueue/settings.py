@@ -130,6 +130,9 @@ class Settings(BaseSettings):
     """How often each API process looks for deliveries that are due."""
     webhook_concurrency: int = Field(32, gt=0)
     """Deliveries one API process has in flight at once."""
+    webhook_concurrency_per_key: int = Field(8, gt=0)
+    """Deliveries of one key's events in flight at once, over all API processes: a key whose
+    receivers are slow or hang holds this many tries, and the other keys' events go out."""
     webhook_secret_overlap_s: int = Field(86_400, ge=0)
     """After a key's signing secret is rotated, the old one also signs this long, so
     receivers can move over."""

@@ -69,7 +69,8 @@ class Dispatcher:
         if room <= 0:
             return 0
         async with self._db.begin() as conn:
-            claimed = (await conn.execute(claim_due(room, self._lease_s))).mappings().all()
+            statement = claim_due(room, self._lease_s, self._settings.webhook_concurrency_per_key)
+            claimed = (await conn.execute(statement)).mappings().all()
         for delivery in claimed:
             task = asyncio.create_task(self._deliver(dict(delivery)))
             self._in_flight.add(task)
