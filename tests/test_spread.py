@@ -157,6 +157,27 @@ def attempts_by_worker(spread: Processes, wanted: set[str]) -> dict[str, dict[in
     return found
 
 
+RUN_ENDED = re.compile(r": (succeeded|failed|cancelled|handed back)")
+
+
+def running_when_started(spread: Processes, name: str, job_id: str, attempt: int) -> int:
+    """How many runs the worker had when it started that attempt of the job, from its log:
+    attempts started less runs ended (whatever the outcome) before that line."""
+    running = 0
+    started = f"job {job_id}: attempt {attempt} started"
+    for line in (spread.run_dir / f"spread-{name}.log").read_text(errors="replace").splitlines():
+        if not line.startswith("{"):
+            continue
+        message = orjson.loads(line).get("message", "")
+        if message == started:
+            return running
+        if ATTEMPT_STARTED.search(message):
+            running += 1
+        elif message.startswith("job ") and RUN_ENDED.search(message):
+            running -= 1
+    raise AssertionError(f"{name} never started attempt {attempt} of {job_id}")
+
+
 def first_worker(spread: Processes, ids: list[str]) -> dict[str, str]:
     """Which worker started the first attempt of each job. Waits until each is there."""
     wanted = set(ids)
@@ -216,9 +237,16 @@ def test_a_burst_is_shared_by_room_and_a_backlog_moves_to_an_idle_worker(
     cancel_all(spread.base_url, [job_id for job_id in ids if first[job_id] == "small"])
     wait_until(lambda: all(row.status in FINAL for row in rows(db, ids)), 600, 0.5)
     attempts = attempts_by_worker(spread, set(ids))
-    # Where each job that waited on `deep` went next: to `small`, never back to `deep`.
+    # Where each job that waited on `deep` went next: to `small`, which had room.
     moved = {job_id: runs for job_id, runs in attempts.items() if runs[1] == "deep" and 2 in runs}
     assert len(moved) >= 2, attempts
-    assert {runs[2] for runs in moved.values()} == {"small"}, moved
+    assert "small" in {runs[2] for runs in moved.values()}, moved
+    # Never straight back: `deep` takes no message past its slots after a hand-back, so one
+    # that went back to it (its message still unread when `deep` ran dry, on a slow machine)
+    # started there only once `deep` had a free slot.
+    slots = int(WORKERS["deep"]["VQUEUE_MAX_NUM_SEQS"])
+    for job_id, runs in moved.items():
+        if runs[2] == "deep":
+            assert running_when_started(spread, "deep", job_id, 2) < slots, (job_id, moved)
     log = (spread.run_dir / "spread-deep.log").read_text(errors="replace")
     assert "waiting jobs to workers with free slots" in log
