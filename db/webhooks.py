@@ -34,6 +34,8 @@ def claim_due(limit: int, lease_s: float, per_owner: int) -> Update:
     written down and it is taken over."""
     d = webhook_deliveries
     pending = d.c.status == DeliveryStatus.PENDING
+    # No process holds it: never leased, or its holder's lease lapsed.
+    unheld = or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < func.now())
     in_flight = (
         select(d.c.owner_id, func.count().label("count"))
         .where(pending, d.c.lease_expires_at >= func.now())
@@ -49,11 +51,7 @@ def claim_due(limit: int, lease_s: float, per_owner: int) -> Update:
             func.coalesce(in_flight.c.count, 0).label("busy"),
         )
         .select_from(d.outerjoin(in_flight, in_flight.c.owner_id == d.c.owner_id))
-        .where(
-            pending,
-            d.c.next_attempt_at <= func.now(),
-            or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < func.now()),
-        )
+        .where(pending, d.c.next_attempt_at <= func.now(), unheld)
         .subquery()
     )
     within_share = select(ranked.c.id).where(ranked.c.place + ranked.c.busy <= per_owner)
@@ -63,7 +61,7 @@ def claim_due(limit: int, lease_s: float, per_owner: int) -> Update:
             d.c.id.in_(within_share),
             # Again here: a row another process took since the subquery's snapshot is skipped.
             pending,
-            or_(d.c.lease_expires_at.is_(None), d.c.lease_expires_at < func.now()),
+            unheld,
         )
         .order_by(d.c.next_attempt_at)
         .limit(limit)

@@ -1,6 +1,7 @@
 """What the fault tests share: counting lost, doubled and stuck jobs, waiting for the stack's
 supervisor to bring a part back, and readers that lose their connection mid-stream."""
 
+import signal
 import threading
 import time
 from dataclasses import dataclass, field
@@ -150,6 +151,17 @@ def wait_for_restart(settings: Settings, name: str, old_pid: int, timeout: float
     pid = stack.running_pid(settings, name)
     assert pid is not None
     return pid
+
+
+def sigkill_until_restarted(settings: Settings, name: str, timeout: float = 120) -> float:
+    """SIGKILL to the part's main process alone; seconds until the supervisor's new one serves
+    (`wait_for_restart`)."""
+    pid = stack.running_pid(settings, name)
+    assert pid is not None
+    killed_at = time.monotonic()
+    stack.kill(settings, name, signal.SIGKILL)
+    wait_for_restart(settings, name, pid, timeout=timeout)
+    return time.monotonic() - killed_at
 
 
 def engine_pids(worker_pid: int) -> list[int]:

@@ -29,6 +29,7 @@ from tests.durability import (
     report,
     resume_all,
     running_jobs,
+    sigkill_until_restarted,
     tally,
     wait_for_restart,
     wait_until,
@@ -209,12 +210,7 @@ def test_sigkill_of_the_api_while_50_clients_stream(
 ) -> None:
     max_tokens = 300
     jobs, followers = streams_to_cut(client, settings, max_tokens)
-    api = stack.running_pid(settings, "api")
-    assert api is not None
-    killed_at = time.monotonic()
-    stack.kill(settings, "api", signal.SIGKILL)
-    wait_for_restart(settings, "api", api, timeout=120)
-    back_s = time.monotonic() - killed_at
+    back_s = sigkill_until_restarted(settings, "api")
     finals = {job["id"]: job for job in finals_of(client, [j["id"] for j in jobs], 600)}
     for follower in followers:
         follower.join(timeout=120)
@@ -247,12 +243,8 @@ def test_a_webhook_delivery_survives_a_sigkill_of_the_api_mid_send(
 ) -> None:
     job = submit(client, {"url": receiver.url("/hang")})
     assert receiver.arrived.wait(120)
-    api = stack.running_pid(settings, "api")
-    assert api is not None
     killed_at = time.monotonic()
-    stack.kill(settings, "api", signal.SIGKILL)
-    wait_for_restart(settings, "api", api, timeout=120)
-    back_s = time.monotonic() - killed_at
+    back_s = sigkill_until_restarted(settings, "api")
     [delivery] = settled(client, job_id=job["id"], timeout=120)
     sent_s = time.monotonic() - killed_at
     report(

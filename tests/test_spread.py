@@ -141,16 +141,19 @@ def rows(db: Engine, ids: list[str]) -> list[Any]:
         return list(conn.execute(query, {"ids": ids}))
 
 
+def log_records(spread: Processes, name: str) -> Iterator[dict[str, Any]]:
+    """The worker's JSON log records, in order."""
+    for line in (spread.run_dir / f"spread-{name}.log").read_text(errors="replace").splitlines():
+        if line.startswith("{"):
+            yield orjson.loads(line)
+
+
 def attempts_by_worker(spread: Processes, wanted: set[str]) -> dict[str, dict[int, str]]:
     """Which worker started each attempt of each job, from the workers' own logs: a record
     that a job ending or moving later does not change."""
     found: dict[str, dict[int, str]] = {}
     for name in WORKERS:
-        path = spread.run_dir / f"spread-{name}.log"
-        for line in path.read_text(errors="replace").splitlines():
-            if "started" not in line or not line.startswith("{"):
-                continue
-            record = orjson.loads(line)
+        for record in log_records(spread, name):
             started = ATTEMPT_STARTED.search(record.get("message", ""))
             if started and record.get("job_id") in wanted:
                 found.setdefault(record["job_id"], {})[int(started.group(1))] = name
@@ -165,10 +168,8 @@ def running_when_started(spread: Processes, name: str, job_id: str, attempt: int
     attempts started less runs ended (whatever the outcome) before that line."""
     running = 0
     started = f"job {job_id}: attempt {attempt} started"
-    for line in (spread.run_dir / f"spread-{name}.log").read_text(errors="replace").splitlines():
-        if not line.startswith("{"):
-            continue
-        message = orjson.loads(line).get("message", "")
+    for record in log_records(spread, name):
+        message = record.get("message", "")
         if message == started:
             return running
         if ATTEMPT_STARTED.search(message):

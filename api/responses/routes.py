@@ -274,8 +274,9 @@ async def delete(
         )
     async with resources.db.begin() as conn:
         deleted = (await conn.execute(delete_response(row["id"], caller.scope))).first()
-        # Its webhook events held the text too (GET /webhooks/deliveries shows them).
-        await conn.execute(forget_payloads(row["id"]))
+        if deleted is not None:
+            # Its webhook events held the text too (GET /webhooks/deliveries shows them).
+            await conn.execute(forget_payloads(row["id"]))
     if deleted is None:
         raise OpenAIError(404, f"no response {response_name!r}", param="response_id")
     return {"id": response_id(row["id"]), "object": "response", "deleted": True}
